@@ -1,0 +1,62 @@
+"""Settings: one typed class, read from the environment (and `.env`), cached per process.
+
+Tests build their own `Settings(...)` and pass it to `create_app(settings)` or override
+`get_settings`; nothing else reads the environment.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Literal
+
+from pydantic import Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+# Values that mean "nobody set a real secret". Accepted only in development.
+_PLACEHOLDER_SECRETS = {"", "change-me", "changeme", "secret", "dev-insecure-secret-change-me"}
+DEV_JWT_SECRET = "dev-insecure-secret-change-me"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore")
+
+    environment: Literal["development", "test", "production"] = "development"
+    log_level: str = "INFO"
+
+    # Hot state.
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    redis_cluster: bool = False
+    redis_socket_timeout: float = 5.0
+    redis_connect_timeout: float = 2.0
+    redis_max_connections: int = 256
+    redis_retries: int = 2
+    key_prefix: str = Field(default="triage", pattern=r"^[A-Za-z0-9_.:-]{1,64}$")
+    conversation_ttl: int = Field(default=86_400, gt=0)
+    orchestration_ttl: int = Field(default=86_400, gt=0)
+    max_conversation_history: int = Field(default=100, gt=0)
+    stream_maxlen: int = Field(default=2_000, gt=0)
+    state_write_max_attempts: int = Field(default=64, gt=0)
+
+    # Warm state.
+    database_url: str = "postgresql+asyncpg://postgres@127.0.0.1:5432/triage"
+
+    # Auth.
+    jwt_secret: str = DEV_JWT_SECRET
+    jwt_algorithm: str = "HS256"
+
+    @model_validator(mode="after")
+    def _refuse_placeholder_secrets(self) -> Settings:
+        if self.environment != "development":
+            if self.jwt_secret.strip().lower() in _PLACEHOLDER_SECRETS:
+                raise ValueError(
+                    "JWT_SECRET is missing or a placeholder; set a random value of at least "
+                    "32 characters (e.g. `python -c 'import secrets; print(secrets.token_urlsafe(48))'`)"
+                )
+            if len(self.jwt_secret) < 32:
+                raise ValueError("JWT_SECRET must be at least 32 characters outside development")
+        return self
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,28 @@
+"""Dependency aliases for routes. Clients live on `app.state`, created by the lifespan."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Request
+
+from backend.core.config import Settings
+from backend.core.redis import RedisService
+from backend.state.service import ConversationStateManager
+
+
+def _settings(request: Request) -> Settings:
+    return request.app.state.settings
+
+
+def _redis(request: Request) -> RedisService:
+    return request.app.state.redis
+
+
+def _state_manager(request: Request) -> ConversationStateManager:
+    return request.app.state.state_manager
+
+
+SettingsDep = Annotated[Settings, Depends(_settings)]
+RedisDep = Annotated[RedisService, Depends(_redis)]
+StateManagerDep = Annotated[ConversationStateManager, Depends(_state_manager)]

@@ -1,0 +1,141 @@
+"""RedisService: the one connection pool of a process, JSON helpers and a health check.
+
+Every call goes through `translate_errors()`, which turns connection failures and timeouts into the typed
+`StoreUnavailable` so callers (and the HTTP layer) never see a raw socket error or hang: the
+pool has connect/read timeouts and a small, bounded retry with backoff.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from redis import exceptions as redis_errors
+from redis.asyncio import Redis, RedisCluster
+from redis.asyncio.retry import Retry
+from redis.backoff import EqualJitterBackoff
+
+from backend.core.config import Settings
+from backend.core.errors import StoreUnavailable
+
+RedisClient = Redis | RedisCluster
+
+_UNAVAILABLE = (
+    redis_errors.ConnectionError,
+    redis_errors.TimeoutError,
+    redis_errors.ClusterDownError,
+    redis_errors.RedisClusterException,
+    redis_errors.BusyLoadingError,
+    OSError,
+)
+
+
+@contextmanager
+def translate_errors() -> Iterator[None]:
+    try:
+        yield
+    except _UNAVAILABLE as exc:
+        raise StoreUnavailable(f"Redis unavailable: {exc}") from exc
+
+
+def create_redis_client(settings: Settings) -> RedisClient:
+    """Build (without connecting) the pooled client described by the settings."""
+    retry = Retry(EqualJitterBackoff(cap=0.5, base=0.05), settings.redis_retries)
+    common: dict[str, Any] = {
+        "decode_responses": True,
+        "socket_timeout": settings.redis_socket_timeout,
+        "socket_connect_timeout": settings.redis_connect_timeout,
+        "retry": retry,
+        "max_connections": settings.redis_max_connections,
+        "health_check_interval": 30,
+    }
+    if settings.redis_cluster:
+        return RedisCluster.from_url(settings.redis_url, **common)
+    return Redis.from_url(settings.redis_url, **common)
+
+
+class RedisService:
+    def __init__(self, client: RedisClient) -> None:
+        self.client = client
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> RedisService:
+        return cls(create_redis_client(settings))
+
+    @property
+    def is_cluster(self) -> bool:
+        return isinstance(self.client, RedisCluster)
+
+    async def close(self) -> None:
+        await self.client.aclose()
+
+    async def ping(self) -> bool:
+        with translate_errors():
+            return bool(await self.client.ping())
+
+    async def get_json(self, key: str) -> Any | None:
+        with translate_errors():
+            raw = await self.client.get(key)
+        return None if raw is None else json.loads(raw)
+
+    async def set_json(self, key: str, value: Any, ttl: int | None = None) -> None:
+        """Store `value` as JSON; the TTL is set by the same SET command, never a second one."""
+        payload = json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+        with translate_errors():
+            await self.client.set(key, payload, ex=ttl)
+
+    async def delete(self, *keys: str) -> int:
+        if not keys:
+            return 0
+        with translate_errors():
+            if self.is_cluster:
+                # Multi-key DEL must stay in one slot on a cluster; delete one by one.
+                return sum([await self.client.delete(k) for k in keys])
+            return int(await self.client.delete(*keys))
+
+    async def exists(self, *keys: str) -> int:
+        with translate_errors():
+            if self.is_cluster:
+                return sum([await self.client.exists(k) for k in keys])
+            return int(await self.client.exists(*keys))
+
+    async def get_ttl(self, key: str) -> int | None:
+        """Seconds left, or None when the key is missing or has no expiry."""
+        with translate_errors():
+            ttl = int(await self.client.ttl(key))
+        return ttl if ttl >= 0 else None
+
+    async def set_ttl(self, key: str, ttl: int) -> bool:
+        with translate_errors():
+            return bool(await self.client.expire(key, ttl))
+
+    async def scan_keys(self, match: str, count: int = 500) -> AsyncIterator[str]:
+        """Iterate keys matching a glob with SCAN (every master on a cluster). Never KEYS."""
+        with translate_errors():
+            async for key in self.client.scan_iter(match=match, count=count):
+                yield key
+
+    async def health_check(self) -> dict[str, Any]:
+        started = time.perf_counter()
+        with translate_errors():
+            await self.client.ping()
+            latency_ms = (time.perf_counter() - started) * 1000
+            if isinstance(self.client, RedisCluster):
+                per_node = await self.client.info(target_nodes=RedisCluster.PRIMARIES)
+                nodes = list(per_node.values())
+            else:
+                nodes = [await self.client.info()]
+        used = sum(int(n.get("used_memory", 0)) for n in nodes)
+        return {
+            "status": "ok",
+            "latency_ms": round(latency_ms, 3),
+            "redis_version": nodes[0].get("redis_version"),
+            "used_memory": used,
+            "used_memory_human": f"{used / 1024 / 1024:.2f}M",
+            "maxmemory_policy": nodes[0].get("maxmemory_policy"),
+            "connected_clients": sum(int(n.get("connected_clients", 0)) for n in nodes),
+            "nodes": len(nodes),
+        }

@@ -1,0 +1,28 @@
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter
+
+from backend.core.deps import RedisDep
+
+router = APIRouter(prefix="/health", tags=["health"])
+
+
+@router.get("/live")
+async def live() -> dict[str, str]:
+    """The process is up (no dependency is checked)."""
+    return {"status": "ok"}
+
+
+@router.get("/ready")
+async def ready(redis: RedisDep) -> dict[str, Any]:
+    """Ready to serve: Redis answers. 503 when it does not."""
+    await redis.ping()
+    return {"status": "ok", "checks": {"redis": "ok"}}
+
+
+@router.get("/redis")
+async def redis_health(redis: RedisDep) -> dict[str, Any]:
+    """Redis latency, version, memory and connected clients."""
+    return await redis.health_check()

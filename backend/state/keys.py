@@ -1,0 +1,73 @@
+"""Redis key layout. Keys are an API: build them only here.
+
+All keys of one session share the hash tag `{<session_id>}`, so every Lua script touches a
+single slot and runs unchanged on Redis Cluster. Cross-session structures (a user's index, the
+dirty set) live in their own slots and are always rebuildable from the sessions themselves.
+"""
+
+from __future__ import annotations
+
+import re
+
+_SESSION_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+# Users and tenants come from JWT claims; braces would break the hash tag, so they are refused.
+_PRINCIPAL_ID = re.compile(r"^[A-Za-z0-9_.@+:-]{1,128}$")
+
+
+def is_valid_session_id(session_id: str) -> bool:
+    return bool(_SESSION_ID.match(session_id))
+
+
+def is_valid_principal_id(value: str) -> bool:
+    return bool(_PRINCIPAL_ID.match(value))
+
+
+class Keys:
+    def __init__(self, prefix: str) -> None:
+        self.prefix = prefix
+
+    def _session(self, session_id: str, part: str) -> str:
+        if not is_valid_session_id(session_id):
+            raise ValueError(f"invalid session id: {session_id!r}")
+        return f"{self.prefix}:s:{{{session_id}}}:{part}"
+
+    def conversation(self, session_id: str) -> str:
+        return self._session(session_id, "conv")
+
+    def orchestration(self, session_id: str) -> str:
+        return self._session(session_id, "orch")
+
+    def events(self, session_id: str) -> str:
+        return self._session(session_id, "events")
+
+    def lease(self, session_id: str) -> str:
+        return self._session(session_id, "lease")
+
+    def session_keys(self, session_id: str) -> list[str]:
+        return [
+            self.conversation(session_id),
+            self.orchestration(session_id),
+            self.events(session_id),
+            self.lease(session_id),
+        ]
+
+    def user_index(self, tenant_id: str, user_id: str) -> str:
+        if not (_PRINCIPAL_ID.match(tenant_id) and _PRINCIPAL_ID.match(user_id)):
+            raise ValueError(f"invalid tenant or user id: {tenant_id!r}, {user_id!r}")
+        return f"{self.prefix}:idx:{{t:{tenant_id}:u:{user_id}}}:sessions"
+
+    def dirty(self) -> str:
+        return f"{self.prefix}:dirty"
+
+    def conversation_pattern(self) -> str:
+        return f"{self.prefix}:s:*:conv"
+
+    def orchestration_pattern(self) -> str:
+        return f"{self.prefix}:s:*:orch"
+
+    def all_pattern(self) -> str:
+        return f"{self.prefix}:*"
+
+    def session_id_from_key(self, key: str) -> str:
+        start, end = key.index("{") + 1, key.index("}")
+        return key[start:end]

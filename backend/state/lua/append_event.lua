@@ -1,0 +1,18 @@
+-- Append one event to a session's stream and slide the stream's TTL in the same step.
+-- Refuses (returns "") when the session's state is gone, so a stream never outlives its state.
+--
+-- KEYS[1]  the session's conversation hash, KEYS[2] its event stream
+-- ARGV[1]  TTL (seconds), ARGV[2] MAXLEN, ARGV[3] event type, ARGV[4] data (JSON)
+-- ARGV[5]  version to stamp on the event ("" for the state's current version)
+
+local version = ARGV[5]
+if version == '' then
+  version = redis.call('HGET', KEYS[1], 'version')
+  if not version then
+    return ''
+  end
+end
+local id = redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[2], '*',
+  'type', ARGV[3], 'version', version, 'data', ARGV[4])
+redis.call('EXPIRE', KEYS[2], ARGV[1])
+return id

@@ -1,0 +1,473 @@
+"""ConversationStateManager: the only code that reads or writes conversation state in Redis.
+
+Why it looks like this:
+
+* One write is one round trip. `write_state.lua` checks the version the caller read, stores the
+  document with its sliding TTL and appends the event to the session's stream atomically.
+  The user's session index and the dirty mark (which drives snapshotting to PostgreSQL) ride in
+  the same pipeline; on a cluster they live in other slots, so they cannot be in the script,
+  and they can always be rebuilt from the sessions themselves (`rebuild_indexes`).
+* Optimistic concurrency: a stale write raises `VersionConflict`; `update()` re-reads and
+  retries with jittered backoff, bounded.
+* The state hash keeps flat copies of a few fields (status, kind, counts...) next to the JSON
+  document so listings and stats never parse whole documents.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from importlib.resources import files
+from typing import Any, Literal, TypeVar, overload
+
+from redis import exceptions as redis_errors
+
+from backend.core.config import Settings
+from backend.core.errors import InvalidState, SessionNotFound, VersionConflict
+from backend.core.redis import RedisService, translate_errors
+from backend.state.keys import Keys
+from backend.state.schemas import (
+    ConversationState,
+    Event,
+    OrchestrationState,
+    SessionPage,
+    SessionSummary,
+    StateDocument,
+    StreamEntry,
+    utcnow,
+)
+
+Kind = Literal["conversation", "orchestration"]
+S = TypeVar("S", ConversationState, OrchestrationState)
+
+_META_FIELDS = ("status", "kind", "title", "message_count", "updated_at", "user_id", "tenant_id")
+
+
+def _lua(name: str) -> str:
+    return files("backend.state").joinpath("lua", name).read_text()
+
+
+@dataclass(frozen=True)
+class WriteResult:
+    version: int
+    event_id: str | None
+
+
+@dataclass
+class MigrationReport:
+    migrated: int = 0
+    skipped: int = 0
+    invalid: list[tuple[str, str]] = field(default_factory=list)
+
+
+class ConversationStateManager:
+    def __init__(self, redis: RedisService, settings: Settings, *, prefix: str | None = None):
+        self.redis = redis
+        self.settings = settings
+        self.keys = Keys(prefix or settings.key_prefix)
+        client = redis.client
+        self._write_script = client.register_script(_lua("write_state.lua"))
+        self._event_script = client.register_script(_lua("append_event.lua"))
+        self._index_script = client.register_script(_lua("touch_index.lua"))
+
+    # ------------------------------------------------------------------ reads
+
+    async def get_conversation_state(self, session_id: str) -> ConversationState | None:
+        return await self._get(ConversationState, self.keys.conversation(session_id))
+
+    async def get_orchestration_state(self, session_id: str) -> OrchestrationState | None:
+        return await self._get(OrchestrationState, self.keys.orchestration(session_id))
+
+    async def _get(self, model: type[S], key: str) -> S | None:
+        with translate_errors():
+            raw = await self.redis.client.hget(key, "doc")
+        if raw is None:
+            return None
+        return model.model_validate_json(raw)
+
+    async def get_version(self, session_id: str, kind: Kind = "conversation") -> int:
+        """The stored version (0 when absent): a cheap read that does not parse the document."""
+        with translate_errors():
+            raw = await self.redis.client.hget(self._state_key(kind, session_id), "version")
+        return int(raw or 0)
+
+    # ----------------------------------------------------------------- writes
+
+    async def save_conversation_state(
+        self, state: ConversationState, *, expected_version: int | None = None,
+        event: Event | None = None,
+    ) -> ConversationState:
+        """Write `state` if the stored version is still the one it was read at.
+
+        Returns the state with its new version; raises `VersionConflict` when stale.
+        """
+        return await self._save("conversation", state, expected_version, event)
+
+    async def save_orchestration_state(
+        self, state: OrchestrationState, *, expected_version: int | None = None,
+        event: Event | None = None,
+    ) -> OrchestrationState:
+        return await self._save("orchestration", state, expected_version, event)
+
+    async def _save(
+        self, kind: Kind, state: S, expected_version: int | None, event: Event | None
+    ) -> S:
+        expected = state.version if expected_version is None else expected_version
+        new = state.model_copy(update={"version": expected + 1})
+        result = await self._write(kind, new, mode="cas", version=expected, event=event)
+        if result is None:
+            actual = await self.get_version(state.session_id, kind)
+            raise VersionConflict(
+                f"{kind} {state.session_id} changed since it was read",
+                expected=expected, actual=actual,
+            )
+        return new
+
+    async def restore_state(self, kind: Kind, state: StateDocument, event: Event | None = None) -> bool:
+        """Put back a state lost from Redis with its stored version.
+
+        Writes only when Redis holds no state or an older version: a restore never brings back
+        an older version over a newer one. Returns whether it wrote.
+        """
+        if state.version < 1:
+            raise InvalidState("a restored state needs a version of at least 1")
+        result = await self._write(kind, state, mode="restore", version=state.version, event=event,
+                                   mark_dirty=False)
+        return result is not None
+
+    async def _write(
+        self, kind: Kind, state: StateDocument, *, mode: str, version: int,
+        event: Event | None, mark_dirty: bool = True,
+    ) -> WriteResult | None:
+        sid = state.session_id
+        own_ttl, other_ttl = self._ttls(kind)
+        doc = state.model_dump_json()
+        updated_us = int(state.updated_at.timestamp() * 1_000_000)
+        fields: list[Any] = ["doc", doc, "status", state.status, "updated_at", updated_us,
+                             "user_id", state.user_id, "tenant_id", state.tenant_id]
+        if isinstance(state, ConversationState):
+            fields += ["kind", state.kind, "title", state.title or "",
+                       "message_count", state.message_count]
+        other_kind: Kind = "orchestration" if kind == "conversation" else "conversation"
+        keys = [self._state_key(kind, sid), self._state_key(other_kind, sid), self.keys.events(sid)]
+        args: list[Any] = [
+            mode, version, own_ttl, other_ttl, max(own_ttl, other_ttl), self.settings.stream_maxlen,
+            event.type if event else "", json.dumps(event.data, ensure_ascii=False) if event else "",
+            *fields,
+        ]
+        index_key = self.keys.user_index(state.tenant_id, state.user_id)
+        ttl = self.settings.conversation_ttl
+        # Pipeline, not MULTI: on a cluster the index and dirty set sit in other slots. If the
+        # versioned write loses, the extra ZADDs are harmless (the session exists and is at
+        # least as new as this score); if we crash after the script, both are rebuildable.
+        touch_index = kind == "conversation"
+        commands = [_evalsha(self._write_script.sha, keys, args)]
+        if touch_index:
+            commands.append(_evalsha(self._index_script.sha, [index_key], [sid, updated_us, ttl]))
+        if mark_dirty:
+            commands.append(("ZADD", self.keys.dirty(), "NX", time.time(), sid))
+        results = await self._pipeline(commands)
+        ok, new_version, *rest = results[0]
+        if not ok:
+            return None
+        return WriteResult(version=int(new_version), event_id=(rest[0] or None) if rest else None)
+
+    async def _pipeline(self, commands: list[tuple[Any, ...]]) -> list[Any]:
+        """Run raw commands in one non-transactional pipeline (one round trip).
+
+        A command refused with NOSCRIPT (a restarted or new Redis node lost the script cache)
+        did not run: load the scripts and replay just those commands, never the others.
+        """
+        results: list[Any] = [None] * len(commands)
+        pending = list(range(len(commands)))
+        for attempt in (1, 2):
+            with translate_errors():
+                pipe = self.redis.client.pipeline(transaction=False)
+                for i in pending:
+                    pipe.execute_command(*commands[i])
+                answers = await pipe.execute(raise_on_error=False)
+            for i, answer in zip(pending, answers, strict=True):
+                results[i] = answer
+            pending = [i for i in pending if isinstance(results[i], redis_errors.NoScriptError)]
+            if not pending:
+                break
+            if attempt == 1:
+                await self.load_scripts()
+        for r in results:
+            if isinstance(r, Exception):
+                with translate_errors():
+                    raise r
+        return results
+
+    async def load_scripts(self) -> None:
+        """Load the Lua scripts on every node (called at start-up and after NOSCRIPT)."""
+        with translate_errors():
+            for script in (self._write_script, self._event_script, self._index_script):
+                await self.redis.client.script_load(script.script)
+
+    async def append_event(self, session_id: str, event: Event, *, version: int | None = None
+                           ) -> str | None:
+        """Append an event that changes no state (a streamed delta, a ping of progress).
+
+        Returns the stream entry id, or None when the session's state is gone.
+        """
+        keys = [self.keys.conversation(session_id), self.keys.events(session_id)]
+        ttl = max(self.settings.conversation_ttl, self.settings.orchestration_ttl)
+        args = [ttl, self.settings.stream_maxlen, event.type,
+                json.dumps(event.data, ensure_ascii=False), "" if version is None else version]
+        with translate_errors():
+            try:
+                result = await self._event_script(keys=keys, args=args)
+            except redis_errors.NoScriptError:
+                await self.load_scripts()
+                result = await self._event_script(keys=keys, args=args)
+        return result or None
+
+    # ------------------------------------------------------------ read-modify-write
+
+    @overload
+    async def update(
+        self, session_id: str, mutate: Callable[[ConversationState], Event | None | Awaitable[Event | None]],
+        *, kind: Literal["conversation"] = ..., create: Callable[[], ConversationState] | None = ...,
+    ) -> ConversationState: ...
+
+    @overload
+    async def update(
+        self, session_id: str, mutate: Callable[[OrchestrationState], Event | None | Awaitable[Event | None]],
+        *, kind: Literal["orchestration"], create: Callable[[], OrchestrationState] | None = ...,
+    ) -> OrchestrationState: ...
+
+    async def update(self, session_id: str, mutate: Callable[[Any], Any], *,
+                     kind: Kind = "conversation", create: Callable[[], Any] | None = None) -> Any:
+        """Read, apply `mutate`, write; on a conflict re-read and retry with jittered backoff.
+
+        `mutate` changes the state in place and may return the Event to append with the write
+        (it must be free of side effects: it runs again on every retry). `create` builds the
+        initial state when the session does not exist; without it a missing session raises
+        `SessionNotFound`. After `STATE_WRITE_MAX_ATTEMPTS` conflicts, `VersionConflict` is raised.
+        """
+        attempts = self.settings.state_write_max_attempts
+        last: VersionConflict | None = None
+        for attempt in range(attempts):
+            state = await (self.get_conversation_state(session_id) if kind == "conversation"
+                           else self.get_orchestration_state(session_id))
+            if state is None:
+                if create is None:
+                    raise SessionNotFound(f"session {session_id} not found")
+                state = create()
+            state.updated_at = utcnow()
+            event = mutate(state)
+            if isinstance(event, Awaitable):
+                event = await event
+            try:
+                return await self._save(kind, state, None, event)
+            except VersionConflict as exc:
+                last = exc
+                # Full jitter keeps 20 writers on one session from retrying in lockstep.
+                await asyncio.sleep(random.uniform(0, min(0.05, 0.002 * 2**attempt)))
+        assert last is not None
+        raise VersionConflict(
+            f"{kind} {session_id}: gave up after {attempts} conflicting attempts",
+            expected=last.expected, actual=last.actual,
+        )
+
+    # ------------------------------------------------------------------ events
+
+    async def read_events(self, session_id: str, after: str = "0-0", count: int = 500
+                          ) -> list[StreamEntry]:
+        """Events strictly after the stream id `after`, oldest first."""
+        with translate_errors():
+            rows = await self.redis.client.xrange(
+                self.keys.events(session_id), min=f"({after}" if after != "0-0" else "-",
+                count=count,
+            )
+        return [_entry(entry_id, fields) for entry_id, fields in rows]
+
+    # ------------------------------------------------------------ listing, stats
+
+    async def list_active_conversations(
+        self, tenant_id: str, user_id: str, *, offset: int = 0, limit: int = 20
+    ) -> SessionPage:
+        """The user's live sessions, newest first, from the user's index.
+
+        Index entries whose state has expired are skipped and pruned on the way.
+        """
+        index = self.keys.user_index(tenant_id, user_id)
+        with translate_errors():
+            total = int(await self.redis.client.zcard(index))
+            ids = await self.redis.client.zrevrange(index, offset, offset + limit - 1)
+        items, gone = [], []
+        metas = await self._metas(ids)
+        for sid, meta in zip(ids, metas, strict=True):
+            if meta is None or meta.get("tenant_id") != tenant_id or meta.get("user_id") != user_id:
+                gone.append(sid)
+                continue
+            items.append(_summary(sid, meta))
+        if gone:
+            with translate_errors():
+                await self.redis.client.zrem(index, *gone)
+        return SessionPage(items=items, total=total - len(gone), offset=offset, limit=limit)
+
+    async def _metas(self, session_ids: list[str]) -> list[dict[str, str] | None]:
+        if not session_ids:
+            return []
+        fields = ["version", *_META_FIELDS]
+        with translate_errors():
+            pipe = self.redis.client.pipeline(transaction=False)
+            for sid in session_ids:
+                pipe.hmget(self.keys.conversation(sid), fields)
+            rows = await pipe.execute()
+        return [None if row[0] is None else dict(zip(fields, row, strict=True)) for row in rows]
+
+    async def get_system_stats(self) -> dict[str, Any]:
+        """Counts over the whole hot tier (SCAN-based: for ops, not for every request)."""
+        conv_ids = [self.keys.session_id_from_key(k)
+                    async for k in self.redis.scan_keys(self.keys.conversation_pattern())]
+        orch_count = 0
+        async for _ in self.redis.scan_keys(self.keys.orchestration_pattern()):
+            orch_count += 1
+        by_status: dict[str, int] = {}
+        by_kind: dict[str, int] = {}
+        users: set[tuple[str, str]] = set()
+        hot_messages = 0
+        for chunk_start in range(0, len(conv_ids), 500):
+            for meta in await self._metas(conv_ids[chunk_start:chunk_start + 500]):
+                if meta is None:
+                    continue
+                by_status[meta["status"]] = by_status.get(meta["status"], 0) + 1
+                by_kind[meta["kind"]] = by_kind.get(meta["kind"], 0) + 1
+                hot_messages += int(meta["message_count"] or 0)
+                users.add((meta["tenant_id"], meta["user_id"]))
+        with translate_errors():
+            dirty = int(await self.redis.client.zcard(self.keys.dirty()))
+            oldest = await self.redis.client.zrange(self.keys.dirty(), 0, 0, withscores=True)
+        health = await self.redis.health_check()
+        return {
+            "conversations": len(conv_ids),
+            "orchestrations": orch_count,
+            "conversations_by_status": by_status,
+            "conversations_by_kind": by_kind,
+            "users": len(users),
+            "messages_total": hot_messages,
+            "dirty_sessions": dirty,
+            "snapshot_lag_seconds": round(time.time() - oldest[0][1], 3) if oldest else 0.0,
+            "redis_used_memory": health["used_memory"],
+            "redis_used_memory_human": health["used_memory_human"],
+        }
+
+    async def rebuild_indexes(self) -> int:
+        """Rebuild every user's index and the dirty set from the sessions' own state.
+
+        Marks every live session dirty: snapshotting is idempotent, so the worst case is
+        redundant work, never a lost write. Returns the number of sessions seen.
+        """
+        seen = 0
+        async for key in self.redis.scan_keys(self.keys.conversation_pattern()):
+            sid = self.keys.session_id_from_key(key)
+            (meta,) = await self._metas([sid])
+            if meta is None:
+                continue
+            index_key = self.keys.user_index(meta["tenant_id"], meta["user_id"])
+            await self._pipeline([
+                _evalsha(self._index_script.sha, [index_key],
+                         [sid, int(meta["updated_at"]), self.settings.conversation_ttl]),
+                ("ZADD", self.keys.dirty(), "NX", time.time(), sid),
+            ])
+            seen += 1
+        return seen
+
+    # ------------------------------------------------------------------ delete
+
+    async def delete_session(self, session_id: str) -> bool:
+        """Remove every hot key of a session and its index entry. Returns whether it existed."""
+        (meta,) = await self._metas([session_id])
+        with translate_errors():
+            removed = int(await self.redis.client.delete(*self.keys.session_keys(session_id)))
+            if meta is not None:
+                await self.redis.client.zrem(
+                    self.keys.user_index(meta["tenant_id"], meta["user_id"]), session_id
+                )
+        return removed > 0
+
+    # -------------------------------------------------------------- migration
+
+    async def migrate_memory_to_redis(
+        self,
+        active_conversations: dict[str, dict[str, Any]],
+        active_orchestrations: dict[str, dict[str, Any]],
+        *,
+        dry_run: bool = False,
+        on_record: Callable[[str, str], None] | None = None,
+    ) -> MigrationReport:
+        """Move the legacy in-memory dicts into Redis. Idempotent; never overwrites newer state.
+
+        Each valid record is written with `restore` semantics at its legacy version (1 when it
+        had none), so a second run, or a session that moved on since, is left alone.
+        """
+        from backend.state.legacy import convert_conversation, convert_orchestration, trim_history
+
+        report = MigrationReport()
+        jobs: list[tuple[Kind, str, dict[str, Any], Callable[[str, dict[str, Any]], Any]]] = [
+            *(("conversation", k, v, convert_conversation) for k, v in active_conversations.items()),
+            *(("orchestration", k, v, convert_orchestration) for k, v in active_orchestrations.items()),
+        ]
+        for kind, key, record, convert in jobs:
+            try:
+                state = convert(key, record)
+                if isinstance(state, ConversationState):
+                    trim_history(state, self.settings.max_conversation_history)
+                self.keys.user_index(state.tenant_id, state.user_id)  # validates the ids
+            except (ValueError, TypeError) as exc:
+                report.invalid.append((f"{kind}:{key}", str(exc).splitlines()[0] if str(exc) else type(exc).__name__))
+                if on_record:
+                    on_record(key, "invalid")
+                continue
+            if dry_run:
+                wrote = state.version > await self.get_version(state.session_id, kind)
+            else:
+                wrote = await self._write(kind, state, mode="restore", version=state.version,
+                                          event=Event(type="session.migrated", data={"kind": kind})) is not None
+            if wrote:
+                report.migrated += 1
+            else:
+                report.skipped += 1
+            if on_record:
+                on_record(key, "migrated" if wrote else "skipped")
+        return report
+
+    # ---------------------------------------------------------------- helpers
+
+    def _state_key(self, kind: Kind, session_id: str) -> str:
+        if kind == "conversation":
+            return self.keys.conversation(session_id)
+        return self.keys.orchestration(session_id)
+
+    def _ttls(self, kind: Kind) -> tuple[int, int]:
+        conv, orch = self.settings.conversation_ttl, self.settings.orchestration_ttl
+        return (conv, orch) if kind == "conversation" else (orch, conv)
+
+
+def _evalsha(sha: str, keys: list[str], args: list[Any]) -> tuple[Any, ...]:
+    # A raw command: redis-py's ClusterPipeline blocks its `evalsha` method, yet routes a raw
+    # EVALSHA by its keys' slot, which is all a single-slot script needs.
+    return ("EVALSHA", sha, len(keys), *keys, *args)
+
+
+def _entry(entry_id: str, fields: dict[str, str]) -> StreamEntry:
+    return StreamEntry(id=entry_id, type=fields["type"], version=int(fields.get("version", 0)),
+                       data=json.loads(fields.get("data") or "{}"))
+
+
+def _summary(session_id: str, meta: dict[str, str]) -> SessionSummary:
+    from datetime import UTC, datetime
+
+    return SessionSummary(
+        session_id=session_id, kind=meta["kind"] or "conversation", status=meta["status"],
+        title=meta["title"] or None, message_count=int(meta["message_count"] or 0),
+        version=int(meta["version"]),
+        updated_at=datetime.fromtimestamp(int(meta["updated_at"]) / 1_000_000, tz=UTC),
+    )
