@@ -50,7 +50,8 @@ class Settings(BaseSettings):
             if self.jwt_secret.strip().lower() in _PLACEHOLDER_SECRETS:
                 raise ValueError(
                     "JWT_SECRET is missing or a placeholder; set a random value of at least "
-                    "32 characters (e.g. `python -c 'import secrets; print(secrets.token_urlsafe(48))'`)"
+                    "32 characters, e.g. from "
+                    "`python -c 'import secrets; print(secrets.token_urlsafe(48))'`"
                 )
             if len(self.jwt_secret) < 32:
                 raise ValueError("JWT_SECRET must be at least 32 characters outside development")

@@ -1,4 +1,7 @@
-"""Typed domain errors. Each carries its HTTP status; `register_error_handlers` maps them in one place."""
+"""Typed domain errors.
+
+Each carries its HTTP status; `register_error_handlers` maps them to JSON in one place.
+"""
 
 from __future__ import annotations
 

@@ -1,8 +1,8 @@
 """RedisService: the one connection pool of a process, JSON helpers and a health check.
 
-Every call goes through `translate_errors()`, which turns connection failures and timeouts into the typed
-`StoreUnavailable` so callers (and the HTTP layer) never see a raw socket error or hang: the
-pool has connect/read timeouts and a small, bounded retry with backoff.
+Every call goes through `translate_errors()`, which turns connection failures and timeouts
+into the typed `StoreUnavailable`, so callers (and the HTTP layer) never see a raw socket error
+or a hang: the pool has connect/read timeouts and a small, bounded retry with backoff.
 """
 
 from __future__ import annotations

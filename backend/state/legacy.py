@@ -3,7 +3,8 @@
 The legacy services kept two dicts in process memory, `active_conversations` and
 `active_orchestrations`, keyed by session id. The dump is one JSON object:
 
-    {"active_conversations": {"<session_id>": {...}}, "active_orchestrations": {"<session_id>": {...}}}
+    {"active_conversations": {"<session_id>": {...}},
+     "active_orchestrations": {"<session_id>": {...}}}
 
 A conversation record: `user_id` (required), `tenant_id` (default "default"), `created_at`,
 `last_activity` (ISO 8601 or epoch seconds), `status`, `conversation_history` (a list of
@@ -115,12 +116,20 @@ def convert_conversation(session_id: str, record: dict[str, Any]) -> Conversatio
     ]
     extra = {k: v for k, v in legacy.extra().items() if k != "session_id"}
     return ConversationState(
-        version=legacy.version, session_id=session_id, user_id=legacy.user_id,
-        tenant_id=legacy.tenant_id, status=legacy.status, created_at=created,
+        version=legacy.version,
+        session_id=session_id,
+        user_id=legacy.user_id,
+        tenant_id=legacy.tenant_id,
+        status=legacy.status,
+        created_at=created,
         updated_at=legacy.last_activity or (messages[-1].created_at if messages else created),
-        message_count=len(messages), messages=messages,
+        message_count=len(messages),
+        messages=messages,
         title=next((m.content[:80] for m in messages if m.role == "user"), None),
-        data={"collected_info": legacy.collected_info, **({"legacy_extra": extra} if extra else {})},
+        data={
+            "collected_info": legacy.collected_info,
+            **({"legacy_extra": extra} if extra else {}),
+        },
     )
 
 
@@ -141,9 +150,14 @@ def convert_orchestration(session_id: str, record: dict[str, Any]) -> Orchestrat
     created = legacy.created_at or utcnow()
     extra = {k: v for k, v in legacy.extra().items() if k != "session_id"}
     return OrchestrationState(
-        version=legacy.version, session_id=session_id, user_id=legacy.user_id,
-        tenant_id=legacy.tenant_id, status=legacy.status, stage=legacy.current_step,
-        triage_result=legacy.triage_result, created_at=created,
+        version=legacy.version,
+        session_id=session_id,
+        user_id=legacy.user_id,
+        tenant_id=legacy.tenant_id,
+        status=legacy.status,
+        stage=legacy.current_step,
+        triage_result=legacy.triage_result,
+        created_at=created,
         updated_at=legacy.updated_at or created,
         data={"legacy_extra": extra} if extra else {},
     )

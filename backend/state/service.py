@@ -21,6 +21,7 @@ import random
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from importlib.resources import files
 from typing import Any, Literal, TypeVar, overload
 
@@ -43,8 +44,6 @@ from backend.state.schemas import (
 
 Kind = Literal["conversation", "orchestration"]
 S = TypeVar("S", ConversationState, OrchestrationState)
-
-_META_FIELDS = ("status", "kind", "title", "message_count", "updated_at", "user_id", "tenant_id")
 
 
 def _lua(name: str) -> str:
@@ -98,7 +97,10 @@ class ConversationStateManager:
     # ----------------------------------------------------------------- writes
 
     async def save_conversation_state(
-        self, state: ConversationState, *, expected_version: int | None = None,
+        self,
+        state: ConversationState,
+        *,
+        expected_version: int | None = None,
         event: Event | None = None,
     ) -> ConversationState:
         """Write `state` if the stored version is still the one it was read at.
@@ -108,7 +110,10 @@ class ConversationStateManager:
         return await self._save("conversation", state, expected_version, event)
 
     async def save_orchestration_state(
-        self, state: OrchestrationState, *, expected_version: int | None = None,
+        self,
+        state: OrchestrationState,
+        *,
+        expected_version: int | None = None,
         event: Event | None = None,
     ) -> OrchestrationState:
         return await self._save("orchestration", state, expected_version, event)
@@ -123,11 +128,14 @@ class ConversationStateManager:
             actual = await self.get_version(state.session_id, kind)
             raise VersionConflict(
                 f"{kind} {state.session_id} changed since it was read",
-                expected=expected, actual=actual,
+                expected=expected,
+                actual=actual,
             )
         return new
 
-    async def restore_state(self, kind: Kind, state: StateDocument, event: Event | None = None) -> bool:
+    async def restore_state(
+        self, kind: Kind, state: StateDocument, event: Event | None = None
+    ) -> bool:
         """Put back a state lost from Redis with its stored version.
 
         Writes only when Redis holds no state or an older version: a restore never brings back
@@ -135,29 +143,45 @@ class ConversationStateManager:
         """
         if state.version < 1:
             raise InvalidState("a restored state needs a version of at least 1")
-        result = await self._write(kind, state, mode="restore", version=state.version, event=event,
-                                   mark_dirty=False)
+        result = await self._write(
+            kind, state, mode="restore", version=state.version, event=event, mark_dirty=False
+        )
         return result is not None
 
     async def _write(
-        self, kind: Kind, state: StateDocument, *, mode: str, version: int,
-        event: Event | None, mark_dirty: bool = True,
+        self,
+        kind: Kind,
+        state: StateDocument,
+        *,
+        mode: str,
+        version: int,
+        event: Event | None,
+        mark_dirty: bool = True,
     ) -> WriteResult | None:
         sid = state.session_id
         own_ttl, other_ttl = self._ttls(kind)
-        doc = state.model_dump_json()
+        doc = state.__pydantic_serializer__.to_json(state)  # bytes: nothing to re-encode
         updated_us = int(state.updated_at.timestamp() * 1_000_000)
-        fields: list[Any] = ["doc", doc, "status", state.status, "updated_at", updated_us,
-                             "user_id", state.user_id, "tenant_id", state.tenant_id]
+        meta: dict[str, Any] = {
+            "status": state.status,
+            "updated_at": updated_us,
+            "user_id": state.user_id,
+            "tenant_id": state.tenant_id,
+        }
         if isinstance(state, ConversationState):
-            fields += ["kind", state.kind, "title", state.title or "",
-                       "message_count", state.message_count]
+            meta |= {"kind": state.kind, "title": state.title, "message_count": state.message_count}
         other_kind: Kind = "orchestration" if kind == "conversation" else "conversation"
         keys = [self._state_key(kind, sid), self._state_key(other_kind, sid), self.keys.events(sid)]
         args: list[Any] = [
-            mode, version, own_ttl, other_ttl, max(own_ttl, other_ttl), self.settings.stream_maxlen,
-            event.type if event else "", json.dumps(event.data, ensure_ascii=False) if event else "",
-            *fields,
+            mode,
+            version,
+            own_ttl,
+            other_ttl,
+            self.settings.stream_maxlen,
+            event.type if event else "",
+            json.dumps(event.data, ensure_ascii=False) if event else "",
+            doc,
+            json.dumps(meta, ensure_ascii=False),
         ]
         index_key = self.keys.user_index(state.tenant_id, state.user_id)
         ttl = self.settings.conversation_ttl
@@ -209,16 +233,22 @@ class ConversationStateManager:
             for script in (self._write_script, self._event_script, self._index_script):
                 await self.redis.client.script_load(script.script)
 
-    async def append_event(self, session_id: str, event: Event, *, version: int | None = None
-                           ) -> str | None:
+    async def append_event(
+        self, session_id: str, event: Event, *, version: int | None = None
+    ) -> str | None:
         """Append an event that changes no state (a streamed delta, a ping of progress).
 
         Returns the stream entry id, or None when the session's state is gone.
         """
         keys = [self.keys.conversation(session_id), self.keys.events(session_id)]
         ttl = max(self.settings.conversation_ttl, self.settings.orchestration_ttl)
-        args = [ttl, self.settings.stream_maxlen, event.type,
-                json.dumps(event.data, ensure_ascii=False), "" if version is None else version]
+        args = [
+            ttl,
+            self.settings.stream_maxlen,
+            event.type,
+            json.dumps(event.data, ensure_ascii=False),
+            "" if version is None else version,
+        ]
         with translate_errors():
             try:
                 result = await self._event_script(keys=keys, args=args)
@@ -231,18 +261,32 @@ class ConversationStateManager:
 
     @overload
     async def update(
-        self, session_id: str, mutate: Callable[[ConversationState], Event | None | Awaitable[Event | None]],
-        *, kind: Literal["conversation"] = ..., create: Callable[[], ConversationState] | None = ...,
+        self,
+        session_id: str,
+        mutate: Callable[[ConversationState], Event | Awaitable[Event | None] | None],
+        *,
+        kind: Literal["conversation"] = ...,
+        create: Callable[[], ConversationState] | None = ...,
     ) -> ConversationState: ...
 
     @overload
     async def update(
-        self, session_id: str, mutate: Callable[[OrchestrationState], Event | None | Awaitable[Event | None]],
-        *, kind: Literal["orchestration"], create: Callable[[], OrchestrationState] | None = ...,
+        self,
+        session_id: str,
+        mutate: Callable[[OrchestrationState], Event | Awaitable[Event | None] | None],
+        *,
+        kind: Literal["orchestration"],
+        create: Callable[[], OrchestrationState] | None = ...,
     ) -> OrchestrationState: ...
 
-    async def update(self, session_id: str, mutate: Callable[[Any], Any], *,
-                     kind: Kind = "conversation", create: Callable[[], Any] | None = None) -> Any:
+    async def update(
+        self,
+        session_id: str,
+        mutate: Callable[[Any], Any],
+        *,
+        kind: Kind = "conversation",
+        create: Callable[[], Any] | None = None,
+    ) -> Any:
         """Read, apply `mutate`, write; on a conflict re-read and retry with jittered backoff.
 
         `mutate` changes the state in place and may return the Event to append with the write
@@ -253,8 +297,11 @@ class ConversationStateManager:
         attempts = self.settings.state_write_max_attempts
         last: VersionConflict | None = None
         for attempt in range(attempts):
-            state = await (self.get_conversation_state(session_id) if kind == "conversation"
-                           else self.get_orchestration_state(session_id))
+            state = await (
+                self.get_conversation_state(session_id)
+                if kind == "conversation"
+                else self.get_orchestration_state(session_id)
+            )
             if state is None:
                 if create is None:
                     raise SessionNotFound(f"session {session_id} not found")
@@ -272,17 +319,20 @@ class ConversationStateManager:
         assert last is not None
         raise VersionConflict(
             f"{kind} {session_id}: gave up after {attempts} conflicting attempts",
-            expected=last.expected, actual=last.actual,
+            expected=last.expected,
+            actual=last.actual,
         )
 
     # ------------------------------------------------------------------ events
 
-    async def read_events(self, session_id: str, after: str = "0-0", count: int = 500
-                          ) -> list[StreamEntry]:
+    async def read_events(
+        self, session_id: str, after: str = "0-0", count: int = 500
+    ) -> list[StreamEntry]:
         """Events strictly after the stream id `after`, oldest first."""
         with translate_errors():
             rows = await self.redis.client.xrange(
-                self.keys.events(session_id), min=f"({after}" if after != "0-0" else "-",
+                self.keys.events(session_id),
+                min=f"({after}" if after != "0-0" else "-",
                 count=count,
             )
         return [_entry(entry_id, fields) for entry_id, fields in rows]
@@ -312,21 +362,26 @@ class ConversationStateManager:
                 await self.redis.client.zrem(index, *gone)
         return SessionPage(items=items, total=total - len(gone), offset=offset, limit=limit)
 
-    async def _metas(self, session_ids: list[str]) -> list[dict[str, str] | None]:
+    async def _metas(self, session_ids: list[str]) -> list[dict[str, Any] | None]:
+        """The flat meta (plus version) of each session's conversation, None where it is gone."""
         if not session_ids:
             return []
-        fields = ["version", *_META_FIELDS]
         with translate_errors():
             pipe = self.redis.client.pipeline(transaction=False)
             for sid in session_ids:
-                pipe.hmget(self.keys.conversation(sid), fields)
+                pipe.hmget(self.keys.conversation(sid), ["version", "meta"])
             rows = await pipe.execute()
-        return [None if row[0] is None else dict(zip(fields, row, strict=True)) for row in rows]
+        return [
+            None if version is None else {**json.loads(meta), "version": int(version)}
+            for version, meta in rows
+        ]
 
     async def get_system_stats(self) -> dict[str, Any]:
         """Counts over the whole hot tier (SCAN-based: for ops, not for every request)."""
-        conv_ids = [self.keys.session_id_from_key(k)
-                    async for k in self.redis.scan_keys(self.keys.conversation_pattern())]
+        conv_ids = [
+            self.keys.session_id_from_key(k)
+            async for k in self.redis.scan_keys(self.keys.conversation_pattern())
+        ]
         orch_count = 0
         async for _ in self.redis.scan_keys(self.keys.orchestration_pattern()):
             orch_count += 1
@@ -335,12 +390,12 @@ class ConversationStateManager:
         users: set[tuple[str, str]] = set()
         hot_messages = 0
         for chunk_start in range(0, len(conv_ids), 500):
-            for meta in await self._metas(conv_ids[chunk_start:chunk_start + 500]):
+            for meta in await self._metas(conv_ids[chunk_start : chunk_start + 500]):
                 if meta is None:
                     continue
                 by_status[meta["status"]] = by_status.get(meta["status"], 0) + 1
                 by_kind[meta["kind"]] = by_kind.get(meta["kind"], 0) + 1
-                hot_messages += int(meta["message_count"] or 0)
+                hot_messages += meta["message_count"]
                 users.add((meta["tenant_id"], meta["user_id"]))
         with translate_errors():
             dirty = int(await self.redis.client.zcard(self.keys.dirty()))
@@ -372,11 +427,16 @@ class ConversationStateManager:
             if meta is None:
                 continue
             index_key = self.keys.user_index(meta["tenant_id"], meta["user_id"])
-            await self._pipeline([
-                _evalsha(self._index_script.sha, [index_key],
-                         [sid, int(meta["updated_at"]), self.settings.conversation_ttl]),
-                ("ZADD", self.keys.dirty(), "NX", time.time(), sid),
-            ])
+            await self._pipeline(
+                [
+                    _evalsha(
+                        self._index_script.sha,
+                        [index_key],
+                        [sid, meta["updated_at"], self.settings.conversation_ttl],
+                    ),
+                    ("ZADD", self.keys.dirty(), "NX", time.time(), sid),
+                ]
+            )
             seen += 1
         return seen
 
@@ -412,8 +472,14 @@ class ConversationStateManager:
 
         report = MigrationReport()
         jobs: list[tuple[Kind, str, dict[str, Any], Callable[[str, dict[str, Any]], Any]]] = [
-            *(("conversation", k, v, convert_conversation) for k, v in active_conversations.items()),
-            *(("orchestration", k, v, convert_orchestration) for k, v in active_orchestrations.items()),
+            *(
+                ("conversation", k, v, convert_conversation)
+                for k, v in active_conversations.items()
+            ),
+            *(
+                ("orchestration", k, v, convert_orchestration)
+                for k, v in active_orchestrations.items()
+            ),
         ]
         for kind, key, record, convert in jobs:
             try:
@@ -422,15 +488,25 @@ class ConversationStateManager:
                     trim_history(state, self.settings.max_conversation_history)
                 self.keys.user_index(state.tenant_id, state.user_id)  # validates the ids
             except (ValueError, TypeError) as exc:
-                report.invalid.append((f"{kind}:{key}", str(exc).splitlines()[0] if str(exc) else type(exc).__name__))
+                report.invalid.append(
+                    (f"{kind}:{key}", str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+                )
                 if on_record:
                     on_record(key, "invalid")
                 continue
             if dry_run:
                 wrote = state.version > await self.get_version(state.session_id, kind)
             else:
-                wrote = await self._write(kind, state, mode="restore", version=state.version,
-                                          event=Event(type="session.migrated", data={"kind": kind})) is not None
+                wrote = (
+                    await self._write(
+                        kind,
+                        state,
+                        mode="restore",
+                        version=state.version,
+                        event=Event(type="session.migrated", data={"kind": kind}),
+                    )
+                    is not None
+                )
             if wrote:
                 report.migrated += 1
             else:
@@ -458,16 +534,21 @@ def _evalsha(sha: str, keys: list[str], args: list[Any]) -> tuple[Any, ...]:
 
 
 def _entry(entry_id: str, fields: dict[str, str]) -> StreamEntry:
-    return StreamEntry(id=entry_id, type=fields["type"], version=int(fields.get("version", 0)),
-                       data=json.loads(fields.get("data") or "{}"))
+    return StreamEntry(
+        id=entry_id,
+        type=fields["type"],
+        version=int(fields.get("version", 0)),
+        data=json.loads(fields.get("data") or "{}"),
+    )
 
 
-def _summary(session_id: str, meta: dict[str, str]) -> SessionSummary:
-    from datetime import UTC, datetime
-
+def _summary(session_id: str, meta: dict[str, Any]) -> SessionSummary:
     return SessionSummary(
-        session_id=session_id, kind=meta["kind"] or "conversation", status=meta["status"],
-        title=meta["title"] or None, message_count=int(meta["message_count"] or 0),
-        version=int(meta["version"]),
-        updated_at=datetime.fromtimestamp(int(meta["updated_at"]) / 1_000_000, tz=UTC),
+        session_id=session_id,
+        kind=meta["kind"],
+        status=meta["status"],
+        title=meta["title"],
+        message_count=meta["message_count"],
+        version=meta["version"],
+        updated_at=datetime.fromtimestamp(meta["updated_at"] / 1_000_000, tz=UTC),
     )

@@ -74,8 +74,8 @@ async def test_state_survives_a_new_client_and_a_new_process(make_manager: Any) 
         "from backend.state.service import ConversationStateManager\n"
         "from tests.conftest import make_settings\n"
         "async def main():\n"
-        f"    s = make_settings(key_prefix={settings.key_prefix!r}, redis_url={settings.redis_url!r},"
-        f" redis_cluster={settings.redis_cluster!r})\n"
+        f"    s = make_settings(key_prefix={settings.key_prefix!r},"
+        f" redis_url={settings.redis_url!r}, redis_cluster={settings.redis_cluster!r})\n"
         "    r = RedisService.from_settings(s)\n"
         "    m = ConversationStateManager(r, s)\n"
         "    st = await m.update(sys.argv[1], lambda st: st.append_message("
@@ -84,14 +84,20 @@ async def test_state_survives_a_new_client_and_a_new_process(make_manager: Any) 
         "    await r.close()\n"
         "asyncio.run(main())\n"
     )
-    done = subprocess.run([sys.executable, "-c", script, state.session_id],
-                          capture_output=True, text=True, timeout=60, check=True)
+    done = subprocess.run(  # noqa: ASYNC221 - the test waits on purpose
+        [sys.executable, "-c", script, state.session_id],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
     from_child = json.loads(done.stdout)
     assert from_child["version"] == 2
     after = await reader.get_conversation_state(state.session_id)
     assert after is not None and after.version == 2
     assert [m.content for m in after.messages] == [
-        "Fui demitido sem justa causa", "Quando foi a demissão?"
+        "Fui demitido sem justa causa",
+        "Quando foi a demissão?",
     ]
 
 
@@ -109,8 +115,13 @@ async def test_many_sessions_side_by_side_and_stats(make_manager: Any) -> None:
     orchestrated = created["ana"][:3]
     for sid in orchestrated:
         await manager.save_orchestration_state(
-            OrchestrationState(session_id=sid, user_id="ana", tenant_id="escritorio-1",
-                               stage="triaged", triage_result={"area": "trabalhista"})
+            OrchestrationState(
+                session_id=sid,
+                user_id="ana",
+                tenant_id="escritorio-1",
+                stage="triaged",
+                triage_result={"area": "trabalhista"},
+            )
         )
 
     stats = await manager.get_system_stats()
@@ -128,8 +139,10 @@ async def test_many_sessions_side_by_side_and_stats(make_manager: Any) -> None:
     listed = [s.session_id for s in first.items + second.items]
     assert listed == list(reversed(created["ana"]))
     assert (await manager.list_active_conversations("outro", "ana")).total == 0
-    assert [s.session_id for s in
-            (await manager.list_active_conversations("escritorio-1", "carla")).items] == created["carla"]
+    assert [
+        s.session_id
+        for s in (await manager.list_active_conversations("escritorio-1", "carla")).items
+    ] == created["carla"]
 
     orch = await manager.get_orchestration_state(orchestrated[0])
     assert orch is not None and orch.triage_result == {"area": "trabalhista"}
@@ -278,16 +291,21 @@ async def test_restore_never_brings_back_an_older_version(make_manager: Any) -> 
 async def test_migrate_memory_to_redis_is_idempotent(make_manager: Any) -> None:
     manager = await make_manager()
     conversations = {
-        "legacy-1": {"user_id": "ana", "tenant_id": "escritorio-1",
-                     "created_at": "2026-10-01T12:00:00Z",
-                     "conversation_history": [
-                         {"role": "user", "content": "Meu voo foi cancelado", "timestamp": 1759320000},
-                         {"role": "bot", "content": "Quando era o voo?"}],
-                     "collected_info": {"area": "consumidor"}},
+        "legacy-1": {
+            "user_id": "ana",
+            "tenant_id": "escritorio-1",
+            "created_at": "2026-10-01T12:00:00Z",
+            "conversation_history": [
+                {"role": "user", "content": "Meu voo foi cancelado", "timestamp": 1759320000},
+                {"role": "bot", "content": "Quando era o voo?"},
+            ],
+            "collected_info": {"area": "consumidor"},
+        },
         "legacy-2": {"tenant_id": "escritorio-1"},  # no user: invalid
     }
-    orchestrations = {"legacy-1": {"user_id": "ana", "tenant_id": "escritorio-1",
-                                   "current_step": "collecting"}}
+    orchestrations = {
+        "legacy-1": {"user_id": "ana", "tenant_id": "escritorio-1", "current_step": "collecting"}
+    }
     report = await manager.migrate_memory_to_redis(conversations, orchestrations)
     assert report.migrated == 2 and report.skipped == 0
     assert [name for name, _ in report.invalid] == ["conversation:legacy-2"]
@@ -307,8 +325,10 @@ async def test_migrate_memory_to_redis_is_idempotent(make_manager: Any) -> None:
 
 async def test_rebuild_indexes_from_the_sessions(make_manager: Any) -> None:
     manager = await make_manager()
-    ids = [(await manager.save_conversation_state(new_conversation(user="ana"))).session_id
-           for _ in range(3)]
+    ids = [
+        (await manager.save_conversation_state(new_conversation(user="ana"))).session_id
+        for _ in range(3)
+    ]
     await manager.redis.delete(manager.keys.user_index("escritorio-1", "ana"), manager.keys.dirty())
     assert (await manager.list_active_conversations("escritorio-1", "ana")).total == 0
     assert await manager.rebuild_indexes() == 3

@@ -1,15 +1,16 @@
 -- Versioned write of one state document, its sliding TTLs and its event, atomically.
 --
--- KEYS[1]  the state hash being written ({version, doc, and flat metadata fields})
+-- KEYS[1]  the state hash being written: {version, doc, meta} (meta: a small JSON object of
+--          the fields listings and stats need, so they never parse whole documents)
 -- KEYS[2]  the session's other state hash (conversation <-> orchestration): TTL slid only
 -- KEYS[3]  the session's event stream
 -- ARGV[1]  mode: "cas" (current version must equal ARGV[2]) or
 --                "restore" (write only when current version < ARGV[2]; keeps ARGV[2])
 -- ARGV[2]  expected version ("cas") or the restored version ("restore")
--- ARGV[3]  TTL of KEYS[1], ARGV[4] TTL of KEYS[2], ARGV[5] TTL of KEYS[3] (seconds)
--- ARGV[6]  stream MAXLEN (approximate trimming)
--- ARGV[7]  event type ("" for no event), ARGV[8] event data (JSON)
--- ARGV[9..] field/value pairs for KEYS[1] (at least "doc")
+-- ARGV[3]  TTL of KEYS[1], ARGV[4] TTL of KEYS[2] (seconds); the stream gets the longer one
+-- ARGV[5]  stream MAXLEN (approximate trimming)
+-- ARGV[6]  event type ("" for no event), ARGV[7] event data (JSON)
+-- ARGV[8]  the document (JSON), ARGV[9] its meta (JSON)
 --
 -- Returns {1, new_version, event_id or ""} on success, {0, current_version} on conflict.
 -- The document's own "version" field is filled in by the caller to the value returned here;
@@ -31,19 +32,15 @@ else
   new_version = requested
 end
 
-local fields = {'version', new_version}
-for i = 9, #ARGV do
-  fields[#fields + 1] = ARGV[i]
-end
-redis.call('HSET', KEYS[1], unpack(fields))
+redis.call('HSET', KEYS[1], 'version', new_version, 'doc', ARGV[8], 'meta', ARGV[9])
 redis.call('EXPIRE', KEYS[1], ARGV[3])
 -- EXPIRE on a missing key is a no-op: a session without an orchestration stays without one.
 redis.call('EXPIRE', KEYS[2], ARGV[4])
 
 local event_id = ''
-if ARGV[7] ~= '' then
-  event_id = redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[6], '*',
-    'type', ARGV[7], 'version', new_version, 'data', ARGV[8])
+if ARGV[6] ~= '' then
+  event_id = redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[5], '*',
+    'type', ARGV[6], 'version', new_version, 'data', ARGV[7])
 end
-redis.call('EXPIRE', KEYS[3], ARGV[5])
+redis.call('EXPIRE', KEYS[3], math.max(tonumber(ARGV[3]), tonumber(ARGV[4])))
 return {1, new_version, event_id}

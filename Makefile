@@ -1,0 +1,45 @@
+# The two commands: `make run` and `make test`. Both install what is needed and start
+# Redis and PostgreSQL when they are not running.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+HOST ?= 127.0.0.1
+PORT ?= 8000
+
+.PHONY: install services migrate run test bench lint format clean
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Python 3.11+ is required"'
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[dev]'
+	@touch $@
+
+services:
+	@bash scripts/ensure_services.sh
+
+migrate: install services
+
+run: install services migrate
+	$(BIN)/uvicorn backend.main:app --host $(HOST) --port $(PORT)
+
+test: install services migrate
+	$(BIN)/pytest
+
+bench: install services migrate
+	$(BIN)/python -m bench
+
+lint: install
+	$(BIN)/ruff check backend workers scripts tests bench
+	$(BIN)/ruff format --check backend workers scripts tests bench
+	$(BIN)/mypy backend workers
+
+format: install
+	$(BIN)/ruff check --fix backend workers scripts tests bench
+	$(BIN)/ruff format backend workers scripts tests bench
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,96 @@
+"""RedisService: JSON helpers, SCAN listing, health, and typed errors when Redis is away."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import threading
+from collections.abc import Iterator
+
+import pytest
+
+from backend.core.errors import StoreUnavailable
+from backend.core.redis import RedisService
+from tests.conftest import make_settings
+from tests.redis_cluster import free_port
+
+
+async def test_json_helpers_ttl_and_scan(redis_service: RedisService, settings) -> None:  # type: ignore[no-untyped-def]
+    key = f"{settings.key_prefix}:doc"
+    await redis_service.set_json(key, {"área": "consumidor", "n": [1, 2]}, ttl=120)
+    assert await redis_service.get_json(key) == {"área": "consumidor", "n": [1, 2]}
+    assert 0 < (await redis_service.get_ttl(key) or 0) <= 120
+    assert await redis_service.set_ttl(key, 30)
+    assert 0 < (await redis_service.get_ttl(key) or 0) <= 30
+    assert await redis_service.exists(key) == 1
+    for i in range(25):
+        await redis_service.set_json(f"{settings.key_prefix}:many:{i}", i)
+    found = {k async for k in redis_service.scan_keys(f"{settings.key_prefix}:many:*")}
+    assert len(found) == 25
+    assert await redis_service.delete(key) == 1
+    assert await redis_service.get_json(key) is None
+    assert await redis_service.get_ttl(key) is None
+
+
+async def test_health_check_reports_latency_version_memory_clients(
+    redis_service: RedisService,
+) -> None:
+    health = await redis_service.health_check()
+    assert health["status"] == "ok"
+    assert health["latency_ms"] >= 0
+    assert health["redis_version"]
+    assert health["used_memory"] > 0
+    assert health["connected_clients"] >= 1
+
+
+async def test_refused_connection_gives_typed_error() -> None:
+    settings = make_settings(redis_url=f"redis://127.0.0.1:{free_port()}/0")
+    service = RedisService.from_settings(settings)
+    try:
+        with pytest.raises(StoreUnavailable):
+            await asyncio.wait_for(service.get_json("anything"), timeout=30)
+    finally:
+        await service.close()
+
+
+@pytest.fixture
+def silent_server() -> Iterator[int]:
+    """A TCP server that accepts connections and never answers (a hung or partitioned Redis)."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(16)
+    accepted: list[socket.socket] = []
+    stop = threading.Event()
+
+    def accept() -> None:
+        listener.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                accepted.append(listener.accept()[0])
+            except OSError:
+                continue
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    yield listener.getsockname()[1]
+    stop.set()
+    thread.join()
+    for conn in accepted:
+        conn.close()
+    listener.close()
+
+
+async def test_silent_redis_gives_typed_error_not_a_hang(silent_server: int) -> None:
+    settings = make_settings(
+        redis_url=f"redis://127.0.0.1:{silent_server}/0",
+        redis_socket_timeout=0.5,
+        redis_connect_timeout=0.5,
+        redis_retries=1,
+    )
+    service = RedisService.from_settings(settings)
+    try:
+        # The bound is a hang detector, far above the configured timeouts, not a speed check.
+        with pytest.raises(StoreUnavailable):
+            await asyncio.wait_for(service.get_json("anything"), timeout=30)
+    finally:
+        await service.close()
