@@ -56,6 +56,8 @@ def register_error_handlers(app: FastAPI) -> None:
     async def handle(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, TriageError)
         headers = {"Retry-After": "1"} if exc.status_code in (409, 503) else None
+        if exc.status_code == 401:
+            headers = {"WWW-Authenticate": "Bearer"}
         return JSONResponse(
             {"error": {"code": exc.code, "message": exc.message, **exc.details}},
             status_code=exc.status_code,

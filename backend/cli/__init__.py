@@ -1,0 +1,7 @@
+"""The `triage` command line. Each module below registers its commands on `app`."""
+
+from __future__ import annotations
+
+import typer
+
+app = typer.Typer(no_args_is_help=True, help="Triagem inteligente: service and ops commands.")

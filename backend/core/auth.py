@@ -1,0 +1,74 @@
+"""Bearer JWT authentication (HS256). Every route depends on `PrincipalDep`.
+
+`sub` is the user, `tenant` the tenant. Ids are restricted to a safe alphabet because they end
+up in Redis keys; a token with other characters is refused like a forged one.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Annotated
+
+import jwt
+from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from backend.core.config import Settings
+from backend.core.errors import TriageError
+from backend.state.keys import is_valid_principal_id
+
+_bearer = HTTPBearer(auto_error=False, description="Bearer JWT: sub = user, tenant = tenant")
+
+
+class Unauthorized(TriageError):
+    status_code = 401
+    code = "unauthorized"
+
+
+@dataclass(frozen=True)
+class Principal:
+    user_id: str
+    tenant_id: str
+
+
+def create_token(
+    settings: Settings, user_id: str, tenant_id: str, ttl_seconds: int = 86_400
+) -> str:
+    if not (is_valid_principal_id(user_id) and is_valid_principal_id(tenant_id)):
+        raise ValueError("user and tenant ids may use letters, digits and _.@+:- (1-128 chars)")
+    now = int(time.time())
+    claims = {"sub": user_id, "tenant": tenant_id, "iat": now, "exp": now + ttl_seconds}
+    return jwt.encode(claims, settings.jwt_secret, algorithm=settings.jwt_algorithm)
+
+
+def decode_token(settings: Settings, token: str) -> Principal:
+    try:
+        claims = jwt.decode(
+            token,
+            settings.jwt_secret,
+            algorithms=[settings.jwt_algorithm],
+            options={"require": ["sub", "exp"]},
+        )
+    except jwt.ExpiredSignatureError:
+        raise Unauthorized("token expired") from None
+    except jwt.PyJWTError as exc:
+        raise Unauthorized(f"invalid token: {exc}") from None
+    user, tenant = claims.get("sub"), claims.get("tenant")
+    if not isinstance(user, str) or not isinstance(tenant, str):
+        raise Unauthorized("token must carry string claims 'sub' (user) and 'tenant'")
+    if not (is_valid_principal_id(user) and is_valid_principal_id(tenant)):
+        raise Unauthorized("token carries a user or tenant id with unsupported characters")
+    return Principal(user_id=user, tenant_id=tenant)
+
+
+async def current_principal(
+    request: Request,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> Principal:
+    if credentials is None or credentials.scheme.lower() != "bearer":
+        raise Unauthorized("missing bearer token (Authorization: Bearer <jwt>)")
+    return decode_token(request.app.state.settings, credentials.credentials)
+
+
+PrincipalDep = Annotated[Principal, Depends(current_principal)]
