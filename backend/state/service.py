@@ -45,6 +45,13 @@ from backend.state.schemas import (
 Kind = Literal["conversation", "orchestration"]
 S = TypeVar("S", ConversationState, OrchestrationState)
 
+# Hooks the durability layer plugs in (see HybridConversationService): a restorer that brings
+# a session missing from Redis back from PostgreSQL or the cold archive (it must call
+# `restore_state` and return what is now in Redis, or None), and a callback that runs before a
+# session's hot keys are deleted (to snapshot what Redis holds first).
+Restorer = Callable[["ConversationStateManager", Kind, str], Awaitable["StateDocument | None"]]
+BeforeDelete = Callable[["ConversationStateManager", str], Awaitable[None]]
+
 
 def _lua(name: str) -> str:
     return files("backend.state").joinpath("lua", name).read_text()
@@ -68,6 +75,8 @@ class ConversationStateManager:
         self.redis = redis
         self.settings = settings
         self.keys = Keys(prefix or settings.key_prefix)
+        self.restorer: Restorer | None = None
+        self.before_delete: BeforeDelete | None = None
         client = redis.client
         self._write_script = client.register_script(_lua("write_state.lua"))
         self._event_script = client.register_script(_lua("append_event.lua"))
@@ -76,10 +85,25 @@ class ConversationStateManager:
     # ------------------------------------------------------------------ reads
 
     async def get_conversation_state(self, session_id: str) -> ConversationState | None:
-        return await self._get(ConversationState, self.keys.conversation(session_id))
+        """The session's conversation; read-through to the restorer when Redis lost it."""
+        state = await self._get(ConversationState, self.keys.conversation(session_id))
+        if state is None and self.restorer is not None:
+            restored = await self.restorer(self, "conversation", session_id)
+            assert restored is None or isinstance(restored, ConversationState)
+            return restored
+        return state
 
     async def get_orchestration_state(self, session_id: str) -> OrchestrationState | None:
-        return await self._get(OrchestrationState, self.keys.orchestration(session_id))
+        state = await self._get(OrchestrationState, self.keys.orchestration(session_id))
+        if state is None and self.restorer is not None:
+            restored = await self.restorer(self, "orchestration", session_id)
+            assert restored is None or isinstance(restored, OrchestrationState)
+            return restored
+        return state
+
+    async def get_hot_conversation_state(self, session_id: str) -> ConversationState | None:
+        """Redis only, never the restorer (for the snapshot worker and for tests)."""
+        return await self._get(ConversationState, self.keys.conversation(session_id))
 
     async def _get(self, model: type[S], key: str) -> S | None:
         with translate_errors():
@@ -443,7 +467,12 @@ class ConversationStateManager:
     # ------------------------------------------------------------------ delete
 
     async def delete_session(self, session_id: str) -> bool:
-        """Remove every hot key of a session and its index entry. Returns whether it existed."""
+        """Remove every hot key of a session and its index entry. Returns whether it existed.
+
+        `before_delete` (if set) runs first, so what Redis holds is made durable before it goes.
+        """
+        if self.before_delete is not None:
+            await self.before_delete(self, session_id)
         (meta,) = await self._metas([session_id])
         with translate_errors():
             removed = int(await self.redis.client.delete(*self.keys.session_keys(session_id)))
