@@ -281,7 +281,7 @@ AREAS: tuple[Area, ...] = (
                 r"medida protetiva",
                 r"me (bateu|agrediu|espancou)",
             ),
-            _sub("crimes contra a honra", r"calunia", r"difamac\w*", r"injuria"),
+            _sub("crimes contra a honra", r"calunia\w*", r"difam\w*", r"injuri\w*"),
             _sub("furto ou roubo", r"furt\w*", r"roub\w*", r"assalt\w*"),
             _sub("estelionato", r"estelionat\w*", r"golpe\w*"),
             _sub("ameaça", r"ameac\w*"),
@@ -365,8 +365,8 @@ AREAS: tuple[Area, ...] = (
                 r"malha fina",
                 r"declaracao de (ir|imposto)",
             ),
-            _sub("IPTU/IPVA", r"iptu\b", r"ipva\b"),
             _sub("execução fiscal", r"execucao fiscal", r"divida ativa"),
+            _sub("IPTU/IPVA", r"iptu\b", r"ipva\b"),
         ),
         document_examples=(
             "declarações de imposto de renda, notificações da Receita, guias e comprovantes de "

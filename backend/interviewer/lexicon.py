@@ -143,7 +143,11 @@ URGENCY_SIGNALS: tuple[UrgencySignal, ...] = (
         kind="bloqueio",
         level="alta",
         pattern=compile_patterns(
-            [r"bloque\w* (d[ae] )?(minha |a )?(conta|salario)", r"penhora\w*", r"sisbajud"]
+            [
+                r"bloque\w* (d[ae] )?(a |o )?(minha |meu )?(conta|salario|cartao)",
+                r"penhora\w*",
+                r"sisbajud",
+            ]
         ),
         reason="há bloqueio de conta ou penhora de bens",
     ),
@@ -255,6 +259,7 @@ PARTIES: tuple[tuple[str, str], ...] = (
     (r"condominio|sindic[oa]\b", "condomínio"),
     (r"socio\w*", "sócio"),
 )
+PARTY_ANY = compile_patterns([p for p, _ in PARTIES])
 # "a empresa Alfa Ltda", "o banco Beta": the proper name right after the kind of party.
 NAMED_PARTY = re.compile(
     r"\b(?i:empresa|banco|loja|operadora|construtora|imobiliária|imobiliaria|seguradora|"

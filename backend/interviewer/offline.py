@@ -20,9 +20,9 @@ from collections.abc import AsyncIterator
 from backend.interviewer.analysis import ANSWER_LIMIT, analyze, area_label
 from backend.interviewer.areas import AREAS_BY_KEY
 from backend.interviewer.base import CaseAnalysis
-from backend.interviewer.lexicon import LEVEL_RANK
+from backend.interviewer.lexicon import LEVEL_RANK, PARTY_ANY, WHEN
 from backend.interviewer.questions import FALLBACK_QUESTION, GUIDANCE, Topic, question_for
-from backend.interviewer.text import join_pt, shorten
+from backend.interviewer.text import fold, join_pt, shorten
 from backend.state.schemas import ConversationState
 
 WORDS_PER_CHUNK = 3
@@ -74,13 +74,16 @@ def _acknowledgement(now: CaseAnalysis, before: CaseAnalysis, last_reply: str) -
         parts.append(sentence + ".")
     noted: list[str] = []
     raw_reply = shorten(last_reply, ANSWER_LIMIT)
-    for key, label in (("quando", "a data"), ("partes", "quem está envolvido")):
+    for key, label, recognised in (
+        ("quando", "a data", WHEN),
+        ("partes", "quem está envolvido", PARTY_ANY),
+    ):
         value = now.facts.get(key)
         if value and value != before.facts.get(key):
-            # A free-form answer is not echoed back as if it were a date or a name.
-            noted.append(
-                f"sua resposta sobre {label}" if value == raw_reply else f"{label} ({value})"
-            )
+            # A free-form answer ("não lembro") is not echoed back as if it were a date or a
+            # name; a reply that is itself one ("em março de 2024", "Loja X") is.
+            free_form = value == raw_reply and not recognised.search(fold(value))
+            noted.append(f"sua resposta sobre {label}" if free_form else f"{label} ({value})")
     if now.documents and now.documents != before.documents:
         noted.append(f"os documentos que você tem ({join_pt(now.documents)})")
     if noted:
