@@ -21,15 +21,16 @@ Readiness rule (`ready_for_triage`), first match wins:
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 from backend.interviewer import lexicon
 from backend.interviewer.areas import AREAS, AREAS_BY_KEY, GENERAL_WEIGHT, SUB_AREA_WEIGHT
 from backend.interviewer.base import CaseAnalysis, Urgency
 from backend.interviewer.questions import MISSING_LABELS, TOPIC_ORDER, Topic, asked_topic
-from backend.interviewer.text import Hit, Text, fold, shorten, word_count
+from backend.interviewer.scan import MessageScan, scan_message
+from backend.interviewer.text import shorten
 from backend.state.schemas import ConversationState
 
 MAX_USER_TURNS = 6
@@ -38,8 +39,6 @@ MAX_USER_TURNS = 6
 STORY_MIN_WORDS = 12
 FACT_LIMIT = 300
 ANSWER_LIMIT = 120
-_SENTENCE_BREAK = re.compile(r"[.!?\n]")
-_TODAY = re.compile(r"\bhoje\b")
 # Index = rank in `lexicon.LEVEL_RANK`.
 _LEVELS: tuple[Urgency, ...] = ("baixa", "media", "alta", "urgente")
 
@@ -48,18 +47,22 @@ _LEVELS: tuple[Urgency, ...] = ("baixa", "media", "alta", "urgente")
 class Turn:
     """One client message and the topic of the interviewer question it replies to."""
 
-    text: Text
+    scan: MessageScan
     replies_to: Topic | None
 
 
-def user_turns(conversation: ConversationState) -> list[Turn]:
+# The interviewer's messages repeat across requests too; which topic one asks is cached.
+_asked_topic = lru_cache(maxsize=4_096)(asked_topic)
+
+
+def client_turns(conversation: ConversationState) -> list[Turn]:
     turns: list[Turn] = []
     last_question: Topic | None = None
     for message in conversation.messages:
         if message.role == "assistant":
-            last_question = asked_topic(message.content)
+            last_question = _asked_topic(message.content)
         elif message.role == "user" and message.content.strip():
-            turns.append(Turn(Text.of(message.content), last_question))
+            turns.append(Turn(scan_message(message.content), last_question))
             # Only the first message after a question answers it.
             last_question = None
     return turns
@@ -73,44 +76,30 @@ class _Areas:
 
 
 def _score_areas(turns: list[Turn]) -> _Areas:
-    scores: dict[str, int] = {}
-    sub_scores: dict[str, dict[str, int]] = {}
-    for area in AREAS:
-        general = sum(len(area.general.findall(t.text.folded)) for t in turns)
-        subs = {
-            sub.label: sum(len(sub.pattern.findall(t.text.folded)) for t in turns)
-            for sub in area.sub_areas
-        }
-        scores[area.key] = general * GENERAL_WEIGHT + sum(subs.values()) * SUB_AREA_WEIGHT
-        sub_scores[area.key] = subs
+    scores: list[int] = []
+    sub_scores: list[list[int]] = []
+    for i, area in enumerate(AREAS):
+        general = sum(t.scan.general_hits[i] for t in turns)
+        subs = [sum(t.scan.sub_hits[i][j] for t in turns) for j in range(len(area.sub_areas))]
+        scores.append(general * GENERAL_WEIGHT + sum(subs) * SUB_AREA_WEIGHT)
+        sub_scores.append(subs)
     result = _Areas()
-    # Ties go to the area listed first in `AREAS` (max keeps the first maximum).
-    best = max(scores, key=lambda k: scores[k])
-    if scores[best] == 0:
+    # Ties go to the area (and sub-area) listed first: `index(max)` finds the first maximum.
+    top = max(scores)
+    if top == 0:
         return result
-    result.area = best
+    best = scores.index(top)
+    result.area = AREAS[best].key
     subs = sub_scores[best]
-    top_sub = max(subs, key=lambda s: subs[s], default=None)
-    if top_sub is not None and subs[top_sub] > 0:
-        result.sub_area = top_sub
+    if subs and max(subs) > 0:
+        result.sub_area = AREAS[best].sub_areas[subs.index(max(subs))].label
     # Another area counts only with real weight, not one stray word ("empresa", "filho").
     result.secondary = [
-        key
-        for key, score in scores.items()
-        if key != best and score >= 2 and score * 2 >= scores[best]
+        AREAS[i].key
+        for i, score in enumerate(scores)
+        if i != best and score >= 2 and score * 2 >= top
     ]
     return result
-
-
-def _sentence_after(text: Text, hit: Hit) -> tuple[str, str]:
-    """The folded sentence holding the hit, split into (before the hit, from the hit on)."""
-    folded = text.folded
-    start = 0
-    for brk in _SENTENCE_BREAK.finditer(folded, 0, hit.start):
-        start = brk.end()
-    end_match = _SENTENCE_BREAK.search(folded, hit.end)
-    end = end_match.start() if end_match else len(folded)
-    return folded[start : hit.start], folded[hit.start : end]
 
 
 @dataclass
@@ -122,39 +111,18 @@ class _Urgency:
 
 
 def _assess_urgency(turns: list[Turn]) -> _Urgency:
-    found: dict[str, tuple[int, str]] = {}  # kind -> (rank, reason)
-    mentioned = False
+    found: dict[str, tuple[int, str]] = {}  # kind -> (rank, reason), the highest seen
     for turn in turns:
-        for signal in lexicon.URGENCY_SIGNALS:
-            for hit in turn.text.finditer(signal.pattern):
-                # Talking about a deadline, hearing or risk, even to deny it ("não tenho
-                # audiência"), answers the urgency question; lost wages do not.
-                if lexicon.LEVEL_RANK[signal.level] >= lexicon.LEVEL_RANK["alta"]:
-                    mentioned = True
-                if signal.negatable and turn.text.is_negated(hit):
-                    continue
-                before, after = _sentence_after(turn.text, hit)
-                sentence = before + after
-                escalated = bool(
-                    (signal.escalate and signal.escalate.search(sentence))
-                    or (
-                        signal.kind in {"audiencia", "prazo", "despejo"}
-                        and (lexicon.NEAR_DATE.search(sentence) or _TODAY.search(after))
-                    )
-                )
-                level = "urgente" if escalated else signal.level
-                reason = (signal.urgent_reason or signal.reason) if escalated else signal.reason
-                rank = lexicon.LEVEL_RANK[level]
-                if signal.kind not in found or rank > found[signal.kind][0]:
-                    found[signal.kind] = (rank, reason)
-    result = _Urgency(mentioned=mentioned)
+        for hit in turn.scan.urgency:
+            if hit.kind not in found or hit.rank > found[hit.kind][0]:
+                found[hit.kind] = (hit.rank, hit.reason)
+    result = _Urgency(mentioned=any(t.scan.urgency_mentioned for t in turns))
     if not found:
         return result
     order = {s.kind: i for i, s in enumerate(lexicon.URGENCY_SIGNALS)}
     kinds = sorted(found, key=lambda k: (-found[k][0], order[k]))
-    top_rank, top_reason = found[kinds[0]]
+    top_rank, result.reason = found[kinds[0]]
     result.level = _LEVELS[top_rank]
-    result.reason = top_reason
     result.kinds = kinds
     return result
 
@@ -165,85 +133,49 @@ def _dedupe(items: Iterable[str]) -> list[str]:
 
 def _story(turns: list[Turn]) -> str | None:
     for turn in turns:
-        folded = turn.text.folded
-        specific = any(s.pattern.search(folded) for a in AREAS for s in a.sub_areas) or any(
-            not (s.negatable and turn.text.is_negated(hit))
-            for s in lexicon.URGENCY_SIGNALS
-            for hit in turn.text.finditer(s.pattern)
-        )
-        if turn.replies_to is Topic.FATO or specific or word_count(folded) >= STORY_MIN_WORDS:
-            return shorten(turn.text.original, FACT_LIMIT)
+        scan = turn.scan
+        if turn.replies_to is Topic.FATO or scan.specific or scan.words >= STORY_MIN_WORDS:
+            return shorten(scan.text.original, FACT_LIMIT)
     return None
 
 
 def _when(turns: list[Turn]) -> str | None:
     for turn in turns:
-        for hit in turn.text.finditer(lexicon.WHEN):
-            if not lexicon.FUTURE_CONTEXT.search(turn.text.clause_around(hit)):
-                return hit.original
+        if turn.scan.when:
+            return turn.scan.when
         if turn.replies_to is Topic.QUANDO:
-            return shorten(turn.text.original, ANSWER_LIMIT)
+            return shorten(turn.scan.text.original, ANSWER_LIMIT)
     return None
-
-
-_PARTY_PATTERNS = [(re.compile(r"\b(?:" + p + ")"), label) for p, label in lexicon.PARTIES]
-_DOCUMENT_PATTERNS = [(re.compile(r"\b(?:" + p + ")"), label) for p, label in lexicon.DOCUMENTS]
 
 
 def _parties(turns: list[Turn]) -> list[str]:
     parties: list[str] = []
     for turn in turns:
-        found = [
-            (hit.start, label)
-            for pattern, label in _PARTY_PATTERNS
-            for hit in turn.text.finditer(pattern)
-        ]
-        named = [m.group(0) for m in lexicon.NAMED_PARTY.finditer(turn.text.original)]
-        # "empresa Alfa Ltda" already says "empresa".
-        generic = [
-            label
-            for _, label in sorted(found)
-            if not any(fold(n).startswith(fold(label)) for n in named)
-        ]
-        parties += named + generic
-        if turn.replies_to is Topic.PARTES and not found and not named:
-            parties.append(shorten(turn.text.original, ANSWER_LIMIT))
+        parties += turn.scan.parties
+        if turn.replies_to is Topic.PARTES and not turn.scan.parties:
+            parties.append(shorten(turn.scan.text.original, ANSWER_LIMIT))
     return _dedupe(parties)
 
 
 def _documents(turns: list[Turn]) -> tuple[list[str], bool]:
     """Documents mentioned (not denied), and whether the client answered about documents."""
-    documents: list[str] = []
-    answered = False
-    for turn in turns:
-        if turn.text.search(lexicon.NO_DOCUMENTS):
-            answered = True
-        found = [
-            (hit.start, label)
-            for pattern, label in _DOCUMENT_PATTERNS
-            for hit in turn.text.finditer(pattern)
-            if not turn.text.is_negated(hit)
-        ]
-        documents += [label for _, label in sorted(found)]
-        if turn.replies_to is Topic.DOCUMENTOS:
-            answered = True
-    return _dedupe(documents), answered or bool(documents)
+    documents = _dedupe(d for t in turns for d in t.scan.documents)
+    answered = any(t.scan.no_documents or t.replies_to is Topic.DOCUMENTOS for t in turns)
+    return documents, answered or bool(documents)
 
 
 def analyze(
     conversation: ConversationState, *, max_user_turns: int = MAX_USER_TURNS
 ) -> CaseAnalysis:
     """What the interview has established so far (see the module docstring for the rule)."""
-    turns = user_turns(conversation)
+    turns = client_turns(conversation)
     areas = _score_areas(turns)
     urgency = _assess_urgency(turns)
     story = _story(turns)
     when = _when(turns)
     parties = _parties(turns)
     documents, documents_answered = _documents(turns)
-    amounts = _dedupe(
-        m.group(0).strip() for t in turns for m in lexicon.AMOUNT.finditer(t.text.original)
-    )
+    amounts = _dedupe(a for t in turns for a in t.scan.amounts)
 
     facts: dict[str, str] = {}
     if story:

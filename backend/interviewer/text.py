@@ -18,6 +18,9 @@ _NEGATION = re.compile(r"\b(nao|nem|nenhum|nenhuma|sem|nunca|jamais)\b")
 # A clause ends at punctuation or a contrast/coordination that restarts the thought.
 _CLAUSE_BREAK = re.compile(r"[.;:!?\n]|,|\b(mas|porem|e|pois|porque)\b")
 _NEGATION_WINDOW_WORDS = 3
+# How far back a clause or sentence is looked for: enough for any real clause, and it keeps
+# the work per match constant however long the message is.
+LOOKBACK_CHARS = 200
 
 
 def fold_char(char: str) -> str:
@@ -27,9 +30,14 @@ def fold_char(char: str) -> str:
     return base[:1] if base else char
 
 
+# Latin letters (with their accented forms) fold through one C-level `str.translate`; the
+# rest of Unicode is left as is, which keeps one character per character.
+_FOLD_TABLE = {code: fold_char(chr(code)) for code in range(0x250)}
+
+
 def fold(text: str) -> str:
     """Lower case without accents, same length as `text`."""
-    return "".join(fold_char(c) for c in text)
+    return text.translate(_FOLD_TABLE)
 
 
 def compile_patterns(patterns: list[str] | tuple[str, ...]) -> re.Pattern[str]:
@@ -67,7 +75,7 @@ class Text:
 
     def clause_before(self, pos: int) -> str:
         """Folded text from the start of the clause holding `pos` up to `pos`."""
-        head = self.folded[:pos]
+        head = self.folded[max(0, pos - LOOKBACK_CHARS) : pos]
         start = 0
         for brk in _CLAUSE_BREAK.finditer(head):
             start = brk.end()

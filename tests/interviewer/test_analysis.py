@@ -6,6 +6,7 @@ import pytest
 
 from backend.interviewer.analysis import MAX_USER_TURNS, analyze
 from backend.interviewer.questions import MISSING_LABELS, Topic
+from backend.interviewer.scan import MAX_MESSAGE_CHARS, scan_message
 from tests.interviewer.helpers import chat, interview
 
 
@@ -359,6 +360,15 @@ class TestReadiness:
         assert analyze(conversation, max_user_turns=2).ready_for_triage
 
 
-def test_same_conversation_same_analysis() -> None:
+def test_same_conversation_same_analysis_with_a_cold_or_warm_cache() -> None:
     conversation, _ = interview("Meu voo atrasou 10 horas ontem", "Azul", "não")
-    assert analyze(conversation) == analyze(conversation)
+    scan_message.cache_clear()
+    cold = analyze(conversation)
+    assert analyze(conversation) == cold
+
+
+def test_only_the_start_of_a_huge_message_is_read() -> None:
+    filler = "bla " * (MAX_MESSAGE_CHARS // 4)
+    analysis = analyze(chat("Meu voo foi cancelado. " + filler + "Meu irmão foi preso"))
+    assert analysis.area == "consumidor"
+    assert analysis.urgency == "baixa"
