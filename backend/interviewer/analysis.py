@@ -10,9 +10,9 @@ orchestrator's decisions never depend on an LLM's mood.
 Readiness rule (`ready_for_triage`), first match wins:
 
 1. the area is known and the client has told what happened, when, who is on the other side,
-   and whether there is any deadline/hearing/other urgency (a signal found, or any answer to
-   the question about it, "não" included); documents are asked for but not required — the
-   triage lists them as missing;
+   whether there is any deadline/hearing/other urgency (a signal found, or any answer to the
+   question about it, "não" included) and which documents they have (any answer, "nenhum"
+   included) — every topic of the interview is settled;
 2. the urgency is "urgente" and the area is known: a lawyer must act now, so the interview
    stops asking and the triage goes out with what is known;
 3. the client has written `max_user_turns` messages (default 6): the interview never drags on;
@@ -21,6 +21,7 @@ Readiness rule (`ready_for_triage`), first match wins:
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -39,6 +40,9 @@ MAX_USER_TURNS = 6
 STORY_MIN_WORDS = 12
 FACT_LIMIT = 300
 ANSWER_LIMIT = 120
+NO_DOCUMENTS_FACT = "nenhum documento informado"
+# A reply that starts by denying ("não", "nenhum", "nada") has nothing to list.
+_DENIAL = re.compile(r"\s*(nao|nenhum|nenhuma|nada|sem)\b")
 # Index = rank in `lexicon.LEVEL_RANK`.
 _LEVELS: tuple[Urgency, ...] = ("baixa", "media", "alta", "urgente")
 
@@ -158,10 +162,20 @@ def _parties(turns: list[Turn]) -> list[str]:
 
 
 def _documents(turns: list[Turn]) -> tuple[list[str], bool]:
-    """Documents mentioned (not denied), and whether the client answered about documents."""
-    documents = _dedupe(d for t in turns for d in t.scan.documents)
-    answered = any(t.scan.no_documents or t.replies_to is Topic.DOCUMENTOS for t in turns)
-    return documents, answered or bool(documents)
+    """Documents the client has (recognised, or their own words when answering the question
+    about documents), and whether the client answered about documents at all."""
+    documents: list[str] = []
+    answered = False
+    for turn in turns:
+        scan = turn.scan
+        documents += scan.documents
+        if scan.no_documents:
+            answered = True
+        elif turn.replies_to is Topic.DOCUMENTOS:
+            answered = True
+            if not scan.documents and not _DENIAL.match(scan.text.folded):
+                documents.append(shorten(scan.text.original, ANSWER_LIMIT))
+    return _dedupe(documents), answered or bool(documents)
 
 
 def analyze(
@@ -187,7 +201,7 @@ def analyze(
     if documents:
         facts["documentos"] = ", ".join(documents)
     elif documents_answered:
-        facts["documentos"] = "nenhum documento informado"
+        facts["documentos"] = NO_DOCUMENTS_FACT
     if amounts:
         facts["valores"] = ", ".join(amounts)
 
@@ -205,9 +219,8 @@ def analyze(
     # settle it (only the area can stay unknown that way).
     next_topic = next((t for t in missing if t not in asked), None)
 
-    core = all(known[t] for t in (Topic.AREA, Topic.FATO, Topic.QUANDO, Topic.PARTES))
     ready = (
-        (core and known[Topic.URGENCIA])
+        not missing
         or (urgency.level == "urgente" and areas.area is not None)
         or len(turns) >= max_user_turns
     )

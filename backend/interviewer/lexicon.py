@@ -289,6 +289,7 @@ DOCUMENTS: tuple[tuple[str, str], ...] = (
     (r"protocolos?\b", "protocolos de atendimento"),
     (r"testemunha\w*", "testemunhas"),
 )
+DOCUMENT_ANY = compile_patterns([p for p, _ in DOCUMENTS])
 NO_DOCUMENTS = compile_patterns(
     [
         r"(nao|nenhum) (tenho|tem|possuo) (nenhum )?(documento|papel|prova|comprovante)\w*",

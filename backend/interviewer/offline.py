@@ -17,10 +17,10 @@ import asyncio
 import re
 from collections.abc import AsyncIterator
 
-from backend.interviewer.analysis import ANSWER_LIMIT, analyze, area_label
+from backend.interviewer.analysis import ANSWER_LIMIT, NO_DOCUMENTS_FACT, analyze, area_label
 from backend.interviewer.areas import AREAS_BY_KEY
 from backend.interviewer.base import CaseAnalysis
-from backend.interviewer.lexicon import LEVEL_RANK, PARTY_ANY, WHEN
+from backend.interviewer.lexicon import DOCUMENT_ANY, LEVEL_RANK, PARTY_ANY, WHEN
 from backend.interviewer.questions import FALLBACK_QUESTION, GUIDANCE, Topic, question_for
 from backend.interviewer.text import fold, join_pt, shorten
 from backend.state.schemas import ConversationState
@@ -77,15 +77,18 @@ def _acknowledgement(now: CaseAnalysis, before: CaseAnalysis, last_reply: str) -
     for key, label, recognised in (
         ("quando", "a data", WHEN),
         ("partes", "quem está envolvido", PARTY_ANY),
+        ("documentos", "os documentos que você tem", DOCUMENT_ANY),
     ):
         value = now.facts.get(key)
-        if value and value != before.facts.get(key):
-            # A free-form answer ("não lembro") is not echoed back as if it were a date or a
-            # name; a reply that is itself one ("em março de 2024", "Loja X") is.
-            free_form = value == raw_reply and not recognised.search(fold(value))
-            noted.append(f"sua resposta sobre {label}" if free_form else f"{label} ({value})")
-    if now.documents and now.documents != before.documents:
-        noted.append(f"os documentos que você tem ({join_pt(now.documents)})")
+        if not value or value == before.facts.get(key):
+            continue
+        if value == NO_DOCUMENTS_FACT:
+            noted.append("que você ainda não tem documentos")
+            continue
+        # A free-form answer ("não lembro") is not echoed back as if it were a date or a
+        # name; a reply that is itself one ("em março de 2024", "Loja X") is.
+        free_form = value.endswith(raw_reply) and not recognised.search(fold(raw_reply))
+        noted.append(f"sua resposta sobre {label}" if free_form else f"{label} ({value})")
     if noted:
         parts.append(f"Anotei {join_pt(noted)}.")
     return parts

@@ -262,6 +262,27 @@ def test_recognises_parties(message: str, party: str) -> None:
     assert party in analyze(chat(message)).parties
 
 
+@pytest.mark.parametrize(
+    ("answer", "documents", "fact"),
+    [
+        ("Tenho o contrato e os recibos", ["contrato", "comprovantes"], None),
+        ("Só um áudio que ele me mandou", ["Só um áudio que ele me mandou"], None),
+        ("Não", [], "nenhum documento informado"),
+    ],
+)
+def test_answer_about_documents(answer: str, documents: list[str], fact: str | None) -> None:
+    conversation, _ = interview(
+        "Meu vizinho fez uma obra e causou uma infiltração no meu apartamento",
+        "mês passado",
+        "não tenho prazo",
+        answer,
+    )
+    analysis = analyze(conversation)
+    assert analysis.documents == documents
+    assert analysis.facts["documentos"] == (fact or ", ".join(documents))
+    assert Topic.DOCUMENTOS not in analysis.missing_topics
+
+
 def test_denied_documents_are_not_listed() -> None:
     analysis = analyze(
         chat("Não tenho contrato, foi tudo de boca, mas tenho o boletim de ocorrência")
@@ -317,18 +338,20 @@ def test_a_providers_question_is_recognised_by_its_words() -> None:
 
 
 class TestReadiness:
-    def test_core_facts_plus_urgency_answer(self) -> None:
-        conversation, _ = interview(
-            "Fui demitido ontem e a empresa não pagou as verbas rescisórias",
-        )
-        assert not analyze(conversation).ready_for_triage  # urgency not asked yet
-        conversation, _ = interview(
-            "Fui demitido ontem e a empresa não pagou as verbas rescisórias",
-            "Não tenho nenhum prazo",
-        )
+    def test_every_topic_settled(self) -> None:
+        story = "Fui demitido ontem e a empresa não pagou as verbas rescisórias"
+        conversation, _ = interview(story)
+        analysis = analyze(conversation)
+        assert not analysis.ready_for_triage
+        assert analysis.next_topic == Topic.URGENCIA
+        conversation, _ = interview(story, "Não tenho nenhum prazo")
+        analysis = analyze(conversation)
+        assert not analysis.ready_for_triage
+        assert analysis.next_topic == Topic.DOCUMENTOS
+        conversation, _ = interview(story, "Não tenho nenhum prazo", "Ainda não tenho nada")
         analysis = analyze(conversation)
         assert analysis.ready_for_triage
-        assert Topic.DOCUMENTOS in analysis.missing_topics  # not required to triage
+        assert analysis.missing == []
 
     def test_urgent_with_known_area_is_ready_at_once(self) -> None:
         analysis = analyze(chat("Meu filho foi preso em flagrante"))

@@ -70,6 +70,16 @@ def test_echoes_a_recognised_date_but_not_a_free_form_answer() -> None:
     assert "Anotei sua resposta sobre quem está envolvido." in replies[-1]
 
 
+def test_acknowledges_documents() -> None:
+    opening = ("Meu nome foi negativado pelo banco", "ontem", "não há prazo")
+    _, replies = interview(*opening, "tenho as faturas e os prints")
+    assert "Anotei os documentos que você tem (faturas ou boletos, mensagens)" in replies[-1]
+    _, replies = interview(*opening, "só um áudio")
+    assert "Anotei sua resposta sobre os documentos que você tem." in replies[-1]
+    _, replies = interview(*opening, "nenhum")
+    assert "Anotei que você ainda não tem documentos." in replies[-1]
+
+
 def test_never_asks_an_answered_question_again() -> None:
     _, replies = interview(
         "Oi",
@@ -121,14 +131,23 @@ def test_closes_when_ready_and_then_only_takes_notes() -> None:
         "Meu voo foi cancelado ontem e a companhia aérea não me reembolsou",
         "Não tenho nada marcado",
         "Tenho os e-mails da reserva",
+        "Ah, e o voo era para o casamento da minha irmã",
     )
-    assert "?" in replies[0]
-    closing = replies[1]
+    assert replies[0].endswith(question_for(Topic.URGENCIA, "consumidor"))
+    assert replies[1].endswith(question_for(Topic.DOCUMENTOS, "consumidor"))
+    closing = replies[2]
+    assert closing.startswith("Anotei os documentos que você tem (e-mails).")
     assert "Já tenho as informações principais para a triagem" in closing
-    assert "advogado de direito do consumidor" in closing
-    assert "vá separando os documentos" in closing  # documents were never told
+    assert "consulta com um advogado de direito do consumidor nas próximas semanas" in closing
     assert "?" not in closing
-    assert replies[2].startswith("Obrigado, anotei essa informação no seu caso.")
+    assert replies[3].startswith("Obrigado, anotei essa informação no seu caso.")
+
+
+def test_urgent_closing_asks_to_gather_documents() -> None:
+    _, (reply,) = interview("Meu filho foi preso em flagrante")
+    assert "Já tenho as informações principais para a triagem" in reply
+    assert "o quanto antes, ainda hoje" in reply
+    assert "vá separando os documentos que tiver, como boletim de ocorrência" in reply
 
 
 def test_rejects_bad_options() -> None:
