@@ -6,6 +6,7 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
+from backend.agents.runtime import ConversationRuntime
 from backend.core.config import Settings
 from backend.core.redis import RedisService
 from backend.state.service import ConversationStateManager
@@ -23,6 +24,11 @@ def _state_manager(request: Request) -> ConversationStateManager:
     return request.app.state.state_manager
 
 
+def _runtime(request: Request) -> ConversationRuntime:
+    return request.app.state.runtime
+
+
 SettingsDep = Annotated[Settings, Depends(_settings)]
 RedisDep = Annotated[RedisService, Depends(_redis)]
 StateManagerDep = Annotated[ConversationStateManager, Depends(_state_manager)]
+RuntimeDep = Annotated[ConversationRuntime, Depends(_runtime)]

@@ -155,7 +155,7 @@ class _Reader:
                 await self.changed.wait()
                 continue
             await self._check_suspects()
-            streams = {t.key: t.cursor for t in self.tails.values()}
+            streams: dict[Any, Any] = {t.key: t.cursor for t in self.tails.values()}
             if self.wake_key is not None:
                 streams[self.wake_key] = self.wake_cursor
             self.wake_sent = False
@@ -177,12 +177,12 @@ class _Reader:
                 if key == self.wake_key:
                     self.wake_cursor = rows[-1][0]
                     continue
-                tail = self.tails.get(key)
-                if tail is None or not rows:
+                target = self.tails.get(key)
+                if target is None or not rows:
                     continue
                 batch = [parse_entry(entry_id, fields) for entry_id, fields in rows]
-                tail.cursor = batch[-1].id
-                for sub in tuple(tail.subs):
+                target.cursor = batch[-1].id
+                for sub in tuple(target.subs):
                     sub.push(batch)
 
     async def _check_suspects(self) -> None:

@@ -52,7 +52,7 @@ class SessionLease:
         with translate_errors():
             return bool(await self.redis.client.exists(self.keys.lease(session_id)))
 
-    async def _run(self, script: AsyncScript, session_id: str, *args: object) -> object:
+    async def _run(self, script: AsyncScript, session_id: str, *args: str | int) -> object:
         keys = [self.keys.lease(session_id)]
         # redis-py's Script reloads itself on NOSCRIPT (a restarted or new node).
         with translate_errors():
