@@ -7,13 +7,17 @@ from __future__ import annotations
 
 import uvloop
 
-from bench import state_write
+from bench import sse_chat, sse_idle, state_write
 
 
 def main() -> None:
     for messages in (20, 100):
         print(state_write.report(uvloop.run(state_write.run(messages=messages))))
         print()
+    print(sse_chat.report(uvloop.run(sse_chat.run())))
+    print()
+    print(sse_idle.report(uvloop.run(sse_idle.run())))
+    print()
 
 
 if __name__ == "__main__":
