@@ -21,7 +21,9 @@ $(VENV)/.installed: pyproject.toml
 services:
 	@bash scripts/ensure_services.sh
 
+# Apply the PostgreSQL schema (Alembic) to DATABASE_URL (from the environment or .env).
 migrate: install services
+	$(BIN)/alembic upgrade head
 
 run: install services migrate
 	$(BIN)/uvicorn backend.main:app --host $(HOST) --port $(PORT)
