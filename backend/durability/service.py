@@ -22,9 +22,8 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 from pydantic import ValidationError
 from sqlalchemy import text
@@ -53,11 +52,12 @@ class FlushReport:
     messages_written: int = 0
     released: int = 0
     requeued: int = 0
-    extra: dict[str, Any] = field(default_factory=dict)
 
-    def add(self, write: WriteReport) -> None:
-        self.sessions_written += write.sessions_written
-        self.messages_written += write.messages_written
+    def merge(self, other: FlushReport) -> None:
+        for name in ("batches", "sessions", "sessions_written", "messages_written"):
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+        self.released += other.released
+        self.requeued += other.requeued
 
 
 @dataclass(frozen=True)
@@ -158,16 +158,25 @@ class HybridConversationService:
             if not ids:
                 break
             seen.update(ids)
-            report, snapshots = await self.snapshot_sessions(ids)
-            flush.batches += 1
-            flush.sessions += len(ids)
-            flush.add(report)
-            # Released: written (or already durable), purged, or gone from Redis entirely.
-            keep = set(report.archived) - set(report.done)
-            released = {sid: _versions(snapshots.get(sid)) for sid in ids if sid not in keep}
-            flush.requeued += await self._release(released)
-            flush.released += len(released)
+            batch = await self.snapshot_and_release(ids)
+            flush.merge(batch)
         return flush
+
+    async def snapshot_and_release(self, session_ids: list[str]) -> FlushReport:
+        """Snapshot these sessions, then drop from the dirty set those that did not move on."""
+        report, snapshots = await self.snapshot_sessions(session_ids)
+        # Released: written (or already durable), purged, or gone from Redis entirely.
+        keep = set(report.archived) - set(report.done)
+        released = {sid: _versions(snapshots.get(sid)) for sid in session_ids if sid not in keep}
+        requeued = await self._release(released)
+        return FlushReport(
+            batches=1,
+            sessions=len(session_ids),
+            sessions_written=report.sessions_written,
+            messages_written=report.messages_written,
+            released=len(released),
+            requeued=requeued,
+        )
 
     async def _release(self, versions: dict[str, tuple[int, int]]) -> int:
         """Drop sessions from the dirty set, then re-add any written since the snapshot.
