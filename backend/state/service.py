@@ -27,6 +27,7 @@ from typing import Any, Literal, TypeVar, overload
 
 from redis import exceptions as redis_errors
 
+from backend.core.autopipeline import AutoPipeline
 from backend.core.config import Settings
 from backend.core.errors import InvalidState, SessionNotFound, VersionConflict
 from backend.core.redis import RedisService, translate_errors
@@ -78,6 +79,7 @@ class ConversationStateManager:
         self.restorer: Restorer | None = None
         self.before_delete: BeforeDelete | None = None
         client = redis.client
+        self._autopipe = AutoPipeline(client)
         self._write_script = client.register_script(_lua("write_state.lua"))
         self._event_script = client.register_script(_lua("append_event.lua"))
         self._index_script = client.register_script(_lua("touch_index.lua"))
@@ -106,8 +108,10 @@ class ConversationStateManager:
         return await self._get(ConversationState, self.keys.conversation(session_id))
 
     async def _get(self, model: type[S], key: str) -> S | None:
-        with translate_errors():
-            raw = await self.redis.client.hget(key, "doc")
+        (raw,) = await self._autopipe.execute([("HGET", key, "doc")])
+        if isinstance(raw, Exception):
+            with translate_errors():
+                raise raw
         if raw is None:
             return None
         return model.model_validate_json(raw)
@@ -225,7 +229,8 @@ class ConversationStateManager:
         return WriteResult(version=int(new_version), event_id=(rest[0] or None) if rest else None)
 
     async def _pipeline(self, commands: list[tuple[Any, ...]]) -> list[Any]:
-        """Run raw commands in one non-transactional pipeline (one round trip).
+        """Run raw commands in one non-transactional pipeline (one round trip, shared with
+        whatever other callers are in flight: see AutoPipeline).
 
         A command refused with NOSCRIPT (a restarted or new Redis node lost the script cache)
         did not run: load the scripts and replay just those commands, never the others.
@@ -233,11 +238,7 @@ class ConversationStateManager:
         results: list[Any] = [None] * len(commands)
         pending = list(range(len(commands)))
         for attempt in (1, 2):
-            with translate_errors():
-                pipe = self.redis.client.pipeline(transaction=False)
-                for i in pending:
-                    pipe.execute_command(*commands[i])
-                answers = await pipe.execute(raise_on_error=False)
+            answers = await self._autopipe.execute([commands[i] for i in pending])
             for i, answer in zip(pending, answers, strict=True):
                 results[i] = answer
             pending = [i for i in pending if isinstance(results[i], redis_errors.NoScriptError)]
