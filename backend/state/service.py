@@ -23,7 +23,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from importlib.resources import files
-from typing import Any, Literal, TypeVar, overload
+from typing import Any, Literal, TypeVar, cast, overload
 
 from redis import exceptions as redis_errors
 
@@ -267,7 +267,7 @@ class ConversationStateManager:
         """
         keys = [self.keys.conversation(session_id), self.keys.events(session_id)]
         ttl = max(self.settings.conversation_ttl, self.settings.orchestration_ttl)
-        args = [
+        args: list[str | int] = [
             ttl,
             self.settings.stream_maxlen,
             event.type,
@@ -360,7 +360,7 @@ class ConversationStateManager:
                 min=f"({after}" if after != "0-0" else "-",
                 count=count,
             )
-        return [_entry(entry_id, fields) for entry_id, fields in rows]
+        return [_entry(entry_id, fields) for entry_id, fields in rows or []]
 
     # ------------------------------------------------------------ listing, stats
 
@@ -374,7 +374,9 @@ class ConversationStateManager:
         index = self.keys.user_index(tenant_id, user_id)
         with translate_errors():
             total = int(await self.redis.client.zcard(index))
-            ids = await self.redis.client.zrevrange(index, offset, offset + limit - 1)
+            ids = cast(
+                list[str], await self.redis.client.zrevrange(index, offset, offset + limit - 1)
+            )
         items, gone = [], []
         metas = await self._metas(ids)
         for sid, meta in zip(ids, metas, strict=True):
@@ -424,7 +426,10 @@ class ConversationStateManager:
                 users.add((meta["tenant_id"], meta["user_id"]))
         with translate_errors():
             dirty = int(await self.redis.client.zcard(self.keys.dirty()))
-            oldest = await self.redis.client.zrange(self.keys.dirty(), 0, 0, withscores=True)
+            oldest = cast(
+                list[tuple[str, float]],
+                await self.redis.client.zrange(self.keys.dirty(), 0, 0, withscores=True),
+            )
         health = await self.redis.health_check()
         return {
             "conversations": len(conv_ids),
@@ -563,7 +568,7 @@ def _evalsha(sha: str, keys: list[str], args: list[Any]) -> tuple[Any, ...]:
     return ("EVALSHA", sha, len(keys), *keys, *args)
 
 
-def _entry(entry_id: str, fields: dict[str, str]) -> StreamEntry:
+def _entry(entry_id: Any, fields: Any) -> StreamEntry:
     return StreamEntry(
         id=entry_id,
         type=fields["type"],
