@@ -8,6 +8,7 @@ is stopped in teardown, also on failure.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -111,10 +112,8 @@ class WorkerProcess:
 
     def kill(self) -> None:
         """SIGKILL the whole worker (main process, pool children, beat): a lost machine."""
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(self.proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
         self.proc.wait()
 
     def stop(self) -> None:

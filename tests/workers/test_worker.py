@@ -35,12 +35,12 @@ def celery_client(settings: Settings) -> Iterator[Celery]:
         app.close()
 
 
-async def wait_for(check: Callable[[], Awaitable[bool]], timeout: float, what: str) -> None:
-    """Poll until `check` holds; the timeout is a hang guard, not a measured assertion."""
-    deadline = time.monotonic() + timeout
+async def wait_for(check: Callable[[], Awaitable[bool]], guard: float, what: str) -> None:
+    """Poll until `check` holds; `guard` (seconds) stops a hang, it is not a measured limit."""
+    deadline = time.monotonic() + guard
     while not await check():
         if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+            raise AssertionError(f"still waiting for {what} after {guard}s")
         await asyncio.sleep(0.1)
 
 
