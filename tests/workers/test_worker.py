@@ -251,3 +251,17 @@ async def test_archive_task_moves_a_session_to_cold_storage_and_it_reads_back_wh
     page = await hybrid.page_messages(Principal("ana", "escritorio-1"), sid, before=None, limit=200)
     assert [m.seq for m in page.items] == list(range(1, 41))
     assert not await hybrid.archive.store.exists(sid)
+
+
+async def test_celery_health_sees_the_worker_and_the_queue(
+    settings: Settings, start_worker: StartWorker, celery_client: Celery
+) -> None:
+    from tests.health.test_router import client_for
+
+    worker = start_worker(beat=False)
+    async for client in client_for(settings):
+        response = await client.get("/health/celery")
+        assert response.status_code == 200
+        body = response.json()
+        assert worker.name in body["workers"]
+        assert body["queue"] == settings.celery_queue and body["queue_depth"] == 0
