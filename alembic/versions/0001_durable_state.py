@@ -68,7 +68,11 @@ def upgrade() -> None:
         "ix_sessions_tenant_created", "sessions", ["tenant_id", "created_at"], unique=False
     )
     op.create_index(
-        "ix_sessions_tenant_updated", "sessions", ["tenant_id", "updated_at"], unique=False
+        "ix_sessions_tenant_updated",
+        "sessions",
+        ["tenant_id", "updated_at"],
+        unique=False,
+        postgresql_include=["created_at"],
     )
     op.create_index(
         "ix_sessions_user_recent",
@@ -104,7 +108,6 @@ def upgrade() -> None:
             nullable=False,
         ),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
-        sa.ForeignKeyConstraint(["session_id"], ["sessions.id"], ondelete="CASCADE"),
         sa.PrimaryKeyConstraint("session_id", "seq"),
     )
     op.create_index(

@@ -51,6 +51,7 @@ class Settings(BaseSettings):
     celery_timezone: str = "America/Sao_Paulo"
     snapshot_batch_size: int = Field(default=500, gt=0)
     snapshot_max_batches: int = Field(default=50, gt=0)
+    snapshot_concurrency: int = Field(default=2, gt=0)
     dirty_flush_interval: float = Field(default=5.0, gt=0)
     archive_interval: float = Field(default=3_600.0, gt=0)
     cleanup_interval: float = Field(default=600.0, gt=0)

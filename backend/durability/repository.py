@@ -214,7 +214,7 @@ def _message_params(rows: list[tuple[Snapshot, Message]]) -> dict[str, Any]:
         "tenants": [s.conversation.tenant_id for s, _ in rows],
         "roles": [m.role for _, m in rows],
         "contents": [m.content for _, m in rows],
-        "metas": [_json(m.metadata) for _, m in rows],
+        "metas": [_json(m.metadata) if m.metadata else "{}" for _, m in rows],
         "created": [m.created_at for _, m in rows],
     }
 
@@ -322,8 +322,11 @@ async def mark_inactive(conn: AsyncConnection, session_id: str) -> bool:
 
 
 async def purge_session(conn: AsyncConnection, session_id: str) -> bool:
-    """Delete the session and (by cascade) all its rows; leave a tombstone. Returns whether
-    a row existed."""
+    """Delete the session and all its rows; leave a tombstone. Returns whether a row existed.
+
+    Orchestration, summary, rollup and archive index go by cascade; messages (no foreign key,
+    see the model) explicitly.
+    """
     await conn.execute(
         text(
             "INSERT INTO purged_sessions (session_id) VALUES (:id)"
@@ -332,4 +335,5 @@ async def purge_session(conn: AsyncConnection, session_id: str) -> bool:
         {"id": session_id},
     )
     result = await conn.execute(text("DELETE FROM sessions WHERE id = :id"), {"id": session_id})
+    await conn.execute(text("DELETE FROM messages WHERE session_id = :id"), {"id": session_id})
     return bool(result.rowcount)

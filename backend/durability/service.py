@@ -20,6 +20,7 @@ How the tiers meet (invariants 6, 7, 8 and 11):
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from dataclasses import dataclass
@@ -140,17 +141,27 @@ class HybridConversationService:
                 return await repo.write_snapshots(conn, snapshots, retention=self.retention)
 
     async def flush_dirty(
-        self, *, batch_size: int | None = None, max_batches: int | None = None
+        self,
+        *,
+        batch_size: int | None = None,
+        max_batches: int | None = None,
+        concurrency: int | None = None,
     ) -> FlushReport:
-        """Snapshot dirty sessions, oldest first, batch by batch, until none is left (bounded)."""
+        """Snapshot dirty sessions, oldest first, batch by batch, until none is left (bounded).
+
+        SNAPSHOT_CONCURRENCY disjoint batches run at once, each in its own transaction, so
+        PostgreSQL writes one batch while this process reads and encodes the next.
+        """
         batch_size = batch_size or self.settings.snapshot_batch_size
         max_batches = max_batches or self.settings.snapshot_max_batches
+        concurrency = concurrency or self.settings.snapshot_concurrency
         flush = FlushReport()
         seen: set[str] = set()
-        for _ in range(max_batches):
+        while flush.batches < max_batches:
+            width = min(concurrency, max_batches - flush.batches)
             with translate_errors():
                 raw_ids = await self.manager.redis.client.zrange(
-                    self.keys.dirty(), 0, batch_size - 1
+                    self.keys.dirty(), 0, batch_size * width - 1
                 )
             # A session written again during this run goes back to the end of the set; it is
             # left for the next run rather than chased in a loop.
@@ -158,8 +169,14 @@ class HybridConversationService:
             if not ids:
                 break
             seen.update(ids)
-            batch = await self.snapshot_and_release(ids)
-            flush.merge(batch)
+            chunks = [ids[i : i + batch_size] for i in range(0, len(ids), batch_size)]
+            results = await asyncio.gather(
+                *(self.snapshot_and_release(chunk) for chunk in chunks), return_exceptions=True
+            )
+            for result in results:
+                if isinstance(result, BaseException):
+                    raise result  # the other batches committed (or rolled back) already
+                flush.merge(result)
         return flush
 
     async def snapshot_and_release(self, session_ids: list[str]) -> FlushReport:
