@@ -25,8 +25,9 @@ services:
 migrate: install services
 	$(BIN)/alembic upgrade head
 
+# The API, a Celery worker and Celery beat together; Ctrl-C stops all three.
 run: install services migrate
-	$(BIN)/uvicorn backend.main:app --host $(HOST) --port $(PORT)
+	BIN=$(BIN) HOST=$(HOST) PORT=$(PORT) bash scripts/run_stack.sh
 
 test: install services migrate
 	$(BIN)/pytest
