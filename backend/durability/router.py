@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import Annotated, Any
+from typing import Annotated, Any, cast
 
 from celery import Celery
 from fastapi import APIRouter, Path, Query
@@ -72,7 +72,10 @@ async def celery_health(
     client = hybrid.manager.redis.client
     with translate_errors():
         dirty = int(await client.zcard(hybrid.keys.dirty()))
-        oldest = await client.zrange(hybrid.keys.dirty(), 0, 0, withscores=True)
+        oldest = cast(
+            list[tuple[str, float]],
+            await client.zrange(hybrid.keys.dirty(), 0, 0, withscores=True),
+        )
     body = {
         "workers": workers,
         "queue": settings.celery_queue,
