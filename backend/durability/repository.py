@@ -3,7 +3,9 @@
 Why the snapshot writer looks like this (invariant 6):
 
 * One transaction per batch, a handful of statements whatever the batch size: rows travel as
-  parallel arrays through `unnest`, so 500 sessions x 20 messages is one INSERT of messages.
+  parallel arrays through `unnest`, and the raw conversation documents go to PostgreSQL as
+  they are, where `jsonb_to_recordset` expands their messages (parsing 10,000 messages into
+  Python objects and encoding them back cost more than the database's whole insert).
 * Existing rows of the batch are locked first (`FOR UPDATE`, in id order so two concurrent
   batches never deadlock); a concurrent purge or archive of the same session waits or is
   waited for, never interleaves.
@@ -22,6 +24,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+from pydantic import BaseModel, ConfigDict
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -30,16 +33,59 @@ from backend.state.schemas import ConversationState, Message, OrchestrationState
 log = logging.getLogger(__name__)
 
 
+class ConversationHead(BaseModel):
+    """The session-level fields of a conversation document (its messages are not parsed)."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    session_id: str
+    user_id: str
+    tenant_id: str
+    kind: str
+    status: str
+    title: str | None = None
+    version: int
+    message_count: int
+    created_at: datetime
+    updated_at: datetime
+
+
 @dataclass(frozen=True)
 class Snapshot:
-    """What Redis held for one session when the snapshot was taken."""
+    """What Redis held for one session: the raw conversation document, and its head.
 
-    conversation: ConversationState
+    The document travels to PostgreSQL as it is; the database expands its messages
+    (`jsonb_to_recordset`), which costs a fraction of parsing them into objects here.
+    """
+
+    head: ConversationHead
+    document: str
     orchestration: OrchestrationState | None = None
 
     @property
     def session_id(self) -> str:
-        return self.conversation.session_id
+        return self.head.session_id
+
+    @classmethod
+    def parse(cls, conversation: str | bytes, orchestration: str | bytes | None) -> Snapshot:
+        """From the JSON documents Redis holds; raises ValidationError on a malformed one."""
+        document = conversation if isinstance(conversation, str) else conversation.decode()
+        return cls(
+            head=ConversationHead.model_validate_json(document),
+            document=document,
+            orchestration=(
+                OrchestrationState.model_validate_json(orchestration) if orchestration else None
+            ),
+        )
+
+    @classmethod
+    def of(
+        cls, conversation: ConversationState, orchestration: OrchestrationState | None = None
+    ) -> Snapshot:
+        return cls.parse(conversation.model_dump_json(), None).with_orchestration(orchestration)
+
+    def with_orchestration(self, orchestration: OrchestrationState | None) -> Snapshot:
+        return Snapshot(self.head, self.document, orchestration)
 
 
 @dataclass
@@ -55,14 +101,22 @@ class WriteReport:
     # Messages that left the hot window before any snapshot saw them (see README).
     messages_missed: int = 0
 
+    def merge(self, other: WriteReport) -> None:
+        self.done += other.done
+        self.archived += other.archived
+        self.purged += other.purged
+        self.sessions_written += other.sessions_written
+        self.messages_written += other.messages_written
+        self.messages_missed += other.messages_missed
+
 
 def _json(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=str)
 
 
-def state_document(state: ConversationState | OrchestrationState) -> dict[str, Any]:
-    """The JSONB form of a state: the document itself, without its message window."""
-    return state.model_dump(mode="json", exclude={"messages"})
+def state_document(state: OrchestrationState) -> dict[str, Any]:
+    """The JSONB form of a state document."""
+    return state.model_dump(mode="json")
 
 
 _LOCK = text(
@@ -72,18 +126,19 @@ _LOCK = text(
 _TOMBSTONES = text(
     "SELECT session_id FROM purged_sessions WHERE session_id = ANY(CAST(:ids AS text[]))"
 )
+# The state column keeps the document without its message window (messages are rows).
 _UPSERT_SESSIONS = text(
     """
     INSERT INTO sessions AS s (id, user_id, tenant_id, kind, status, title, version,
                                message_count, state, created_at, updated_at, expires_at)
     SELECT u.id, u.user_id, u.tenant_id, u.kind, u.status, u.title, u.version, u.message_count,
-           CAST(u.state AS jsonb), u.created_at, u.updated_at,
+           CAST(u.doc AS jsonb) - 'messages', u.created_at, u.updated_at,
            u.updated_at + make_interval(secs => :retention)
     FROM unnest(CAST(:ids AS text[]), CAST(:users AS text[]), CAST(:tenants AS text[]),
                 CAST(:kinds AS text[]), CAST(:statuses AS text[]), CAST(:titles AS text[]),
-                CAST(:versions AS int[]), CAST(:counts AS int[]), CAST(:states AS text[]),
+                CAST(:versions AS int[]), CAST(:counts AS int[]), CAST(:docs AS text[]),
                 CAST(:created AS timestamptz[]), CAST(:updated AS timestamptz[]))
-         AS u(id, user_id, tenant_id, kind, status, title, version, message_count, state,
+         AS u(id, user_id, tenant_id, kind, status, title, version, message_count, doc,
               created_at, updated_at)
     ON CONFLICT (id) DO UPDATE SET
         kind = excluded.kind, status = excluded.status, title = excluded.title,
@@ -93,16 +148,19 @@ _UPSERT_SESSIONS = text(
     WHERE s.version < excluded.version
     """
 )
+# Messages with seq > `after` (what PostgreSQL already holds for the session), expanded from
+# the documents by the database itself.
 _INSERT_MESSAGES = text(
     """
     WITH inserted AS (
         INSERT INTO messages (session_id, seq, tenant_id, role, content, metadata, created_at)
-        SELECT u.session_id, u.seq, u.tenant_id, u.role, u.content, CAST(u.meta AS jsonb),
-               u.created_at
-        FROM unnest(CAST(:sids AS text[]), CAST(:seqs AS int[]), CAST(:tenants AS text[]),
-                    CAST(:roles AS text[]), CAST(:contents AS text[]), CAST(:metas AS text[]),
-                    CAST(:created AS timestamptz[]))
-             AS u(session_id, seq, tenant_id, role, content, meta, created_at)
+        SELECT u.session_id, m.seq, u.tenant_id, m.role, m.content,
+               COALESCE(m.metadata, '{}'), m.created_at
+        FROM unnest(CAST(:sids AS text[]), CAST(:tenants AS text[]), CAST(:after AS int[]),
+                    CAST(:docs AS text[])) AS u(session_id, tenant_id, after, doc)
+        CROSS JOIN LATERAL jsonb_to_recordset(CAST(u.doc AS jsonb) -> 'messages')
+             AS m(seq int, role text, content text, metadata jsonb, created_at timestamptz)
+        WHERE m.seq > u.after
         ON CONFLICT (session_id, seq) DO NOTHING
         RETURNING tenant_id, session_id, created_at
     ), rolled AS (
@@ -142,7 +200,11 @@ _UPSERT_ORCHESTRATIONS = text(
 
 
 async def write_snapshots(
-    conn: AsyncConnection, snapshots: list[Snapshot], *, retention: timedelta
+    conn: AsyncConnection,
+    snapshots: list[Snapshot],
+    *,
+    retention: timedelta,
+    max_history: int = 100,
 ) -> WriteReport:
     """Write a batch of snapshots idempotently. The caller owns the transaction."""
     report = WriteReport()
@@ -156,27 +218,31 @@ async def write_snapshots(
     report.archived = sorted(sid for sid, row in stored.items() if row["archived"])
     writable = [by_id[sid] for sid in ids if sid not in tombstoned and sid not in report.archived]
 
-    newer: list[Snapshot] = []
-    messages: list[tuple[Snapshot, Message]] = []
+    newer: list[tuple[Snapshot, int]] = []
     for snap in writable:
-        conv = snap.conversation
         row = stored.get(snap.session_id)
-        if row is not None and row["version"] >= conv.version:
+        if row is not None and row["version"] >= snap.head.version:
             continue
-        newer.append(snap)
         already = row["message_count"] if row is not None else 0
-        fresh = [m for m in conv.messages if m.seq > already]
-        first_seq = fresh[0].seq if fresh else conv.message_count + 1
-        report.messages_missed += max(0, first_seq - already - 1)
-        messages.extend((snap, m) for m in fresh)
+        newer.append((snap, already))
+        # The hot window holds the last `max_history` messages: older ones it no longer has.
+        first_in_window = max(1, snap.head.message_count - max_history + 1)
+        report.messages_missed += max(0, first_in_window - already - 1)
 
     if newer:
-        await conn.execute(_UPSERT_SESSIONS, _session_params(newer, retention))
+        await conn.execute(_UPSERT_SESSIONS, _session_params([s for s, _ in newer], retention))
         report.sessions_written = len(newer)
-    if messages:
-        report.messages_written = int(
-            (await conn.execute(_INSERT_MESSAGES, _message_params(messages))).scalar_one()
-        )
+        fresh = [(s, after) for s, after in newer if s.head.message_count > after]
+        if fresh:
+            params = {
+                "sids": [s.session_id for s, _ in fresh],
+                "tenants": [s.head.tenant_id for s, _ in fresh],
+                "after": [after for _, after in fresh],
+                "docs": [s.document for s, _ in fresh],
+            }
+            report.messages_written = int(
+                (await conn.execute(_INSERT_MESSAGES, params)).scalar_one()
+            )
     orchestrated = [s for s in writable if s.orchestration is not None]
     if orchestrated:
         await conn.execute(_UPSERT_ORCHESTRATIONS, _orchestration_params(orchestrated))
@@ -190,32 +256,20 @@ async def write_snapshots(
 
 
 def _session_params(snaps: list[Snapshot], retention: timedelta) -> dict[str, Any]:
-    convs = [s.conversation for s in snaps]
+    heads = [s.head for s in snaps]
     return {
-        "ids": [c.session_id for c in convs],
-        "users": [c.user_id for c in convs],
-        "tenants": [c.tenant_id for c in convs],
-        "kinds": [c.kind for c in convs],
-        "statuses": [c.status for c in convs],
-        "titles": [c.title for c in convs],
-        "versions": [c.version for c in convs],
-        "counts": [c.message_count for c in convs],
-        "states": [_json(state_document(c)) for c in convs],
-        "created": [c.created_at for c in convs],
-        "updated": [c.updated_at for c in convs],
+        "ids": [h.session_id for h in heads],
+        "users": [h.user_id for h in heads],
+        "tenants": [h.tenant_id for h in heads],
+        "kinds": [h.kind for h in heads],
+        "statuses": [h.status for h in heads],
+        "titles": [h.title for h in heads],
+        "versions": [h.version for h in heads],
+        "counts": [h.message_count for h in heads],
+        "docs": [s.document for s in snaps],
+        "created": [h.created_at for h in heads],
+        "updated": [h.updated_at for h in heads],
         "retention": retention.total_seconds(),
-    }
-
-
-def _message_params(rows: list[tuple[Snapshot, Message]]) -> dict[str, Any]:
-    return {
-        "sids": [s.session_id for s, _ in rows],
-        "seqs": [m.seq for _, m in rows],
-        "tenants": [s.conversation.tenant_id for s, _ in rows],
-        "roles": [m.role for _, m in rows],
-        "contents": [m.content for _, m in rows],
-        "metas": [_json(m.metadata) if m.metadata else "{}" for _, m in rows],
-        "created": [m.created_at for _, m in rows],
     }
 
 

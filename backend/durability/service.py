@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from pydantic import ValidationError
+from sqlalchemy import exc as sa_errors
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -105,13 +106,10 @@ class HybridConversationService:
             if conv_raw is None:
                 continue
             try:
-                conv = ConversationState.model_validate_json(conv_raw)
-                orch = OrchestrationState.model_validate_json(orch_raw) if orch_raw else None
+                snapshots[sid] = Snapshot.parse(conv_raw, orch_raw)
             except ValidationError as exc:
                 # Keeping it dirty would block the queue forever; say so loudly instead.
                 log.error("snapshot: session %s holds an invalid document, skipped: %s", sid, exc)
-                continue
-            snapshots[sid] = Snapshot(conv, orch)
         return snapshots
 
     async def snapshot_sessions(
@@ -138,9 +136,37 @@ class HybridConversationService:
         return report, snapshots
 
     async def _write(self, snapshots: list[Snapshot]) -> WriteReport:
+        """Write a batch; if the database refuses its data, isolate the culprit session.
+
+        A document the database cannot read (a malformed message) must not block the whole
+        dirty set forever: the others are written one by one, the culprit is logged and
+        released.
+        """
+        try:
+            return await self._write_batch(snapshots)
+        except sa_errors.DBAPIError as exc:
+            # SQLSTATE class 22: data exception (a value the database cannot read).
+            sqlstate = str(getattr(exc.orig, "sqlstate", None) or getattr(exc.orig, "pgcode", ""))
+            if not sqlstate.startswith("22"):
+                raise
+            if len(snapshots) == 1:
+                sid = snapshots[0].session_id
+                log.error("snapshot: PostgreSQL refused session %s, skipped: %s", sid, exc.orig)
+                return WriteReport(done=[sid])
+            report = WriteReport()
+            for snapshot in snapshots:
+                report.merge(await self._write([snapshot]))
+            return report
+
+    async def _write_batch(self, snapshots: list[Snapshot]) -> WriteReport:
         with translate_db_errors():
             async with self.engine.begin() as conn:
-                return await repo.write_snapshots(conn, snapshots, retention=self.retention)
+                return await repo.write_snapshots(
+                    conn,
+                    snapshots,
+                    retention=self.retention,
+                    max_history=self.settings.max_conversation_history,
+                )
 
     async def flush_dirty(
         self,
@@ -410,7 +436,7 @@ def _versions(snapshot: Snapshot | None) -> tuple[int, int]:
     if snapshot is None:
         return (0, 0)
     orch = snapshot.orchestration
-    return (snapshot.conversation.version, orch.version if orch is not None else 0)
+    return (snapshot.head.version, orch.version if orch is not None else 0)
 
 
 # ------------------------------------------------------- for the ops CLI and scripts

@@ -85,7 +85,7 @@ async def test_an_older_snapshot_never_overwrites_a_newer_row(
     async with engine.begin() as conn:
         from backend.durability.repository import write_snapshots
 
-        report = await write_snapshots(conn, [Snapshot(old)], retention=timedelta(days=1))
+        report = await write_snapshots(conn, [Snapshot.of(old)], retention=timedelta(days=1))
 
     assert report.sessions_written == 0
     (row,) = await rows(
@@ -102,7 +102,7 @@ async def test_a_write_after_the_snapshot_keeps_the_session_dirty(
     _, snapshots = await hybrid.snapshot_sessions([sid])
     await chat(manager, sid, 1)  # lands between the snapshot and the release
 
-    requeued = await hybrid._release({sid: (snapshots[sid].conversation.version, 0)})
+    requeued = await hybrid._release({sid: (snapshots[sid].head.version, 0)})
 
     assert requeued == 1
     assert await manager.redis.client.zscore(manager.keys.dirty(), sid) is not None
@@ -304,3 +304,22 @@ async def test_ops_functions_purge_and_archive_with_their_own_clients(
     # Nothing inactive for 30 days here: the archive pass moves nothing of ours.
     await archive_inactive_sessions(hybrid.settings)
     assert not await hybrid.archive.store.exists(keep)
+
+
+async def test_a_document_postgres_cannot_read_does_not_block_the_others(
+    manager: ConversationStateManager, hybrid: HybridConversationService, engine: AsyncEngine
+) -> None:
+    good, bad = new_id(), new_id()
+    await chat(manager, good, 2)
+    await chat(manager, bad, 2)
+    # Corrupt one stored message the way only a bug or a hand edit could.
+    key = manager.keys.conversation(bad)
+    doc = await manager.redis.client.hget(key, "doc")
+    await manager.redis.client.hset(key, "doc", doc.replace('"seq":2', '"seq":"dois"'))
+
+    report = await hybrid.flush_dirty()
+
+    assert report.sessions_written >= 1
+    assert len(await rows(engine, "SELECT 1 FROM messages WHERE session_id = :id", id=good)) == 2
+    assert await rows(engine, "SELECT 1 FROM sessions WHERE id = :id", id=bad) == []
+    assert await manager.redis.client.zscore(manager.keys.dirty(), good) is None
