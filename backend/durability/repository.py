@@ -28,7 +28,12 @@ from pydantic import BaseModel, ConfigDict
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from backend.state.schemas import ConversationState, Message, OrchestrationState
+from backend.state.schemas import (
+    ConversationState,
+    Message,
+    OrchestrationState,
+    SessionSummary,
+)
 
 log = logging.getLogger(__name__)
 
@@ -362,6 +367,41 @@ async def get_messages(
         )
         for r in reversed(rows)
     ]
+
+
+async def list_user_sessions(
+    conn: AsyncConnection, tenant_id: str, user_id: str, *, limit: int
+) -> tuple[list[SessionSummary], int]:
+    """A user's live (not deleted) sessions, newest first, and how many there are."""
+    params = {"tenant": tenant_id, "user": user_id, "limit": limit}
+    found = await conn.execute(
+        text(
+            "SELECT id, kind, status, title, message_count, version, updated_at FROM sessions"
+            " WHERE tenant_id = :tenant AND user_id = :user AND inactive_at IS NULL"
+            " ORDER BY updated_at DESC LIMIT :limit"
+        ),
+        params,
+    )
+    total = await conn.execute(
+        text(
+            "SELECT count(*) FROM sessions"
+            " WHERE tenant_id = :tenant AND user_id = :user AND inactive_at IS NULL"
+        ),
+        params,
+    )
+    items = [
+        SessionSummary(
+            session_id=r.id,
+            kind=r.kind,
+            status=r.status,
+            title=r.title,
+            message_count=r.message_count,
+            version=r.version,
+            updated_at=r.updated_at,
+        )
+        for r in found
+    ]
+    return items, int(total.scalar_one())
 
 
 # ---------------------------------------------------------------- delete, purge

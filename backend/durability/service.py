@@ -42,7 +42,13 @@ from backend.core.redis import RedisService, translate_errors
 from backend.durability import repository as repo
 from backend.durability.repository import Snapshot, WriteReport
 from backend.durability.schemas import MessagePage, PurgeReport
-from backend.state.schemas import ConversationState, Message, OrchestrationState, StateDocument
+from backend.state.schemas import (
+    ConversationState,
+    Message,
+    OrchestrationState,
+    SessionPage,
+    StateDocument,
+)
 from backend.state.service import ConversationStateManager, Kind
 
 log = logging.getLogger(__name__)
@@ -372,6 +378,37 @@ class HybridConversationService:
             items=page,
             message_count=conv.message_count,
             next_before=first if first is not None and first > 1 else None,
+        )
+
+    async def list_sessions(
+        self, tenant_id: str, user_id: str, *, offset: int = 0, limit: int = 20
+    ) -> SessionPage:
+        """A user's sessions newest first, hot and warm together (read-through for listings).
+
+        Redis's user index only knows sessions touched since they were last loaded; after a
+        flush or expiry, PostgreSQL still lists them. Where both tiers know a session, the
+        higher version wins. `total` counts PostgreSQL's rows plus hot sessions not yet
+        snapshotted that this page saw.
+        """
+        hot = await self.manager.list_active_conversations(
+            tenant_id, user_id, offset=0, limit=offset + limit
+        )
+        with translate_db_errors():
+            async with self.engine.connect() as conn:
+                warm, warm_total = await repo.list_user_sessions(
+                    conn, tenant_id, user_id, limit=offset + limit
+                )
+        merged = {s.session_id: s for s in warm}
+        for s in hot.items:
+            if s.session_id not in merged or merged[s.session_id].version < s.version:
+                merged[s.session_id] = s
+        ordered = sorted(merged.values(), key=lambda s: s.updated_at, reverse=True)
+        hot_only = len({s.session_id for s in hot.items} - {s.session_id for s in warm})
+        return SessionPage(
+            items=ordered[offset : offset + limit],
+            total=warm_total + hot_only,
+            offset=offset,
+            limit=limit,
         )
 
     async def _warm_messages(self, session_id: str, before: int, limit: int) -> list[Message]:

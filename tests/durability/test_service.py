@@ -323,3 +323,24 @@ async def test_a_document_postgres_cannot_read_does_not_block_the_others(
     assert len(await rows(engine, "SELECT 1 FROM messages WHERE session_id = :id", id=good)) == 2
     assert await rows(engine, "SELECT 1 FROM sessions WHERE id = :id", id=bad) == []
     assert await manager.redis.client.zscore(manager.keys.dirty(), good) is None
+
+
+async def test_session_listing_merges_hot_and_warm_newest_first(
+    manager: ConversationStateManager, hybrid: HybridConversationService
+) -> None:
+    user, tenant = f"u-{new_id()[:8]}", TENANT
+    warm_only, both, hot_only, deleted = new_id(), new_id(), new_id(), new_id()
+    for sid in (warm_only, both, deleted):
+        await chat(manager, sid, 1, user=user)
+    await hybrid.flush_dirty()
+    await drop_hot(manager, warm_only)
+    await manager.delete_session(deleted)
+    newer = await chat(manager, both, 1, user=user)  # Redis ahead of PostgreSQL
+    await chat(manager, hot_only, 1, user=user)  # not snapshotted yet
+
+    page = await hybrid.list_sessions(tenant, user, limit=10)
+
+    assert [s.session_id for s in page.items] == [hot_only, both, warm_only]
+    assert page.items[1].version == newer.version and page.total == 3
+    second = await hybrid.list_sessions(tenant, user, offset=2, limit=10)
+    assert [s.session_id for s in second.items] == [warm_only]

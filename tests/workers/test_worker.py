@@ -208,6 +208,8 @@ async def test_after_flushall_every_session_comes_back_with_its_history_and_vers
 
     await manager.redis.client.flushall()  # the private server: broker and hot state gone
     assert await manager.get_hot_conversation_state(ids[0]) is None
+    listed = await hybrid.list_sessions(tenant, "ana", limit=20)
+    assert {s.session_id for s in listed.items} == set(ids) and listed.total == len(ids)
 
     for sid in ids:
         assert await manager.get_conversation_state(sid) == before[sid]
