@@ -188,13 +188,15 @@ async def summarize_llm(
     settings: Settings, messages: list[Message], area_hint: str | None = None
 ) -> SummaryContent | None:
     """Ask the configured OpenAI-compatible provider; None when it fails (caller falls back)."""
-    assert settings.summary_llm_url
+    base_url = settings.summary_llm_url or settings.llm_base_url
+    model = settings.summary_llm_model or settings.llm_model
+    key = settings.summary_llm_api_key or settings.llm_api_key
     transcript = "\n".join(f"{m.role}: {m.content}" for m in messages[-200:])
     headers = {}
-    if settings.summary_llm_api_key:
-        headers["Authorization"] = f"Bearer {settings.summary_llm_api_key}"
+    if key is not None and key.get_secret_value():
+        headers["Authorization"] = f"Bearer {key.get_secret_value()}"
     body: dict[str, Any] = {
-        "model": settings.summary_llm_model,
+        "model": model,
         "messages": [
             {"role": "system", "content": _PROMPT},
             {"role": "user", "content": transcript},
@@ -202,7 +204,7 @@ async def summarize_llm(
         "temperature": 0,
         "response_format": {"type": "json_object"},
     }
-    url = settings.summary_llm_url.rstrip("/") + "/chat/completions"
+    url = base_url.rstrip("/") + "/chat/completions"
     try:
         async with httpx.AsyncClient(timeout=settings.summary_llm_timeout) as client:
             response = await client.post(url, json=body, headers=headers)
