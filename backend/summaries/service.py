@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 from backend.core.auth import Principal
 from backend.core.config import Settings
 from backend.core.db import translate_db_errors
+from backend.core.errors import SessionNotFound
 from backend.durability import repository as sessions_repo
 from backend.durability.service import HybridConversationService
 from backend.summaries import repository as repo
@@ -34,7 +35,8 @@ class SummaryService:
         # Summaries read PostgreSQL, which must hold what Redis holds right now.
         await self.hybrid.snapshot_and_release([session_id])
         built = await self.build(session_id)
-        assert built is not None  # just snapshotted, and read-through unarchived it
+        if built is None:  # purged or archived between the read and the build
+            raise SessionNotFound(f"session {session_id} not found")
         return built
 
     async def build(self, session_id: str) -> SessionSummaryOut | None:
