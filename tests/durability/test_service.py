@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -344,3 +345,31 @@ async def test_session_listing_merges_hot_and_warm_newest_first(
     assert page.items[1].version == newer.version and page.total == 3
     second = await hybrid.list_sessions(tenant, user, offset=2, limit=10)
     assert [s.session_id for s in second.items] == [warm_only]
+
+
+async def test_two_flushes_at_once_write_every_message_exactly_once(
+    manager: ConversationStateManager,
+    hybrid: HybridConversationService,
+    engine: AsyncEngine,
+    settings,
+) -> None:
+    from backend.core.db import create_engine
+
+    tenant = f"t-{new_id()[:8]}"
+    ids = [new_id() for _ in range(40)]
+    for sid in ids:
+        await chat(manager, sid, 3, tenant=tenant)
+    other_engine = create_engine(settings, pool_size=2)
+    other = HybridConversationService(manager, other_engine, settings)
+    try:
+        # Two beats firing together (two workers), small batches so they overlap.
+        await asyncio.gather(hybrid.flush_dirty(batch_size=7), other.flush_dirty(batch_size=7))
+    finally:
+        await other_engine.dispose()
+
+    (count,) = await rows(engine, "SELECT count(*) FROM messages WHERE tenant_id = :t", t=tenant)
+    (rolled,) = await rows(
+        engine, "SELECT sum(messages) FROM session_daily_activity WHERE tenant_id = :t", t=tenant
+    )
+    assert count[0] == rolled[0] == 120
+    assert await manager.redis.client.zcard(manager.keys.dirty()) == 0
