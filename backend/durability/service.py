@@ -114,7 +114,8 @@ class HybridConversationService:
             try:
                 snapshots[sid] = Snapshot.parse(conv_raw, orch_raw)
             except ValidationError as exc:
-                # Keeping it dirty would block the queue forever; say so loudly instead.
+                # Left out of the batch: it goes back to the end of the dirty set (so it never
+                # blocks the others) and is logged on every pass until someone fixes it.
                 log.error("snapshot: session %s holds an invalid document, skipped: %s", sid, exc)
         return snapshots
 
