@@ -35,7 +35,7 @@ class Settings(BaseSettings):
     orchestration_ttl: int = Field(default=86_400, gt=0)
     max_conversation_history: int = Field(default=100, gt=0)
     stream_maxlen: int = Field(default=2_000, gt=0)
-    state_write_max_attempts: int = Field(default=64, gt=0)
+    state_write_max_attempts: int = Field(default=128, gt=0)
 
     # Warm state.
     database_url: str = "postgresql+asyncpg://postgres@127.0.0.1:5432/triage"
