@@ -26,6 +26,8 @@ from backend.stats.service import StatsService
 from backend.summaries.router import router as summaries_router
 from backend.summaries.service import SummaryService
 from backend.triage.router import router as triage_router
+from backend.web.router import dev_router as web_dev_router
+from backend.web.router import router as web_router
 from workers.config import create_celery_app
 
 
@@ -73,6 +75,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(conversations_router)
     app.include_router(agents_router)
     app.include_router(triage_router)
+    app.include_router(web_router)
+    if settings.environment == "development":
+        app.include_router(web_dev_router)  # signs anyone in: never outside development
     return app
 
 
