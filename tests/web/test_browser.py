@@ -209,3 +209,42 @@ def test_reload_event_brings_back_a_reply_missed_while_offline(
     assert page.bubble_texts("user") == [EVICTION]
     assert page.triage_card() is not None
     page.screenshot("reloaded")
+
+
+def test_outside_development_the_page_asks_for_a_token(
+    start_replicas: StartReplicas, page: ChatPage
+) -> None:
+    (api,) = start_replicas(1)  # ENVIRONMENT=test: no development sign-in
+    with rest(api.url) as client:
+        started = client.post("/api/triage", json={"message": EVICTION})
+        assert started.status_code == 201
+    sid = started.json()["session_id"]
+    final = wait_for_reply(api.url, sid)
+
+    page.open(api.url)
+    assert page.visible("token-login") and not page.visible("dev-login")
+    page.find("#token-input").send_keys("not-a-token")
+    page.find("#token-login button[type=submit]").click()
+    page.wait(lambda: page.find("#login-error").text, "the token to be refused")
+    assert page.find("#login-error").text.startswith("Token recusado: confira se copiou")
+    assert page.find("#token-input").get_attribute("value") == "not-a-token"  # kept to fix
+    assert not page.visible("app")
+    page.screenshot("token-refused")
+
+    token = create_token(make_settings(), USER, TENANT)
+    page.find("#token-input").clear()
+    page.find("#token-input").send_keys(token)
+    page.find("#token-login button[type=submit]").click()
+    page.wait(lambda: page.visible("app"), "the chat to show")
+    # The session started elsewhere is listed; opening it shows its history and triage.
+    page.open_menu()
+    (item,) = page.wait(lambda: page.find_all("#session-list button.session"), "the list")
+    item.click()
+    page.wait(lambda: page.bubble_texts("assistant") == [final], "the history")
+    assert page.bubble_texts("user") == [EVICTION]
+    assert page.triage_card() is not None
+    page.wait(lambda: page.connection() == "connected", "the event stream")
+    # The token is kept for this tab only, and never put in a URL.
+    assert page.driver.execute_script("return sessionStorage.getItem('triagem.token')") == token
+    assert page.driver.execute_script("return localStorage.length") == 0
+    assert sid in page.driver.current_url and token not in page.driver.current_url

@@ -63,11 +63,24 @@ const CONNECTION_TEXT = {
 
 // ------------------------------------------------------------------------------ API calls
 
+// The API's messages are written for developers, in English; a person reads these instead
+// (the API's own message still goes to the console).
+const ERROR_TEXT = {
+  rate_limited: "Muitas mensagens em pouco tempo. Espere um pouco e tente de novo.",
+  invalid_message: "A mensagem está vazia ou é longa demais.",
+  body_too_large: "A mensagem é longa demais.",
+  invalid_request: "O pedido não foi aceito: confira o que foi digitado.",
+  session_not_found: "Esta conversa não existe mais (foi apagada ou expirou).",
+  store_unavailable: "O serviço está indisponível no momento. Tente de novo em instantes.",
+  unauthorized: "Token recusado: confira se copiou o token inteiro e se ele ainda vale.",
+};
+
 class ApiError extends Error {
   constructor(status, code, message) {
-    super(message);
+    super(ERROR_TEXT[code] || message);
     this.status = status;
     this.code = code;
+    this.detail = message;
   }
 }
 
@@ -96,7 +109,12 @@ async function api(path, { method = "GET", body, signal } = {}) {
   const data = await response.json().catch(() => null);
   if (!response.ok) {
     const error = (data && data.error) || {};
-    const message = error.message || (data && data.detail) || `HTTP ${response.status}`;
+    const message =
+      error.message ||
+      (response.status >= 500
+        ? `O servidor não conseguiu responder (HTTP ${response.status}). Tente de novo.`
+        : `Pedido recusado (HTTP ${response.status}).`);
+    console.warn(`${method} ${path}: ${response.status} ${message}`);
     if (response.status === 401) onUnauthorized();
     throw new ApiError(response.status, error.code || "http", String(message));
   }
@@ -180,15 +198,23 @@ class EventStream {
 
   async loop() {
     while (!this.stopped) {
-      const ok = await this.connectOnce();
-      if (this.stopped || ok === "final") return;
-      this.failures = ok === "clean" ? 0 : this.failures + 1;
+      let outcome;
+      try {
+        outcome = await this.connectOnce();
+      } catch (err) {
+        console.warn("event stream:", err);
+        outcome = "retry";
+      }
+      if (this.stopped || outcome === "final") return;
+      // Reset by the first bytes of a connection, so a server that keeps accepting and
+      // closing at once is retried ever more slowly, not in a tight loop.
+      this.failures += 1;
       setConnection(navigator.onLine === false ? "offline" : "reconnecting");
       await this.backoff();
     }
   }
 
-  /** One connection: "clean" when the server ended it, "broken", or "final" (do not retry). */
+  /** One connection, until it ends: "retry", or "final" (do not reconnect). */
   async connectOnce() {
     this.controller = new AbortController();
     const headers = { Accept: "text/event-stream", ...authHeaders() };
@@ -202,24 +228,26 @@ class EventStream {
         cache: "no-store",
       });
     } catch {
-      return "broken";
+      return "retry"; // no answer (network down, balancer gone)
     }
     if (!response.ok) return this.refused(response);
     setConnection("connected");
-    this.failures = 0;
     this.armStallTimer();
     try {
       await readSse(
         response.body,
         (ev) => this.view.apply(ev),
-        () => this.armStallTimer(),
+        () => {
+          this.failures = 0;
+          this.armStallTimer();
+        },
       );
-      return "clean";
     } catch {
-      return "broken";
+      // Cut off (replica gone, network lost, stalled): resume from view.lastId.
     } finally {
       clearTimeout(this.stallTimer);
     }
+    return "retry";
   }
 
   async refused(response) {
@@ -236,10 +264,10 @@ class EventStream {
     if (response.status === 400 && data.error && data.error.code === "invalid_last_event_id") {
       // Our position is unusable: start over from a fresh history.
       await this.view.reload(null);
-      return "broken";
+      return "retry";
     }
     console.warn("event stream refused:", response.status, message);
-    return "broken";
+    return "retry";
   }
 
   armStallTimer() {
@@ -248,8 +276,9 @@ class EventStream {
   }
 
   backoff() {
+    // Jittered, so the clients of a replica that died do not all come back at the same instant.
     const base = Math.min(BACKOFF_MAX_MS, BACKOFF_MIN_MS * 2 ** Math.min(this.failures, 6));
-    const delay = this.failures === 0 ? BACKOFF_MIN_MS : base / 2 + Math.random() * (base / 2);
+    const delay = base / 2 + Math.random() * (base / 2);
     return new Promise((resolve) => {
       const timer = setTimeout(done, delay);
       // Back online: try at once instead of waiting out the backoff.
@@ -277,6 +306,9 @@ class SessionView {
     this.doneReplies = new Set();
     this.bubbles = new Map(); // reply_id -> {el, text}
     this.pending = []; // user messages sent, not yet confirmed by the server
+    // A triage result that came while a reply was streaming: shown below it once it ends,
+    // so the reader can follow the reply as it grows.
+    this.heldTriage = null;
     // Replaying from the stream start (a reply was in progress): events up to `replayUntil`
     // are already in the history, except those of the reply in progress.
     this.replayUntil = null;
@@ -312,6 +344,7 @@ class SessionView {
     this.seqs.clear();
     this.doneReplies.clear();
     this.bubbles.clear();
+    this.heldTriage = null;
     setChatTitle(saved.title);
     for (const message of saved.messages) this.showMessage(message);
     if (saved.truncated) showNotice("Mensagens mais antigas não são mostradas aqui.");
@@ -417,6 +450,12 @@ class SessionView {
     return bubble;
   }
 
+  showHeldTriage() {
+    if (this.heldTriage === null || $("messages").querySelector(".bubble.streaming")) return;
+    showTriage(this.heldTriage);
+    this.heldTriage = null;
+  }
+
   transientError(data) {
     if (data.code === "session_not_found") {
       this.gone();
@@ -448,6 +487,7 @@ const EVENT_HANDLERS = {
   },
   "message.completed": (view, data) => {
     view.showMessage(data.message);
+    view.showHeldTriage();
     updateComposer();
     refreshSessions();
   },
@@ -463,10 +503,13 @@ const EVENT_HANDLERS = {
     } else {
       appendToLog(errorBubble(data.message));
     }
+    view.showHeldTriage();
     updateComposer();
   },
-  "triage.updated": (_view, data) => {
-    if (data.triage_result) showTriage(data.triage_result);
+  "triage.updated": (view, data) => {
+    if (!data.triage_result) return;
+    view.heldTriage = data.triage_result;
+    view.showHeldTriage();
   },
 };
 
@@ -525,7 +568,7 @@ function showTriage(result) {
     li.textContent = item;
     missing.append(li);
   }
-  // One card, always after the latest message: it reflects the conversation so far.
+  // One card: an update replaces it, below the latest message (the case as known now).
   const old = $("messages").querySelector(".triage-card");
   if (old) old.remove();
   card.id = "triage-card";
@@ -736,7 +779,8 @@ function showLogin(message = "") {
 
 function onUnauthorized() {
   sessionStorage.removeItem(TOKEN_KEY);
-  showLogin("Sua sessão expirou ou o token não é válido. Entre de novo.");
+  // While signing in, the sign-in form reports the refusal itself.
+  if (!$("app").hidden) showLogin("Sua sessão expirou ou o token não é válido. Entre de novo.");
 }
 
 /** Who the token names (display only: the server checks the signature). */
@@ -776,7 +820,7 @@ async function onTokenLogin(event) {
     await signIn(token);
   } catch (err) {
     sessionStorage.removeItem(TOKEN_KEY);
-    $("login-error").textContent = `Token recusado: ${err.message}`;
+    $("login-error").textContent = err.message;
   }
 }
 
