@@ -32,6 +32,7 @@ USER, TENANT = "maria", "dev"
 # Urgent and with a known area: the offline interviewer triages it at once (one reply of about
 # 160 words, ~54 streamed chunks), with the documents still missing.
 EVICTION = "Meu locador quer me despejar e a audiência é amanhã. Moro no imóvel há 5 anos."
+MARKUP = """Ainda não tenho <b>nada</b> & <img src=x onerror="document.title='x'">"""
 
 
 def rest(base: str) -> httpx.Client:
@@ -118,6 +119,14 @@ def test_chat_streams_the_reply_and_shows_the_triage(
     assert page.bubble_texts("assistant") == [final]
     assert page.find("#chat-title").text.startswith("Meu locador")
     page.wait(lambda: page.connection() == "connected", "the stream to reopen")
+
+    # What people (or the model) write is shown as text, never run as HTML.
+    page.send(MARKUP)
+    page.wait(lambda: len(page.replies()) == 2, "the reply to the second message")
+    page.wait(lambda: page.streaming_text() is None, "the second reply to complete")
+    assert page.bubble_texts("user") == [EVICTION, MARKUP]
+    assert page.find_all("#messages b, #messages img") == []
+    assert page.driver.title == "Triagem inteligente"
 
 
 def test_reply_survives_losing_the_replica_that_streams_it(
@@ -248,3 +257,14 @@ def test_outside_development_the_page_asks_for_a_token(
     assert page.driver.execute_script("return sessionStorage.getItem('triagem.token')") == token
     assert page.driver.execute_script("return localStorage.length") == 0
     assert sid in page.driver.current_url and token not in page.driver.current_url
+
+    # Deleted elsewhere (another device): the page says so and stops streaming.
+    with rest(api.url) as client:
+        assert client.delete(f"/api/conversations/sessions/{sid}").status_code == 204
+    page.wait(lambda: page.visible("notice"), "the page to notice the deletion")
+    assert page.find("#notice").text == "Esta conversa não existe mais (foi apagada ou expirou)."
+    assert page.connection() == "idle"
+    assert page.replies() == [] and page.find("#chat-title").text == "Nova conversa"
+    assert sid not in page.driver.current_url
+    page.wait(lambda: page.find_all("#session-list button.session") == [], "the list to empty")
+    page.screenshot("session-deleted")

@@ -464,10 +464,11 @@ class SessionView {
     }
   }
 
+  /** The session was deleted or expired: say so and start over with an empty conversation. */
   gone() {
-    showNotice("Esta conversa não existe mais (foi apagada ou expirou).");
     this.close();
-    setConnection("idle");
+    if (current === this) newSession();
+    showNotice("Esta conversa não existe mais (foi apagada ou expirou).");
     refreshSessions();
   }
 }
@@ -684,6 +685,7 @@ function newSession() {
   closeSidebar();
   if (current) current.close();
   current = null;
+  hideNotice();
   history.replaceState(null, "", location.pathname);
   clearMessages();
   setChatTitle(null);
