@@ -436,6 +436,20 @@ class SessionView {
     appendToLog(messageBubble(message.role, message.content, message.seq));
   }
 
+  /** The server stored `sent` as `message` (the 202 answer): settle its pending bubble. */
+  confirm(sent, message) {
+    const index = this.pending.indexOf(sent);
+    if (index === -1) return; // already matched by its message.created event
+    this.pending.splice(index, 1);
+    if (this.seqs.has(message.seq)) {
+      sent.el.remove(); // the stream showed it first (its text differed from what we sent)
+      return;
+    }
+    this.seqs.add(message.seq);
+    sent.el.classList.remove("pending");
+    sent.el.dataset.seq = String(message.seq);
+  }
+
   bubble(replyId) {
     let bubble = this.bubbles.get(replyId);
     if (!bubble) {
@@ -718,35 +732,42 @@ async function send(event) {
   const sent = { text, el: bubble };
   input.value = "";
   autoGrow();
+  // The view the message was written in; the user may switch to another while it posts.
+  const view = current;
   try {
-    if (current) {
-      current.pending.push(sent);
-      const posted = await api(`/api/conversations/sessions/${current.sessionId}/messages`, {
+    if (view) {
+      view.pending.push(sent);
+      const posted = await api(`/api/conversations/sessions/${view.sessionId}/messages`, {
         method: "POST",
         body: { message: text },
       });
-      current.showMessage(posted.message);
+      view.confirm(sent, posted.message);
     } else {
       const started = await api("/api/triage", { method: "POST", body: { message: text } });
-      current = new SessionView(started.session_id);
-      current.pending.push(sent);
-      current.lastId = "0-0"; // a new stream: read it from its start
-      current.showMessage(started.message.message);
-      setChatTitle(text);
-      history.replaceState(null, "", `#${started.session_id}`);
-      current.stream = new EventStream(current);
-      current.stream.start();
+      if (current === null) startedSession(started, sent);
     }
     refreshSessions();
   } catch (err) {
     bubble.remove();
-    if (current) current.pending = current.pending.filter((p) => p !== sent);
-    input.value = text;
+    if (view) view.pending = view.pending.filter((p) => p !== sent);
+    if (current === view) input.value = text;
     if (err.status !== 401) showNotice(err.message);
   } finally {
     sending = false;
     updateComposer();
   }
+}
+
+/** Show the session the first message just created, and read its stream from the start. */
+function startedSession(started, sent) {
+  current = new SessionView(started.session_id);
+  current.pending.push(sent);
+  current.confirm(sent, started.message.message);
+  current.lastId = "0-0";
+  setChatTitle(sent.text);
+  history.replaceState(null, "", `#${started.session_id}`);
+  current.stream = new EventStream(current);
+  current.stream.start();
 }
 
 function updateComposer() {
