@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Annotated
 
 from fastapi import APIRouter
 from fastapi import Path as PathParam
@@ -55,7 +56,7 @@ class NotFound(TriageError):
     code = "not_found"
 
 
-@lru_cache(maxsize=2)
+@lru_cache(maxsize=2)  # read once per process: the page changes with a deploy, not a request
 def _index_html(dev_login: bool) -> str:
     html = (STATIC_DIR / "index.html").read_text(encoding="utf-8")
     return html.replace('data-dev-login="false"', f'data-dev-login="{str(dev_login).lower()}"')
@@ -69,7 +70,7 @@ async def chat_page(settings: SettingsDep) -> HTMLResponse:
 
 
 @router.get("/static/{name}")
-async def static_file(name: str = PathParam(max_length=64)) -> FileResponse:
+async def static_file(name: Annotated[str, PathParam(max_length=64)]) -> FileResponse:
     """One of the chat page's static files (a fixed list: nothing else on disk is reachable)."""
     media_type = _STATIC_TYPES.get(name)
     if media_type is None:

@@ -67,7 +67,7 @@ def session_id_of(page: ChatPage) -> str:
 def test_chat_streams_the_reply_and_shows_the_triage(
     start_replicas: StartReplicas, page: ChatPage
 ) -> None:
-    (api,) = start_replicas(1, environment="development", offline_chunk_delay_ms=40)
+    (api,) = start_replicas(1, environment="development", offline_chunk_delay_ms=60)
     page.open(api.url)
     assert page.visible("dev-login") and not page.visible("token-login")
     page.screenshot("sign-in")

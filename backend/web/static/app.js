@@ -886,6 +886,13 @@ function init() {
   $("new-session").addEventListener("click", newSession);
   $("logout").addEventListener("click", signOut);
   $("menu-button").addEventListener("click", toggleSidebar);
+  // The open drawer (phone width) closes on Escape or a tap outside it.
+  document.addEventListener("keydown", (event) => {
+    if (event.key === "Escape") closeSidebar();
+  });
+  $("app").addEventListener("click", (event) => {
+    if (!$("sidebar").contains(event.target)) closeSidebar();
+  });
   const input = $("message-input");
   input.addEventListener("input", autoGrow);
   input.addEventListener("keydown", (event) => {
