@@ -5,3 +5,4 @@ from __future__ import annotations
 import typer
 
 app = typer.Typer(no_args_is_help=True, help="Triagem inteligente: service and ops commands.")
+from backend.cli import migrate  # noqa: E402,F401
