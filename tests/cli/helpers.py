@@ -13,10 +13,14 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
+import time
 from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
+import httpx
 import pytest
 from typer.testing import CliRunner, Result
 
@@ -25,6 +29,7 @@ from backend.core.config import Settings, get_settings
 from backend.core.redis import RedisService
 from backend.state.service import ConversationStateManager
 from tests.conftest import make_settings, purge_prefix
+from tests.redis_cluster import free_port
 
 T = TypeVar("T")
 
@@ -118,3 +123,52 @@ def ops_settings() -> Iterator[Settings]:
         await purge_prefix(manager.redis, settings.key_prefix)
 
     arun(settings, purge)
+
+
+@contextmanager
+def serving(settings: Settings, *args: str, port: int | None = None) -> Iterator[str]:
+    """A real `triage serve` process on a free port; yields its base URL, always stops it.
+
+    Its output goes to a temporary file, shown if it fails to come up.
+    """
+    port = port or free_port()
+    url = f"http://127.0.0.1:{port}"
+    with tempfile.TemporaryFile("w+") as log:
+        proc = subprocess.Popen(
+            [str(TRIAGE), "serve", "--port", str(port), "--log-level", "warning", *args],
+            env={**os.environ, **env_for(settings)},
+            cwd=ROOT,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        try:
+            _wait_until_live(url, proc, log)
+            yield url
+        finally:
+            stop_process(proc)
+
+
+def stop_process(proc: subprocess.Popen[str], timeout: float = 20) -> None:
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def _wait_until_live(url: str, proc: subprocess.Popen[str], log: Any, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout  # a hang guard, not a timed assertion
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            log.seek(0)
+            raise AssertionError(f"server exited with {proc.returncode}: {log.read()}")
+        try:
+            if httpx.get(f"{url}/health/live", timeout=1).status_code == 200:
+                return
+        except httpx.TransportError:
+            time.sleep(0.1)
+    log.seek(0)
+    raise AssertionError(f"server did not come up: {log.read()}")
