@@ -23,10 +23,11 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from importlib.resources import files
-from typing import Any, Literal, TypeVar, overload
+from typing import Any, Literal, TypeVar, cast, overload
 
 from redis import exceptions as redis_errors
 
+from backend.core.autopipeline import AutoPipeline
 from backend.core.config import Settings
 from backend.core.errors import InvalidState, SessionNotFound, VersionConflict
 from backend.core.redis import RedisService, translate_errors
@@ -78,6 +79,7 @@ class ConversationStateManager:
         self.restorer: Restorer | None = None
         self.before_delete: BeforeDelete | None = None
         client = redis.client
+        self._autopipe = AutoPipeline(client)
         self._write_script = client.register_script(_lua("write_state.lua"))
         self._event_script = client.register_script(_lua("append_event.lua"))
         self._index_script = client.register_script(_lua("touch_index.lua"))
@@ -106,8 +108,10 @@ class ConversationStateManager:
         return await self._get(ConversationState, self.keys.conversation(session_id))
 
     async def _get(self, model: type[S], key: str) -> S | None:
-        with translate_errors():
-            raw = await self.redis.client.hget(key, "doc")
+        (raw,) = await self._autopipe.execute([("HGET", key, "doc")])
+        if isinstance(raw, Exception):
+            with translate_errors():
+                raise raw
         if raw is None:
             return None
         return model.model_validate_json(raw)
@@ -225,7 +229,8 @@ class ConversationStateManager:
         return WriteResult(version=int(new_version), event_id=(rest[0] or None) if rest else None)
 
     async def _pipeline(self, commands: list[tuple[Any, ...]]) -> list[Any]:
-        """Run raw commands in one non-transactional pipeline (one round trip).
+        """Run raw commands in one non-transactional pipeline (one round trip, shared with
+        whatever other callers are in flight: see AutoPipeline).
 
         A command refused with NOSCRIPT (a restarted or new Redis node lost the script cache)
         did not run: load the scripts and replay just those commands, never the others.
@@ -233,11 +238,7 @@ class ConversationStateManager:
         results: list[Any] = [None] * len(commands)
         pending = list(range(len(commands)))
         for attempt in (1, 2):
-            with translate_errors():
-                pipe = self.redis.client.pipeline(transaction=False)
-                for i in pending:
-                    pipe.execute_command(*commands[i])
-                answers = await pipe.execute(raise_on_error=False)
+            answers = await self._autopipe.execute([commands[i] for i in pending])
             for i, answer in zip(pending, answers, strict=True):
                 results[i] = answer
             pending = [i for i in pending if isinstance(results[i], redis_errors.NoScriptError)]
@@ -266,7 +267,7 @@ class ConversationStateManager:
         """
         keys = [self.keys.conversation(session_id), self.keys.events(session_id)]
         ttl = max(self.settings.conversation_ttl, self.settings.orchestration_ttl)
-        args = [
+        args: list[str | int] = [
             ttl,
             self.settings.stream_maxlen,
             event.type,
@@ -359,7 +360,7 @@ class ConversationStateManager:
                 min=f"({after}" if after != "0-0" else "-",
                 count=count,
             )
-        return [_entry(entry_id, fields) for entry_id, fields in rows]
+        return [_entry(entry_id, fields) for entry_id, fields in rows or []]
 
     # ------------------------------------------------------------ listing, stats
 
@@ -373,7 +374,9 @@ class ConversationStateManager:
         index = self.keys.user_index(tenant_id, user_id)
         with translate_errors():
             total = int(await self.redis.client.zcard(index))
-            ids = await self.redis.client.zrevrange(index, offset, offset + limit - 1)
+            ids = cast(
+                list[str], await self.redis.client.zrevrange(index, offset, offset + limit - 1)
+            )
         items, gone = [], []
         metas = await self._metas(ids)
         for sid, meta in zip(ids, metas, strict=True):
@@ -423,7 +426,10 @@ class ConversationStateManager:
                 users.add((meta["tenant_id"], meta["user_id"]))
         with translate_errors():
             dirty = int(await self.redis.client.zcard(self.keys.dirty()))
-            oldest = await self.redis.client.zrange(self.keys.dirty(), 0, 0, withscores=True)
+            oldest = cast(
+                list[tuple[str, float]],
+                await self.redis.client.zrange(self.keys.dirty(), 0, 0, withscores=True),
+            )
         health = await self.redis.health_check()
         return {
             "conversations": len(conv_ids),
@@ -562,7 +568,7 @@ def _evalsha(sha: str, keys: list[str], args: list[Any]) -> tuple[Any, ...]:
     return ("EVALSHA", sha, len(keys), *keys, *args)
 
 
-def _entry(entry_id: str, fields: dict[str, str]) -> StreamEntry:
+def _entry(entry_id: Any, fields: Any) -> StreamEntry:
     return StreamEntry(
         id=entry_id,
         type=fields["type"],
