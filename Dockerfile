@@ -21,8 +21,10 @@ RUN pip install -r /tmp/requirements.txt
 
 # The project itself (.dockerignore keeps tests, the venv, .git and .env out).
 COPY . .
-# Code stays owned by root (read-only for the service user).
-RUN pip install --no-deps .
+# Code stays owned by root (read-only for the service user); the cold archive directory
+# (a volume in docker-compose.yml, ARCHIVE_DIR) is the one place it writes.
+RUN pip install --no-deps . \
+    && mkdir -p /var/lib/triage/archive && chown triage:triage /var/lib/triage/archive
 
 USER triage
 EXPOSE 8000
