@@ -9,7 +9,7 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 # Values that mean "nobody set a real secret". Accepted only in development.
@@ -44,8 +44,28 @@ class Settings(BaseSettings):
     jwt_secret: str = DEV_JWT_SECRET
     jwt_algorithm: str = "HS256"
 
+    # Reply generation. "offline" is the built-in deterministic interviewer (no network);
+    # "openai" streams from any OpenAI-compatible chat-completions endpoint.
+    reply_generator: Literal["offline", "openai"] = "offline"
+    # Pause between streamed chunks of the offline interviewer, for a typing feel in the UI.
+    # 0 by default: tests and benchmarks rely on the whole reply being available at once.
+    offline_chunk_delay_ms: int = Field(default=0, ge=0, le=5_000)
+    llm_base_url: str = "https://api.openai.com/v1"
+    # No default: a key is a secret and must come from the environment.
+    llm_api_key: SecretStr | None = None
+    llm_model: str = "gpt-4o-mini"
+    # Connect timeout and the longest silence tolerated between two streamed chunks.
+    llm_timeout_seconds: float = Field(default=30.0, gt=0)
+
     @model_validator(mode="after")
     def _refuse_placeholder_secrets(self) -> Settings:
+        if self.reply_generator == "openai" and (
+            self.llm_api_key is None or not self.llm_api_key.get_secret_value().strip()
+        ):
+            raise ValueError(
+                "REPLY_GENERATOR=openai needs LLM_API_KEY (use any non-empty value for a local "
+                "server that ignores keys), or set REPLY_GENERATOR=offline"
+            )
         if self.environment != "development":
             if self.jwt_secret.strip().lower() in _PLACEHOLDER_SECRETS:
                 raise ValueError(

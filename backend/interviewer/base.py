@@ -22,7 +22,14 @@ Complexity = Literal["baixa", "media", "alta"]
 
 
 class CaseAnalysis(BaseModel):
-    """What the interview has established so far."""
+    """What the interview has established so far.
+
+    `facts` holds what the client told, keyed "o_que_aconteceu", "quando", "partes",
+    "documentos", "valores" (values in the client's own words). `missing` lists, in Portuguese
+    and in interview order, what triage still lacks; `missing_topics` is the same list as
+    stable topic keys (see `questions.Topic`). `next_topic` is the topic to ask about next
+    (None when nothing is left to ask).
+    """
 
     area: str | None = None
     sub_area: str | None = None
@@ -31,6 +38,16 @@ class CaseAnalysis(BaseModel):
     facts: dict[str, str] = Field(default_factory=dict)
     missing: list[str] = Field(default_factory=list)
     ready_for_triage: bool = False
+    # Additive detail for the triage and the interviewers.
+    secondary_areas: list[str] = Field(default_factory=list)
+    urgency_signals: list[str] = Field(default_factory=list)
+    parties: list[str] = Field(default_factory=list)
+    documents: list[str] = Field(default_factory=list)
+    amounts: list[str] = Field(default_factory=list)
+    missing_topics: list[str] = Field(default_factory=list)
+    answered_topics: list[str] = Field(default_factory=list)
+    next_topic: str | None = None
+    user_turns: int = 0
 
 
 class TriageResult(BaseModel):
@@ -58,4 +75,16 @@ class ReplyGenerator(Protocol):
 
 
 class GenerationError(Exception):
-    """The provider failed (before or in the middle of a stream)."""
+    """The provider failed (before or in the middle of a stream).
+
+    `status_code` is the provider's HTTP status when it answered with one; `retryable` says
+    whether trying again later may succeed (rate limits, timeouts, dropped connections, 5xx).
+    """
+
+    def __init__(
+        self, message: str, *, status_code: int | None = None, retryable: bool = False
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.status_code = status_code
+        self.retryable = retryable

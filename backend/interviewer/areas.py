@@ -1,0 +1,421 @@
+"""The areas of law the offline analysis recognises, with their sub-areas.
+
+Every pattern is a regular expression over *folded* text (lower case, no accents; see
+`text.fold`), anchored at a word start. Tables, not code, so a lawyer reviewing the triage can
+read and extend them without touching the logic in `analysis.py`.
+
+Scoring (why two weights): a general word ("salário", "loja") hints at an area; a sub-area
+phrase ("verbas rescisórias", "voo cancelado") is much stronger evidence, so it counts double
+and also names the sub-area.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+from backend.interviewer.text import compile_patterns
+
+
+@dataclass(frozen=True)
+class SubArea:
+    label: str
+    pattern: re.Pattern[str]
+
+
+@dataclass(frozen=True)
+class Area:
+    key: str
+    # "questão de direito {label}" / "advogado {lawyer}".
+    label: str
+    lawyer: str
+    general: re.Pattern[str]
+    sub_areas: tuple[SubArea, ...]
+    # Examples used when asking for documents in this area.
+    document_examples: str
+    # Sub-areas that usually need more work (expert reports, several proceedings, estates).
+    complex_sub_areas: frozenset[str] = field(default_factory=frozenset)
+
+
+def _sub(label: str, *patterns: str) -> SubArea:
+    return SubArea(label, compile_patterns(patterns))
+
+
+AREAS: tuple[Area, ...] = (
+    Area(
+        key="trabalhista",
+        label="trabalhista",
+        lawyer="advogado trabalhista",
+        general=compile_patterns(
+            [
+                r"emprego\w*",
+                r"empregador\w*",
+                r"patr(ao|oa)\b",
+                r"chefe\b",
+                r"trabalh\w*",
+                r"salari\w*",
+                r"ferias\b",
+                r"13o|decimo terceiro",
+                r"clt\b",
+                r"carteira de trabalho|ctps\b",
+                r"sindicato",
+                r"holerite\w*|contracheque\w*",
+                r"funcionari\w*|expediente",
+            ]
+        ),
+        sub_areas=(
+            _sub(
+                "demissão",
+                r"demiti\w*",
+                r"demissao",
+                r"mandad[oa]s? embora|me mandaram embora",
+                r"dispensad[oa]",
+                r"justa causa",
+                r"desligad[oa]|desligamento",
+            ),
+            _sub(
+                "verbas rescisórias",
+                r"rescisao|rescisori\w*",
+                r"verbas\b",
+                r"fgts\b",
+                r"multa de 40",
+                r"aviso previo",
+                r"seguro[- ]desemprego",
+            ),
+            _sub("horas extras", r"horas? extras?", r"banco de horas", r"jornada", r"intervalo"),
+            _sub("assédio", r"assedi\w*", r"humilh\w*"),
+            _sub(
+                "vínculo empregatício",
+                r"sem (carteira|registro)",
+                r"carteira assinada|registro em carteira",
+                r"vinculo empregaticio",
+            ),
+            _sub(
+                "acidente de trabalho",
+                r"acidente (de|no) trabalho",
+                r"doenca ocupacional",
+                r"\bler\b|dort\b",
+            ),
+            _sub("salários atrasados", r"salarios? atrasad\w*", r"atraso (no|do|de) salario"),
+        ),
+        document_examples=(
+            "carteira de trabalho, holerites, termo de rescisão, extrato do FGTS ou mensagens"
+        ),
+        complex_sub_areas=frozenset({"acidente de trabalho", "assédio"}),
+    ),
+    Area(
+        key="consumidor",
+        label="do consumidor",
+        lawyer="advogado de direito do consumidor",
+        general=compile_patterns(
+            [
+                r"compr(ei|ou|amos|a|ado|ada)\b",
+                r"loja\w*",
+                r"produto\w*",
+                r"consumidor\w*",
+                r"procon\b",
+                r"reclame aqui",
+                r"fornecedor\w*",
+                r"operadora\w*",
+                r"fatura\w*",
+                r"cartao de credito",
+                r"reembols\w*",
+                r"atendimento",
+                r"protocolo\w*",
+                r"internet\b|telefonia|celular\b",
+                r"entrega\w*",
+            ]
+        ),
+        sub_areas=(
+            _sub(
+                "voo cancelado ou atrasado",
+                r"voo\w*",
+                r"companhia aerea|cia aerea",
+                r"aeroporto",
+                r"bagage\w*",
+                r"overbooking",
+            ),
+            _sub(
+                "produto com defeito",
+                r"defeit\w*",
+                r"nao funciona\w*|parou de funcionar",
+                r"garantia",
+                r"assistencia tecnica",
+            ),
+            _sub(
+                "cobrança indevida",
+                r"cobranc\w* indevid\w*",
+                r"cobrad[oa]s? (indevidamente|duas vezes|a mais)",
+                r"cobrando (indevidamente|a mais|uma compra)",
+                r"compra que nao fiz|nao reconhec\w*",
+            ),
+            _sub(
+                "negativação indevida",
+                r"negativad\w*|negativacao",
+                r"nome sujo",
+                r"serasa|spc\b",
+            ),
+            _sub(
+                "plano de saúde",
+                r"plano de saude",
+                r"convenio medico",
+                r"operadora de saude",
+            ),
+            _sub(
+                "produto não entregue",
+                r"nao (foi )?entreg\w*",
+                r"nunca chegou|nao chegou",
+            ),
+            _sub("fraude bancária", r"golpe do pix|pix\b", r"cartao clonado|clonad\w*"),
+        ),
+        document_examples=(
+            "nota fiscal, comprovantes de pagamento, protocolos de atendimento, e-mails ou prints"
+        ),
+    ),
+    Area(
+        key="familia",
+        label="de família",
+        lawyer="advogado de família",
+        general=compile_patterns(
+            [
+                r"familia\w*",
+                r"casamento|casad[oa]s?\b",
+                r"ex[- ](marido|mulher|esposa|esposo|companheir[oa]|conjuge)",
+                r"filh[oa]s?\b",
+                r"crianca\w*",
+                r"pensao(?! por morte)",
+            ]
+        ),
+        sub_areas=(
+            _sub(
+                "divórcio",
+                r"divorci\w*",
+                r"separa(r|cao|d[oa]s?)\b",
+                r"fim do casamento",
+            ),
+            _sub(
+                "pensão alimentícia",
+                r"pensao alimenticia",
+                r"alimentos\b",
+                r"(paga|pagar|pagando|pague) (a )?pensao",
+                r"pensao (d[oa]s?|para [oa]s?|pr[oa]s?) (meus? |minhas? )?filh",
+            ),
+            _sub("guarda", r"guarda\b", r"visita\w*", r"convivencia"),
+            _sub("partilha de bens", r"partilha", r"divisao (de|dos) bens", r"bens do casal"),
+            _sub("união estável", r"uniao estavel"),
+            _sub("inventário e herança", r"inventario", r"heranca", r"testamento"),
+            _sub("paternidade", r"paternidade", r"exame de dna|\bdna\b"),
+        ),
+        document_examples=(
+            "certidões de casamento e de nascimento, comprovantes de renda e de despesas dos "
+            "filhos ou mensagens"
+        ),
+        complex_sub_areas=frozenset({"partilha de bens", "inventário e herança"}),
+    ),
+    Area(
+        key="previdenciario",
+        label="previdenciário",
+        lawyer="advogado previdenciário",
+        general=compile_patterns(
+            [
+                r"inss\b",
+                r"previdencia\w*",
+                r"beneficio\w*",
+                r"pericia\w*",
+                r"cnis\b",
+                r"contribuic\w*",
+                r"auxilio\w*",
+                r"meu inss",
+            ]
+        ),
+        sub_areas=(
+            _sub("aposentadoria", r"aposentad\w*", r"aposentar", r"tempo de contribuicao"),
+            _sub(
+                "benefício por incapacidade (auxílio-doença)",
+                r"auxilio[- ]doenca",
+                r"(beneficio|auxilio) por incapacidade",
+                r"afastad[oa] pelo inss",
+            ),
+            _sub("BPC/LOAS", r"bpc\b", r"loas\b", r"beneficio assistencial"),
+            _sub("pensão por morte", r"pensao por morte"),
+            _sub("salário-maternidade", r"salario[- ]maternidade"),
+            _sub("revisão de benefício", r"revisao (do|da|de) (beneficio|aposentadoria)"),
+        ),
+        document_examples=(
+            "extrato do CNIS, carta de indeferimento do INSS, laudos e atestados médicos ou "
+            "carteira de trabalho"
+        ),
+    ),
+    Area(
+        key="criminal",
+        label="criminal",
+        lawyer="advogado criminalista",
+        general=compile_patterns(
+            [
+                r"crime\w*",
+                r"policia\w*",
+                r"delegad\w*|delegacia",
+                r"boletim de ocorrencia|\bb\.?o\b\.?",
+                r"inquerito",
+                r"acusad[oa]s?|acusacao",
+                r"processo criminal",
+                r"agred\w*|agressao|agressor",
+                r"trafico",
+                r"homicidio",
+                r"lesao corporal",
+            ]
+        ),
+        sub_areas=(
+            _sub(
+                "prisão",
+                r"pres[oa]s?\b",
+                r"prisao",
+                r"flagrante",
+                r"detid[oa]s?\b",
+                r"audiencia de custodia",
+            ),
+            _sub(
+                "violência doméstica",
+                r"violencia domestica",
+                r"maria da penha",
+                r"medida protetiva",
+                r"me (bateu|agrediu|espancou)",
+            ),
+            _sub("crimes contra a honra", r"calunia\w*", r"difam\w*", r"injuri\w*"),
+            _sub("furto ou roubo", r"furt\w*", r"roub\w*", r"assalt\w*"),
+            _sub("estelionato", r"estelionat\w*", r"golpe\w*"),
+            _sub("ameaça", r"ameac\w*"),
+        ),
+        document_examples=(
+            "boletim de ocorrência, intimações, laudos, fotos, mensagens ou nomes de testemunhas"
+        ),
+        complex_sub_areas=frozenset({"prisão"}),
+    ),
+    Area(
+        key="civil",
+        label="civil",
+        lawyer="advogado civilista",
+        general=compile_patterns(
+            [
+                r"indeniza\w*",
+                r"prejuizo\w*",
+                r"contrato\w*",
+                r"divida\w*",
+                r"emprestimo\w*",
+                r"vizinh\w*",
+                r"acordo\b",
+                r"processar",
+            ]
+        ),
+        sub_areas=(
+            _sub(
+                "indenização por danos",
+                r"danos? mora\w*",
+                r"danos? materia\w*",
+                r"indeniza\w*",
+            ),
+            _sub(
+                "contratos",
+                r"quebr\w* (o|do) contrato",
+                r"descumpr\w*",
+                r"clausula\w*",
+                r"rescindir (o )?contrato",
+            ),
+            _sub(
+                "acidente de trânsito",
+                r"acidente de (transito|carro|moto)",
+                r"batida\b|bateram (no|na|em)",
+                r"colisao",
+                r"atropel\w*",
+            ),
+            _sub(
+                "dívidas e cobranças",
+                r"me deve\b|esta me devendo",
+                r"nao me pag(ou|a)\b",
+                r"agiota",
+            ),
+            _sub("direito de vizinhança", r"vizinh\w*", r"infiltrac\w*", r"barulho"),
+        ),
+        document_examples=(
+            "contratos, comprovantes de pagamento, fotos, orçamentos, boletim de ocorrência ou "
+            "mensagens"
+        ),
+    ),
+    Area(
+        key="tributario",
+        label="tributário",
+        lawyer="advogado tributarista",
+        general=compile_patterns(
+            [
+                r"impostos?\b",
+                r"tribut\w*",
+                r"receita federal",
+                r"fisco|sefaz",
+                r"icms\b|\biss\b",
+                r"refis\b",
+                r"simples nacional",
+                r"\bmei\b",
+            ]
+        ),
+        sub_areas=(
+            _sub(
+                "imposto de renda",
+                r"imposto de renda",
+                r"irpf\b",
+                r"malha fina",
+                r"declaracao de (ir|imposto)",
+            ),
+            _sub("execução fiscal", r"execucao fiscal", r"divida ativa"),
+            _sub("IPTU/IPVA", r"iptu\b", r"ipva\b"),
+        ),
+        document_examples=(
+            "declarações de imposto de renda, notificações da Receita, guias e comprovantes de "
+            "pagamento"
+        ),
+        complex_sub_areas=frozenset({"execução fiscal"}),
+    ),
+    Area(
+        key="imobiliario",
+        label="imobiliário",
+        lawyer="advogado imobiliário",
+        general=compile_patterns(
+            [
+                r"alug\w*",
+                r"inquilin\w*",
+                r"locador\w*|locatari\w*|locacao",
+                r"proprietari[oa]s?\b",
+                r"imove(l|is)\b",
+                r"imobiliaria",
+                r"condomini\w*",
+                r"apartamento",
+            ]
+        ),
+        sub_areas=(
+            _sub(
+                "despejo e locação",
+                r"despej\w*",
+                r"aluguel|alugueis|alugad[oa]",
+                r"contrato de locacao",
+            ),
+            _sub(
+                "compra e venda de imóvel",
+                r"escritura",
+                r"construtora",
+                r"distrato",
+                r"financiamento imobiliario",
+            ),
+            _sub("condomínio", r"condomini\w*", r"sindic[oa]\b"),
+            _sub("usucapião", r"usucapiao"),
+        ),
+        document_examples=(
+            "contrato de locação ou de compra, recibos de aluguel, notificações, matrícula do "
+            "imóvel ou fotos"
+        ),
+        complex_sub_areas=frozenset({"usucapião"}),
+    ),
+)
+
+AREAS_BY_KEY: dict[str, Area] = {a.key: a for a in AREAS}
+AREA_KEYS: tuple[str, ...] = tuple(a.key for a in AREAS)
+GENERAL_WEIGHT = 1
+SUB_AREA_WEIGHT = 2
