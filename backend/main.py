@@ -8,11 +8,20 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from backend.core.config import Settings, get_settings
+from backend.core.db import create_engine
 from backend.core.errors import register_error_handlers
 from backend.core.logging import configure_logging
 from backend.core.redis import RedisService
+from backend.durability.router import health_router as durability_health_router
+from backend.durability.router import router as durability_router
+from backend.durability.service import HybridConversationService
 from backend.health.router import router as health_router
 from backend.state.service import ConversationStateManager
+from backend.stats.router import router as stats_router
+from backend.stats.service import StatsService
+from backend.summaries.router import router as summaries_router
+from backend.summaries.service import SummaryService
+from workers.config import create_celery_app
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -25,9 +34,20 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.settings = settings
         app.state.redis = redis
         app.state.state_manager = ConversationStateManager(redis, settings)
+        # Warm/cold tiers: the hybrid service plugs read-through and before-delete into the
+        # manager, so every route reading through the manager gets them.
+        engine = create_engine(settings)
+        app.state.engine = engine
+        app.state.hybrid = HybridConversationService(app.state.state_manager, engine, settings)
+        app.state.hybrid.install()
+        app.state.summaries = SummaryService(app.state.hybrid, settings)
+        app.state.stats = StatsService(engine, redis, settings)
+        app.state.celery = create_celery_app(settings)
         try:
             yield
         finally:
+            app.state.celery.close()
+            await engine.dispose()
             await redis.close()
 
     app = FastAPI(
@@ -37,6 +57,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     register_error_handlers(app)
     app.include_router(health_router)
+    app.include_router(durability_health_router)
+    app.include_router(durability_router)
+    app.include_router(summaries_router)
+    app.include_router(stats_router)
     return app
 
 

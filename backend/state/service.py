@@ -339,8 +339,10 @@ class ConversationStateManager:
                 return await self._save(kind, state, None, event)
             except VersionConflict as exc:
                 last = exc
-                # Full jitter keeps 20 writers on one session from retrying in lockstep.
-                await asyncio.sleep(random.uniform(0, min(0.05, 0.002 * 2**attempt)))
+                # Exponential backoff with full jitter: writers that keep losing spread out
+                # over a window that grows with their losses, so even 20 writers hammering
+                # one session each get through well within the attempt budget.
+                await asyncio.sleep(random.uniform(0, min(0.25, 0.002 * 2**attempt)))
         assert last is not None
         raise VersionConflict(
             f"{kind} {session_id}: gave up after {attempts} conflicting attempts",
