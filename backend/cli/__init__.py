@@ -10,3 +10,6 @@ from backend.cli import migrate  # noqa: E402,F401
 from backend.cli import server  # noqa: E402,F401
 from backend.cli import stats  # noqa: E402,F401
 from backend.cli import token  # noqa: E402,F401
+from backend.cli import durability  # noqa: E402,F401
+from backend.cli import monitor  # noqa: E402,F401
+from backend.cli import workers  # noqa: E402,F401

@@ -1,7 +1,7 @@
 """What the commands share: settings, one state manager per command, and clean exits.
 
 A command fails with a one-line message and a distinct exit status, never a traceback:
-2 for bad configuration or usage, 3 when Redis is unreachable.
+2 for bad configuration or usage, 3 when Redis or PostgreSQL is unreachable.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from pydantic import ValidationError
 from rich.console import Console
 
 from backend.core.config import Settings, get_settings
-from backend.core.errors import StoreUnavailable
+from backend.core.errors import TriageError
 from backend.core.redis import RedisService
 from backend.state.service import ConversationStateManager
 
@@ -66,8 +66,9 @@ async def open_manager(settings: Settings) -> AsyncIterator[ConversationStateMan
 
 
 def run(coro: Coroutine[Any, Any, T]) -> T:
-    """Run a command's coroutine; an unreachable Redis exits with EXIT_STORE."""
+    """Run a command's coroutine; an unreachable Redis or PostgreSQL exits with EXIT_STORE,
+    another typed error with 1, each with its message."""
     try:
         return asyncio.run(coro)
-    except StoreUnavailable as exc:
-        raise fail(exc.message, EXIT_STORE) from None
+    except TriageError as exc:
+        raise fail(exc.message, EXIT_STORE if exc.status_code == 503 else 1) from None

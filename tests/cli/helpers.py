@@ -9,12 +9,15 @@ manager on the test's prefix for setting data up and checking it.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
+import signal
 import subprocess
 import sys
 import tempfile
 import time
+import uuid
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -27,9 +30,13 @@ from typer.testing import CliRunner, Result
 from backend.cli import app
 from backend.core.config import Settings, get_settings
 from backend.core.redis import RedisService
+from backend.durability import repository
+from backend.durability.service import HybridConversationService, open_hybrid
+from backend.state.schemas import ConversationState
 from backend.state.service import ConversationStateManager
-from tests.conftest import make_settings, purge_prefix
+from tests.conftest import TEST_POSTGRES, _admin, make_settings, migrate, purge_prefix
 from tests.redis_cluster import free_port
+from tests.workers.conftest import RedisProcess
 
 T = TypeVar("T")
 
@@ -48,6 +55,10 @@ def env_for(settings: Settings) -> dict[str, str]:
         "DATABASE_URL": settings.database_url,
         "REDIS_RETRIES": str(settings.redis_retries),
         "REDIS_CONNECT_TIMEOUT": str(settings.redis_connect_timeout),
+        "CELERY_QUEUE": settings.celery_queue,
+        "ARCHIVE_DIR": settings.archive_dir,
+        "DIRTY_FLUSH_INTERVAL": str(settings.dirty_flush_interval),
+        "ARCHIVE_INACTIVE_SESSIONS_DAYS": str(settings.archive_inactive_sessions_days),
     }
 
 
@@ -98,6 +109,16 @@ def arun(settings: Settings, fn: Callable[[ConversationStateManager], Awaitable[
             return await fn(ConversationStateManager(redis, settings))
         finally:
             await redis.close()
+
+    return asyncio.run(main())
+
+
+def hybrid_run(settings: Settings, fn: Callable[[HybridConversationService], Awaitable[T]]) -> T:
+    """Like `arun`, with the durability layer (PostgreSQL, read-through restore) installed."""
+
+    async def main() -> T:
+        async with open_hybrid(settings) as hybrid:
+            return await fn(hybrid)
 
     return asyncio.run(main())
 
@@ -172,3 +193,119 @@ def _wait_until_live(url: str, proc: subprocess.Popen[str], log: Any, timeout: f
             time.sleep(0.1)
     log.seek(0)
     raise AssertionError(f"server did not come up: {log.read()}")
+
+
+def new_session(settings: Settings, text: str = "Fui demitido sem justa causa.") -> str:
+    async def write(manager: ConversationStateManager) -> str:
+        state = ConversationState(session_id=uuid.uuid4().hex, user_id="ana", tenant_id="t1")
+        state.append_message("user", text, max_history=100)
+        return (await manager.save_conversation_state(state)).session_id
+
+    return arun(settings, write)
+
+
+def dirty_count(settings: Settings) -> int:
+    async def count(manager: ConversationStateManager) -> int:
+        return int(await manager.redis.client.zcard(manager.keys.dirty()))
+
+    return arun(settings, count)
+
+
+def warm_version(settings: Settings, sid: str) -> int | None:
+    async def read(hybrid: HybridConversationService) -> int | None:
+        async with hybrid.engine.connect() as conn:
+            stored = await repository.get_session(conn, sid)
+        return None if stored is None else stored.version
+
+    return hybrid_run(settings, read)
+
+
+def wait_until(condition: Callable[[], bool], timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout  # hang guard
+    while not condition():
+        assert time.monotonic() < deadline, "condition not met in time"
+        time.sleep(0.2)
+
+
+class Background:
+    """A long-running `triage` process (worker, beat) in its own process group, logged to a
+    file; `stop()` ends the whole group (pool children included)."""
+
+    def __init__(self, settings: Settings, log: Path, *args: str, **env: str) -> None:
+        self.log = log
+        self._out = open(log, "ab")  # noqa: SIM115 (closed in stop)
+        self.proc = subprocess.Popen(
+            [str(TRIAGE), *args],
+            env={**os.environ, **env_for(settings), **env},
+            cwd=ROOT,
+            stdout=self._out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+    def wait_for(self, text: str, timeout: float = 60) -> None:
+        deadline = time.monotonic() + timeout  # hang guard
+        while text not in self.log.read_text(errors="replace"):
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                raise AssertionError(f"no {text!r} in the log:\n{self.log.read_text()[-3000:]}")
+            time.sleep(0.1)
+
+    def stop(self, timeout: float = 30) -> int:
+        """SIGTERM the group (a warm shutdown), SIGKILL it if it hangs; the exit status."""
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.proc.pid, signal.SIGTERM)
+        try:
+            self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait()
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.proc.pid, signal.SIGKILL)  # pool children outliving their parent
+        self._out.close()
+        return self.proc.returncode
+
+
+@pytest.fixture
+def background(tmp_path: Path) -> Iterator[Callable[..., Background]]:
+    """Start `triage` processes that are stopped after the test, also on failure."""
+    started: list[Background] = []
+
+    def start(settings: Settings, *args: str, **env: str) -> Background:
+        process = Background(settings, tmp_path / f"process{len(started)}.log", *args, **env)
+        started.append(process)
+        return process
+
+    try:
+        yield start
+    finally:
+        for process in started:
+            if process.proc.returncode is None:
+                process.stop()
+
+
+@pytest.fixture
+def broker_settings(tmp_path: Path) -> Iterator[Settings]:
+    """Settings on a private redis-server (Celery broker and hot state), stopped afterwards,
+    so worker and queue tests never share queues or control messages with anyone."""
+    server = RedisProcess(tmp_path)
+    try:
+        yield make_settings(
+            redis_url=server.url, archive_dir=str(tmp_path / "archive"), dirty_flush_interval=0.5
+        )
+    finally:
+        server.stop()
+
+
+@contextmanager
+def own_database() -> Iterator[str]:
+    """A migrated PostgreSQL database of its own, dropped afterwards: for commands that sweep
+    the whole database (archive), which must not touch other tests' rows."""
+    name = f"triage_test_{uuid.uuid4().hex[:10]}"
+    url = f"postgresql+asyncpg://{TEST_POSTGRES}/{name}"
+    asyncio.run(_admin(f'CREATE DATABASE "{name}"'))
+    try:
+        migrate(url)
+        yield url
+    finally:
+        asyncio.run(_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
