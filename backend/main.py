@@ -7,9 +7,13 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
+from backend.agents.router import router as agents_router
+from backend.agents.runtime import ConversationRuntime
+from backend.conversations.router import router as conversations_router
 from backend.core.config import Settings, get_settings
 from backend.core.db import create_engine
 from backend.core.errors import register_error_handlers
+from backend.core.http import install_http_plumbing
 from backend.core.logging import configure_logging
 from backend.core.redis import RedisService
 from backend.durability.router import health_router as durability_health_router
@@ -21,6 +25,7 @@ from backend.stats.router import router as stats_router
 from backend.stats.service import StatsService
 from backend.summaries.router import router as summaries_router
 from backend.summaries.service import SummaryService
+from backend.triage.router import router as triage_router
 from workers.config import create_celery_app
 
 
@@ -43,9 +48,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.summaries = SummaryService(app.state.hybrid, settings)
         app.state.stats = StatsService(engine, redis, settings)
         app.state.celery = create_celery_app(settings)
+        runtime = ConversationRuntime.start(app, settings, redis, app.state.state_manager)
         try:
             yield
         finally:
+            # Replies in flight finish (or are closed) before the clients they write through go.
+            await runtime.stop(settings.shutdown_grace_seconds)
             app.state.celery.close()
             await engine.dispose()
             await redis.close()
@@ -56,11 +64,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     register_error_handlers(app)
+    install_http_plumbing(app, settings.max_body_bytes)
     app.include_router(health_router)
     app.include_router(durability_health_router)
     app.include_router(durability_router)
     app.include_router(summaries_router)
     app.include_router(stats_router)
+    app.include_router(conversations_router)
+    app.include_router(agents_router)
+    app.include_router(triage_router)
     return app
 
 

@@ -13,11 +13,12 @@ import asyncio
 import os
 import secrets
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import asyncpg
+import httpx
 import pytest
 from alembic.config import Config
 
@@ -125,3 +126,60 @@ async def redis_service(settings: Settings) -> AsyncIterator[RedisService]:
 @pytest.fixture
 async def manager(settings: Settings, redis_service: RedisService) -> ConversationStateManager:
     return ConversationStateManager(redis_service, settings)
+
+
+# --------------------------------------------------------------------------- HTTP
+
+
+@pytest.fixture
+async def api(settings: Settings, redis_service: RedisService) -> AsyncIterator[httpx.AsyncClient]:
+    """The app in-process (ASGITransport) inside its lifespan. Responses are buffered, so use
+    it for REST and for finite SSE responses (the chat POST), not for open-ended streams.
+    Depends on `redis_service` so the test's keys are purged after the app has stopped."""
+    from backend.main import create_app
+
+    app = create_app(settings)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+            yield client
+
+
+@pytest.fixture
+async def serve(redis_service: RedisService) -> AsyncIterator[Callable[[Settings], Awaitable[str]]]:
+    """Start the app under uvicorn in this process on a free loopback port (real streaming);
+    returns its base URL. Every server started is shut down after the test."""
+    import uvicorn
+
+    from backend.main import create_app
+    from tests.redis_cluster import free_port
+
+    running: list[tuple[uvicorn.Server, asyncio.Task[None]]] = []
+
+    async def start(settings: Settings) -> str:
+        port = free_port()
+        config = uvicorn.Config(
+            create_app(settings), host="127.0.0.1", port=port, log_level="warning"
+        )
+        server = uvicorn.Server(config)
+        task = asyncio.create_task(server.serve())
+        running.append((server, task))
+        while not server.started:
+            if task.done():
+                task.result()
+            await asyncio.sleep(0.02)
+        return f"http://127.0.0.1:{port}"
+
+    try:
+        yield start
+    finally:
+        for server, _ in running:
+            server.should_exit = True
+        for _, task in running:
+            await asyncio.wait_for(task, 30)
+
+
+@pytest.fixture
+async def live_api(settings: Settings, serve: Callable[[Settings], Awaitable[str]]) -> str:
+    """The app with the test's settings, served by uvicorn (see `serve`)."""
+    return await serve(settings)

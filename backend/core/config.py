@@ -35,7 +35,26 @@ class Settings(BaseSettings):
     orchestration_ttl: int = Field(default=86_400, gt=0)
     max_conversation_history: int = Field(default=100, gt=0)
     stream_maxlen: int = Field(default=2_000, gt=0)
-    state_write_max_attempts: int = Field(default=64, gt=0)
+    state_write_max_attempts: int = Field(default=128, gt=0)
+
+    # Conversation API: input limits and the per-user rate limit on posting messages.
+    max_message_chars: int = Field(default=4_000, gt=0)
+    max_body_bytes: int = Field(default=65_536, ge=1_024)
+    rate_limit_messages: int = Field(default=30, gt=0)
+    rate_limit_window_seconds: int = Field(default=60, gt=0)
+    # Reply generation: one generator per session, held by an expiring lease.
+    generation_lease_ms: int = Field(default=10_000, ge=300)
+    generation_sweep_seconds: float = Field(default=2.0, gt=0)
+    generation_max_attempts: int = Field(default=3, gt=0)
+    shutdown_grace_seconds: float = Field(default=10.0, ge=0)
+    # SSE: keep-alive pings, slow-client cut-off, per-stream backlog, the shared tailer.
+    sse_ping_seconds: float = Field(default=15.0, gt=0)
+    sse_send_timeout_seconds: float = Field(default=30.0, gt=0)
+    sse_shutdown_grace_seconds: float = Field(default=2.0, ge=0)
+    sse_max_backlog: int = Field(default=5_000, gt=0)
+    stream_block_ms: int = Field(default=2_000, ge=10, le=60_000)
+    stream_keys_per_reader: int = Field(default=500, gt=0, le=10_000)
+    stream_check_seconds: float = Field(default=5.0, gt=0)
 
     # Warm state.
     database_url: str = "postgresql+asyncpg://postgres@127.0.0.1:5432/triage"

@@ -8,6 +8,7 @@ from celery import Celery
 from fastapi import Depends, Request
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from backend.agents.runtime import ConversationRuntime
 from backend.core.config import Settings
 from backend.core.redis import RedisService
 from backend.durability.service import HybridConversationService
@@ -26,6 +27,10 @@ def _redis(request: Request) -> RedisService:
 
 def _state_manager(request: Request) -> ConversationStateManager:
     return request.app.state.state_manager
+
+
+def _runtime(request: Request) -> ConversationRuntime:
+    return request.app.state.runtime
 
 
 SettingsDep = Annotated[Settings, Depends(_settings)]
@@ -58,3 +63,4 @@ HybridDep = Annotated[HybridConversationService, Depends(_hybrid)]
 SummariesDep = Annotated[SummaryService, Depends(_summaries)]
 StatsDep = Annotated[StatsService, Depends(_stats)]
 CeleryDep = Annotated[Celery, Depends(_celery)]
+RuntimeDep = Annotated[ConversationRuntime, Depends(_runtime)]

@@ -55,7 +55,9 @@ class InvalidState(TriageError):
 def register_error_handlers(app: FastAPI) -> None:
     async def handle(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, TriageError)
-        headers = {"Retry-After": "1"} if exc.status_code in (409, 503) else None
+        headers = None
+        if exc.status_code in (409, 429, 503):
+            headers = {"Retry-After": str(exc.details.get("retry_after", 1))}
         if exc.status_code == 401:
             headers = {"WWW-Authenticate": "Bearer"}
         return JSONResponse(

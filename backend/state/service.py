@@ -149,6 +149,11 @@ class ConversationStateManager:
     async def _save(
         self, kind: Kind, state: S, expected_version: int | None, event: Event | None
     ) -> S:
+        return (await self._save_returning_event(kind, state, expected_version, event))[0]
+
+    async def _save_returning_event(
+        self, kind: Kind, state: S, expected_version: int | None, event: Event | None
+    ) -> tuple[S, str | None]:
         expected = state.version if expected_version is None else expected_version
         new = state.model_copy(update={"version": expected + 1})
         result = await self._write(kind, new, mode="cas", version=expected, event=event)
@@ -159,7 +164,7 @@ class ConversationStateManager:
                 expected=expected,
                 actual=actual,
             )
-        return new
+        return new, result.event_id
 
     async def restore_state(
         self, kind: Kind, state: StateDocument, event: Event | None = None
@@ -319,6 +324,21 @@ class ConversationStateManager:
         initial state when the session does not exist; without it a missing session raises
         `SessionNotFound`. After `STATE_WRITE_MAX_ATTEMPTS` conflicts, `VersionConflict` is raised.
         """
+        state, _ = await self.update_returning_event(session_id, mutate, kind=kind, create=create)
+        return state
+
+    async def update_returning_event(
+        self,
+        session_id: str,
+        mutate: Callable[[Any], Any],
+        *,
+        kind: Kind = "conversation",
+        create: Callable[[], Any] | None = None,
+    ) -> tuple[Any, str | None]:
+        """`update()`, also returning the stream id of the event written with the state.
+
+        SSE routes need that id: a client resumes after it (Last-Event-ID).
+        """
         attempts = self.settings.state_write_max_attempts
         last: VersionConflict | None = None
         for attempt in range(attempts):
@@ -336,7 +356,7 @@ class ConversationStateManager:
             if isinstance(event, Awaitable):
                 event = await event
             try:
-                return await self._save(kind, state, None, event)
+                return await self._save_returning_event(kind, state, None, event)
             except VersionConflict as exc:
                 last = exc
                 # Exponential backoff with full jitter: writers that keep losing spread out

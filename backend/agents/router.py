@@ -1,0 +1,72 @@
+"""The chat endpoint: post a message and stream its reply as Server-Sent Events."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+from sse_starlette import EventSourceResponse
+
+from backend.conversations.schemas import ChatRequest
+from backend.core.auth import PrincipalDep
+from backend.core.deps import RuntimeDep, SettingsDep, StateManagerDep
+from backend.state.schemas import StreamEntry
+from backend.streaming.events import ResumePoint
+from backend.streaming.sse import SSE_RESPONSES, EntryTest, session_events, sse_response
+
+router = APIRouter(prefix="/api/agents", tags=["agents"])
+
+_REPLY_EVENTS = {"message.started", "message.delta", "message.completed", "error"}
+
+
+def reply_filters(seq: int) -> tuple[EntryTest, EntryTest]:
+    """(ends, skip) for the stream of the reply to user message `seq`.
+
+    The stream ends with the first reply that answers `seq` (a reply answers every message
+    stored before it started): its `message.completed`, or an `error` that is not followed by
+    another attempt. Events of an earlier reply still running when the message arrived are
+    skipped, so a client can concatenate every `message.delta` it gets.
+    """
+
+    def answers(entry: StreamEntry) -> bool:
+        return int(entry.data.get("in_reply_to") or 0) >= seq
+
+    def ends(entry: StreamEntry) -> bool:
+        if entry.type == "message.completed":
+            return answers(entry)
+        if entry.type == "error":
+            return answers(entry) and not entry.data.get("retrying")
+        return False
+
+    def skip(entry: StreamEntry) -> bool:
+        return entry.type in _REPLY_EVENTS and not answers(entry)
+
+    return ends, skip
+
+
+@router.post("/chat", response_class=EventSourceResponse, responses=SSE_RESPONSES)
+async def chat(
+    body: ChatRequest,
+    principal: PrincipalDep,
+    runtime: RuntimeDep,
+    manager: StateManagerDep,
+    settings: SettingsDep,
+) -> EventSourceResponse:
+    """Send a message (new session without session_id) and stream its reply as SSE."""
+    if body.session_id is None:
+        _, posted = await runtime.interviewer.start_conversation(principal, body.message)
+        assert posted is not None
+    else:
+        posted = await runtime.interviewer.continue_conversation(
+            principal, body.session_id, body.message
+        )
+    ends, skip = reply_filters(posted.message.seq)
+    sub = runtime.hub.new_subscription(posted.session_id)
+    content = session_events(
+        runtime.hub,
+        manager,
+        sub,
+        ResumePoint(after=posted.entry.id),
+        first=[posted.entry],
+        ends=ends,
+        skip=skip,
+    )
+    return sse_response(content, sub, settings, headers={"X-Session-Id": posted.session_id})

@@ -1,0 +1,377 @@
+"""ReplyRunner: generates replies as background tasks owned by the app, never by a request.
+
+A client that disconnects does not stop its reply: the reply is written to the session's
+stream as it is generated, and the client picks it up later (events endpoint, Last-Event-ID).
+
+One generator per session, across replicas, by a lease (`SessionLease`). Holding it, the
+runner answers what the session owes (`replies.pending_seq`) until nothing is owed, releases
+the lease, and checks once more: a message posted while the lease was held (its poster could
+not take the lease) is seen by that last check, so no message waits for a reply that never
+comes. Each reply is fenced by its `generation` marker in the versioned state: a generator
+that lost its lease can no longer complete or fail a reply that someone else took over.
+
+Recovery, so a session is never stuck: a replica that dies mid-reply leaves a marker and a
+lease that expires. The sessions that owe a reply sit in a sorted set (`replies:due`, scored by
+when to look at them, pushed forward by each lease renewal); every replica sweeps it, and every
+read of a session checks it too. Whoever then takes the lease closes the dead reply with an
+`error` event and generates it again.
+
+Shutdown: stop taking new work, give running replies `SHUTDOWN_GRACE_SECONDS` to finish, then
+close the rest with an `error` event (retrying) and mark them due now, for another replica.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+import uuid
+from typing import Protocol
+
+from backend.agents import replies
+from backend.core.config import Settings
+from backend.core.errors import SessionNotFound, StoreUnavailable
+from backend.core.redis import translate_errors
+from backend.interviewer.base import CaseAnalysis, GenerationError, ReplyGenerator
+from backend.state.schemas import ConversationState, Event
+from backend.state.service import ConversationStateManager
+from backend.streaming.keys import StreamKeys
+from backend.streaming.lease import SessionLease
+
+log = logging.getLogger(__name__)
+
+
+class Assessor(Protocol):
+    """Analyses the case before each reply and records it (the triage orchestrator)."""
+
+    async def assess(self, session_id: str, conversation: ConversationState) -> CaseAnalysis: ...
+
+
+class _NoWrite(Exception):
+    """Raised from a `mutate` to leave the state as it is."""
+
+
+class _Job:
+    __slots__ = ("again", "lease_lost", "task")
+
+    def __init__(self) -> None:
+        self.again = False
+        self.lease_lost = False
+        self.task: asyncio.Task[None] | None = None
+
+
+class ReplyRunner:
+    def __init__(
+        self,
+        manager: ConversationStateManager,
+        lease: SessionLease,
+        generator: ReplyGenerator,
+        settings: Settings,
+    ) -> None:
+        self.manager = manager
+        self.lease = lease
+        self.generator = generator
+        self.settings = settings
+        self.due_key = StreamKeys(manager.keys.prefix).replies_due()
+        # Set after construction: the orchestrator needs the interviewer, which needs us.
+        self.assessor: Assessor | None = None
+        self.accepting = True
+        self._jobs: dict[str, _Job] = {}
+        self._sweeper: asyncio.Task[None] | None = None
+
+    # ---------------------------------------------------------------- lifecycle
+
+    def start(self) -> None:
+        self._sweeper = asyncio.create_task(self._sweep_loop(), name="reply-sweeper")
+
+    async def shutdown(self, grace: float) -> None:
+        self.accepting = False
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._sweeper
+        tasks = [job.task for job in self._jobs.values() if job.task is not None]
+        if not tasks:
+            return
+        log.info("waiting up to %.1fs for %d running replies", grace, len(tasks))
+        _, late = await asyncio.wait(tasks, timeout=grace) if grace > 0 else (set(), set(tasks))
+        for task in late:
+            task.cancel()
+        if late:
+            await asyncio.wait(late, timeout=5)
+
+    @property
+    def running(self) -> int:
+        return len(self._jobs)
+
+    # ------------------------------------------------------------------ entry
+
+    def kick(self, session_id: str) -> None:
+        """Make sure the session's owed reply gets generated (here, or by the lease holder)."""
+        if not self.accepting:
+            return
+        job = self._jobs.get(session_id)
+        if job is not None:
+            job.again = True  # the running job looks again before it exits
+            return
+        job = _Job()
+        self._jobs[session_id] = job
+        job.task = asyncio.create_task(self._run(session_id, job), name=f"reply-{session_id}")
+
+    async def ensure(self, conversation: ConversationState) -> None:
+        """On any read of a session: restart a reply that nobody is generating."""
+        sid = conversation.session_id
+        if sid in self._jobs or not replies.owes_reply(conversation):
+            return
+        if not await self.lease.is_held(sid):
+            self.kick(sid)
+
+    # ---------------------------------------------------------------- the job
+
+    async def _run(self, session_id: str, job: _Job) -> None:
+        try:
+            while True:
+                job.again = False
+                await self._serve(session_id, job)
+                # No await between this test and the removal below: a kick() either set
+                # `again` before it, or finds no job and starts a new one.
+                if not (job.again and self.accepting):
+                    break
+        except asyncio.CancelledError:
+            raise
+        except StoreUnavailable as exc:
+            log.warning(
+                "reply for %s stopped, Redis unavailable (%s); due for a retry", session_id, exc
+            )
+        except Exception:
+            log.exception("reply job for session %s failed", session_id)
+        finally:
+            if self._jobs.get(session_id) is job:
+                del self._jobs[session_id]
+
+    async def _serve(self, sid: str, job: _Job) -> None:
+        token = self.lease.new_token()
+        if not await self._take_lease(sid, token):
+            return  # another generator holds it and looks again after releasing it
+        job.lease_lost = False
+        renewer = asyncio.create_task(self._renew(sid, token, job))
+        owed = True
+        try:
+            while self.accepting and not job.lease_lost:
+                conversation = await self.manager.get_conversation_state(sid)
+                if conversation is None:
+                    owed = False
+                    break
+                current = replies.marker(conversation)
+                if current is not None and current.get("token") != token:
+                    await self._close_dead(sid, current)
+                    continue
+                if replies.pending_seq(conversation) is None:
+                    owed = False
+                    break
+                await self._reply(sid, token, job)
+            if not owed:
+                with translate_errors():
+                    await self.manager.redis.client.zrem(self.due_key, sid)
+            elif not self.accepting:
+                await self._mark_due(sid, delay=0)
+        finally:
+            renewer.cancel()
+            with contextlib.suppress(StoreUnavailable):
+                await self.lease.release(sid, token)
+        conversation = await self.manager.get_conversation_state(sid)
+        if conversation is not None and replies.pending_seq(conversation) is not None:
+            job.again = True
+
+    async def _reply(self, sid: str, token: str, job: _Job) -> None:
+        reply_id = uuid.uuid4().hex
+        max_attempts = self.settings.generation_max_attempts
+
+        def start(state: ConversationState) -> Event:
+            event = replies.start_reply(
+                state, reply_id=reply_id, token=token, max_attempts=max_attempts
+            )
+            if event is None:
+                raise _NoWrite
+            return event
+
+        try:
+            conversation = await self.manager.update(sid, start)
+        except _NoWrite:
+            return
+        if replies.marker(conversation) is None:
+            return  # attempts used up: closed with an error event
+        try:
+            text = await self._generate(sid, reply_id, conversation, job)
+        except asyncio.CancelledError:
+            # Shutdown grace is over: close the reply for clients; another replica retries.
+            with contextlib.suppress(StoreUnavailable):
+                await self._fail(
+                    sid,
+                    reply_id,
+                    "generation_interrupted",
+                    "the server stopped while generating this reply; it is generated again",
+                    retry=True,
+                )
+            await self._mark_due(sid, delay=0)
+            raise
+        except _LeaseLost:
+            return  # whoever took the session over closes this reply
+        except SessionNotFound:
+            return  # deleted while replying: nothing left to answer
+        except GenerationError as exc:
+            await self._fail(sid, reply_id, "generation_failed", str(exc), retry=False)
+            return
+        except StoreUnavailable:
+            raise  # the marker stays; a sweep or a read retries once Redis is back
+        except Exception as exc:
+            log.exception("reply generator failed for session %s", sid)
+            await self._fail(
+                sid,
+                reply_id,
+                "generation_failed",
+                f"the reply generator failed: {exc}",
+                retry=False,
+            )
+            return
+
+        def complete(state: ConversationState) -> Event:
+            event = replies.complete_reply(
+                state,
+                reply_id=reply_id,
+                text=text,
+                generator=self.generator.name,
+                max_history=self.settings.max_conversation_history,
+            )
+            if event is None:
+                raise _NoWrite
+            return event
+
+        with contextlib.suppress(_NoWrite, SessionNotFound):
+            await self.manager.update(sid, complete)
+
+    async def _generate(
+        self, sid: str, reply_id: str, conversation: ConversationState, job: _Job
+    ) -> str:
+        assert self.assessor is not None, "the runner needs its assessor (the orchestrator)"
+        analysis = await self.assessor.assess(sid, conversation)
+        marker = replies.marker(conversation)
+        assert marker is not None
+        in_reply_to = marker["in_reply_to"]
+        parts: list[str] = []
+        stream = self.generator.stream_reply(conversation, analysis)
+        try:
+            async for chunk in stream:
+                if job.lease_lost:
+                    raise _LeaseLost
+                if not chunk:
+                    continue
+                event = Event(
+                    type="message.delta",
+                    data={
+                        "reply_id": reply_id,
+                        "in_reply_to": in_reply_to,
+                        "index": len(parts),
+                        "delta": chunk,
+                    },
+                )
+                parts.append(chunk)
+                if await self.manager.append_event(sid, event) is None:
+                    raise SessionNotFound(f"session {sid} was deleted while replying")
+        finally:
+            aclose = getattr(stream, "aclose", None)
+            if aclose is not None:
+                await aclose()
+        text = "".join(parts).strip()
+        if not text:
+            raise GenerationError("the reply generator produced an empty reply")
+        return text
+
+    async def _fail(self, sid: str, reply_id: str, code: str, message: str, *, retry: bool) -> None:
+        max_attempts = self.settings.generation_max_attempts
+
+        def fail(state: ConversationState) -> Event:
+            event = replies.fail_reply(
+                state,
+                reply_id=reply_id,
+                code=code,
+                message=message,
+                retry=retry,
+                max_attempts=max_attempts,
+            )
+            if event is None:
+                raise _NoWrite
+            return event
+
+        with contextlib.suppress(_NoWrite, SessionNotFound):
+            await self.manager.update(sid, fail)
+
+    async def _close_dead(self, sid: str, dead: dict[str, object]) -> None:
+        log.warning(
+            "session %s: closing reply %s of a generator that died", sid, dead.get("reply_id")
+        )
+        await self._fail(
+            sid,
+            str(dead.get("reply_id")),
+            "generation_interrupted",
+            "the replica generating this reply stopped; it is generated again",
+            retry=True,
+        )
+
+    # ------------------------------------------------------------ lease, sweep
+
+    async def _take_lease(self, sid: str, token: str) -> bool:
+        # One round trip: the due mark (so a sweep finds the session if we die) and the lease.
+        with translate_errors():
+            pipe = self.manager.redis.client.pipeline(transaction=False)
+            pipe.zadd(self.due_key, {sid: time.time() + self.lease.ttl_ms / 1000})
+            pipe.set(self.manager.keys.lease(sid), token, nx=True, px=self.lease.ttl_ms)
+            _, taken = await pipe.execute()
+        return bool(taken)
+
+    async def _renew(self, sid: str, token: str, job: _Job) -> None:
+        interval = self.lease.ttl_ms / 3000
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                if not await self.lease.renew(sid, token):
+                    log.warning("session %s: lease lost; stopping this reply", sid)
+                    job.lease_lost = True
+                    return
+                await self._mark_due(sid, delay=self.lease.ttl_ms / 1000)
+            except StoreUnavailable as exc:
+                log.warning("session %s: lease renewal failed (%s); retrying", sid, exc)
+
+    async def _mark_due(self, sid: str, *, delay: float) -> None:
+        with contextlib.suppress(StoreUnavailable), translate_errors():
+            await self.manager.redis.client.zadd(self.due_key, {sid: time.time() + delay})
+
+    async def _sweep_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.generation_sweep_seconds)
+            try:
+                await self.sweep()
+            except StoreUnavailable as exc:
+                log.warning("reply sweep skipped: %s", exc)
+
+    async def sweep(self) -> int:
+        """Start replies for due sessions whose generator is gone. Returns how many started."""
+        with translate_errors():
+            due = await self.manager.redis.client.zrangebyscore(
+                self.due_key, "-inf", time.time(), start=0, num=200
+            )
+        started = 0
+        for sid in map(str, due):
+            if sid in self._jobs:
+                continue
+            if await self.lease.is_held(sid):
+                await self._mark_due(sid, delay=self.lease.ttl_ms / 1000)
+                continue
+            self.kick(sid)
+            started += 1
+        return started
+
+
+class _LeaseLost(Exception):
+    pass

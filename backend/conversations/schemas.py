@@ -1,0 +1,88 @@
+"""Request and response bodies of the conversation API."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from pydantic import BaseModel, ConfigDict, Field, StrictStr
+
+from backend.state.schemas import Message
+
+SESSION_ID_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
+
+
+class PostMessageRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    message: StrictStr = Field(
+        description="The user's message (trimmed; empty or over MAX_MESSAGE_CHARS is refused).",
+        examples=["Fui demitido sem justa causa e não recebi as verbas rescisórias."],
+    )
+
+
+class ChatRequest(PostMessageRequest):
+    session_id: StrictStr | None = Field(
+        default=None,
+        pattern=SESSION_ID_PATTERN,
+        description="Continue this session; omit to start a new one (its id comes back in the "
+        "X-Session-Id header).",
+    )
+
+
+class GenerationInfo(BaseModel):
+    reply_id: str
+    in_reply_to: int
+    started_at: datetime | None = None
+
+
+class PostedMessage(BaseModel):
+    """A stored user message; its reply follows on the session's event stream."""
+
+    session_id: str
+    message: Message
+    event_id: str = Field(description="Stream id of the message.created event: resume after it.")
+    version: int
+    events_url: str
+
+
+class SessionHistory(BaseModel):
+    session_id: str
+    kind: str
+    title: str | None
+    status: str
+    version: int
+    message_count: int
+    created_at: datetime
+    updated_at: datetime
+    messages: list[Message] = Field(
+        description="The hot window: the last MAX_CONVERSATION_HISTORY messages."
+    )
+    truncated: bool = Field(description="True when older messages are outside the window.")
+    last_event_id: str = Field(
+        description="The stream position this history covers: open the events stream with "
+        "Last-Event-ID (or ?last_event_id=) set to it. Read before the messages, so an event "
+        "after it may already be reflected in them (deduplicate by message seq)."
+    )
+    reply_pending: bool
+    generating: GenerationInfo | None
+
+
+class SessionInfo(BaseModel):
+    session_id: str
+    kind: str
+    title: str | None
+    status: str
+    version: int
+    message_count: int
+    messages_in_window: int
+    created_at: datetime
+    updated_at: datetime
+    expires_in_seconds: int | None
+    last_event_id: str
+    reply_pending: bool
+    generating: GenerationInfo | None
+    stage: str | None = Field(description="The triage stage, once the orchestrator ran.")
+
+
+class DeletedSessions(BaseModel):
+    deleted: int

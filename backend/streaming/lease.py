@@ -1,0 +1,59 @@
+"""A per-session lease: at most one reply generator per session across all replicas.
+
+`SET key token NX PX ttl` takes it; the holder renews it well before it expires; release is
+compare-and-delete in Lua, so a holder whose lease already expired (and was taken over) can
+never delete its successor's. The lease key shares the session's hash tag. A dead holder simply
+stops renewing: after `ttl` the lease is free and another replica recovers the session.
+"""
+
+from __future__ import annotations
+
+import secrets
+from importlib.resources import files
+
+from redis.commands.core import AsyncScript
+
+from backend.core.redis import RedisService, translate_errors
+from backend.state.keys import Keys
+
+
+def _lua(name: str) -> str:
+    return files("backend.streaming").joinpath("lua", name).read_text()
+
+
+class SessionLease:
+    def __init__(self, redis: RedisService, keys: Keys, ttl_ms: int, owner: str) -> None:
+        self.redis = redis
+        self.keys = keys
+        self.ttl_ms = ttl_ms
+        self.owner = owner
+        self._renew = redis.client.register_script(_lua("lease_renew.lua"))
+        self._release = redis.client.register_script(_lua("lease_release.lua"))
+
+    def new_token(self) -> str:
+        # The owner (replica id) in the token tells an operator who holds a lease.
+        return f"{self.owner}:{secrets.token_hex(8)}"
+
+    async def acquire(self, session_id: str, token: str) -> bool:
+        with translate_errors():
+            return bool(
+                await self.redis.client.set(
+                    self.keys.lease(session_id), token, nx=True, px=self.ttl_ms
+                )
+            )
+
+    async def renew(self, session_id: str, token: str) -> bool:
+        return bool(await self._run(self._renew, session_id, token, self.ttl_ms))
+
+    async def release(self, session_id: str, token: str) -> bool:
+        return bool(await self._run(self._release, session_id, token))
+
+    async def is_held(self, session_id: str) -> bool:
+        with translate_errors():
+            return bool(await self.redis.client.exists(self.keys.lease(session_id)))
+
+    async def _run(self, script: AsyncScript, session_id: str, *args: str | int) -> object:
+        keys = [self.keys.lease(session_id)]
+        # redis-py's Script reloads itself on NOSCRIPT (a restarted or new node).
+        with translate_errors():
+            return await script(keys=keys, args=list(args))

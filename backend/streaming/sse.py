@@ -1,0 +1,141 @@
+"""SSE responses over session streams: back-fill, live tail, reload, clean endings.
+
+A stream starts at a resume point (see `events.check_resume`): it subscribes to the replica's
+hub first, back-fills from Redis with XRANGE, then passes on what the hub reads, skipping ids it
+has already sent. It ends when the client goes away, when `ends(entry)` says so (the chat
+POST's stream ends with its reply), when the session is deleted, when the client is too slow,
+or on server shutdown (sse-starlette signals the subscription; the generator drains and
+returns, so the response ends cleanly instead of being cancelled).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable, Iterable
+from typing import Any, cast
+
+import anyio
+from sse_starlette import EventSourceResponse, ServerSentEvent
+
+from backend.core.config import Settings
+from backend.core.errors import StoreUnavailable
+from backend.state.schemas import StreamEntry
+from backend.state.service import ConversationStateManager
+from backend.streaming.events import (
+    RECONNECT_MS,
+    ResumePoint,
+    error_event,
+    format_stream_id,
+    parse_stream_id,
+    reload_event,
+    to_sse,
+)
+from backend.streaming.hub import Reload, StreamHub, Subscription
+
+_BACKFILL_PAGE = 500
+
+EntryTest = Callable[[StreamEntry], bool]
+
+_CLOSE_REASONS = {
+    "gone": ("session_not_found", "the session was deleted or has expired"),
+    "overflow": (
+        "stream_overflow",
+        "the client read events too slowly; reconnect with Last-Event-ID to resume",
+    ),
+}
+
+
+async def session_events(
+    hub: StreamHub,
+    manager: ConversationStateManager,
+    sub: Subscription,
+    point: ResumePoint,
+    *,
+    first: Iterable[StreamEntry] = (),
+    ends: EntryTest | None = None,
+    skip: EntryTest | None = None,
+) -> AsyncIterator[ServerSentEvent]:
+    """The SSE events of one session after `point` (see module doc). Unsubscribes on exit."""
+    sid = sub.session_id
+    last = parse_stream_id(point.after)
+    retry_sent = False
+
+    def emit(event: ServerSentEvent) -> ServerSentEvent:
+        nonlocal retry_sent
+        if not retry_sent:
+            event.retry = RECONNECT_MS
+            retry_sent = True
+        return event
+
+    try:
+        hub.attach(sub, point.after)  # before the back-fill, so nothing falls in between
+        if point.reload:
+            yield emit(reload_event(sid, point))
+        for entry in first:
+            last = max(last, parse_stream_id(entry.id))
+            yield emit(to_sse(sid, entry))
+            if ends is not None and ends(entry):
+                return
+        after = format_stream_id(last)
+        try:
+            while True:
+                page = await manager.read_events(sid, after=after, count=_BACKFILL_PAGE)
+                for entry in page:
+                    last = parse_stream_id(entry.id)
+                    if skip is None or not skip(entry):
+                        yield emit(to_sse(sid, entry))
+                    if ends is not None and ends(entry):
+                        return
+                if len(page) < _BACKFILL_PAGE:
+                    break
+                after = page[-1].id
+        except StoreUnavailable:
+            yield error_event(sid, "store_unavailable", "the event store is unavailable; retry")
+            return
+        while True:
+            item = await sub.next()
+            if item is None:
+                if sub.reason in _CLOSE_REASONS:
+                    yield error_event(sid, *_CLOSE_REASONS[sub.reason])
+                return
+            if isinstance(item, Reload):
+                last = parse_stream_id(item.after)
+                yield emit(reload_event(sid, ResumePoint(item.after, True, item.reason)))
+                continue
+            for entry in item:
+                entry_id = parse_stream_id(entry.id)
+                if entry_id <= last:
+                    continue  # already sent by the back-fill
+                last = entry_id
+                if skip is None or not skip(entry):
+                    yield emit(to_sse(sid, entry))
+                if ends is not None and ends(entry):
+                    return
+    finally:
+        hub.unsubscribe(sub)
+
+
+def sse_response(
+    content: AsyncIterator[ServerSentEvent],
+    sub: Subscription,
+    settings: Settings,
+    headers: dict[str, str] | None = None,
+) -> EventSourceResponse:
+    """An EventSourceResponse with the service's pings, send timeout and shutdown grace."""
+    return EventSourceResponse(
+        content,
+        headers=headers,
+        ping=settings.sse_ping_seconds,
+        send_timeout=settings.sse_send_timeout_seconds,
+        # sse-starlette only calls `.set()` on it; the subscription ends the stream cleanly.
+        shutdown_event=cast(anyio.Event, sub),
+        shutdown_grace_period=settings.sse_shutdown_grace_seconds,
+    )
+
+
+SSE_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {
+        "description": "Server-Sent Events (see the README's SSE contract): each event has "
+        "`id` (the Redis Stream entry id), `event` (its type) and JSON `data`.",
+        "content": {"text/event-stream": {"schema": {"type": "string"}}},
+    }
+}

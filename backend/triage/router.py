@@ -1,0 +1,45 @@
+"""Triage API: start a triage interview, continue it, read the orchestrator's result."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Body
+
+from backend.conversations.router import SessionId
+from backend.conversations.schemas import PostedMessage, PostMessageRequest
+from backend.core.auth import PrincipalDep
+from backend.core.deps import RuntimeDep
+from backend.triage.schemas import StartTriageRequest, TriageStarted, TriageStatus
+
+router = APIRouter(prefix="/api/triage", tags=["triage"])
+
+
+@router.post("", status_code=201, response_model=TriageStarted)
+async def start_triage(
+    principal: PrincipalDep,
+    runtime: RuntimeDep,
+    body: Annotated[StartTriageRequest | None, Body()] = None,
+) -> TriageStarted:
+    """Open a triage session, optionally with the first message (its reply streams as events)."""
+    message = body.message if body is not None else None
+    return await runtime.orchestrator.start_intelligent_triage(principal, message)
+
+
+@router.post("/{session_id}/messages", status_code=202, response_model=PostedMessage)
+async def post_triage_message(
+    session_id: SessionId, body: PostMessageRequest, principal: PrincipalDep, runtime: RuntimeDep
+) -> PostedMessage:
+    """Answer the interviewer in a triage session; the reply streams on its events."""
+    posted = await runtime.orchestrator.continue_intelligent_triage(
+        principal, session_id, body.message
+    )
+    return posted.public()
+
+
+@router.get("/{session_id}", response_model=TriageStatus)
+async def get_triage(
+    session_id: SessionId, principal: PrincipalDep, runtime: RuntimeDep
+) -> TriageStatus:
+    """The orchestration status: stage, latest case analysis and the triage result."""
+    return await runtime.orchestrator.get_orchestration_status(principal, session_id)

@@ -1,0 +1,129 @@
+"""IntelligentTriageOrchestrator: turns an interview into a validated triage result.
+
+Stateless like the interviewer: the orchestration state (stage, the latest case analysis, the
+triage result) lives in Redis next to the conversation, written through the
+ConversationStateManager. The ReplyRunner calls `assess` before generating each reply: the
+orchestrator analyses the interview (`analyze`), hands the analysis to the reply generator, and
+decides from the case analysis (`ready_for_triage`) when the interview holds enough
+to triage, builds the result with `build_triage_result` (validated by its pydantic model) and
+stores it with a `triage.updated` event. Once triaged a session stays triaged: later messages
+refine the result.
+"""
+
+from __future__ import annotations
+
+import contextlib
+
+from backend.agents import replies
+from backend.conversations.service import (
+    IntelligentInterviewerService,
+    Posted,
+    generation_info,
+)
+from backend.core.auth import Principal
+from backend.interviewer.analysis import analyze
+from backend.interviewer.base import CaseAnalysis, TriageResult
+from backend.interviewer.triage import build_triage_result
+from backend.state.schemas import ConversationState, Event, OrchestrationState
+from backend.state.service import ConversationStateManager
+from backend.triage.schemas import TriageStarted, TriageStatus
+
+INTERVIEWING = "interviewing"
+TRIAGED = "triaged"
+
+
+class _Unchanged(Exception):
+    pass
+
+
+class IntelligentTriageOrchestrator:
+    def __init__(
+        self, manager: ConversationStateManager, interviewer: IntelligentInterviewerService
+    ) -> None:
+        self.manager = manager
+        self.interviewer = interviewer
+
+    async def start_intelligent_triage(
+        self, principal: Principal, message: str | None
+    ) -> TriageStarted:
+        """A new triage session for the caller, with its first message when one is given."""
+        conversation, posted = await self.interviewer.start_conversation(
+            principal, message, kind="triage"
+        )
+        status = self._status(conversation, None)
+        return TriageStarted(
+            **status.model_dump(),
+            message=posted.public() if posted else None,
+            events_url=posted.public().events_url
+            if posted
+            else f"/api/conversations/sessions/{conversation.session_id}/events",
+        )
+
+    async def continue_intelligent_triage(
+        self, principal: Principal, session_id: str, message: str
+    ) -> Posted:
+        return await self.interviewer.continue_conversation(principal, session_id, message)
+
+    async def get_orchestration_status(self, principal: Principal, session_id: str) -> TriageStatus:
+        conversation = await self.interviewer.get_owned(principal, session_id)
+        await self.interviewer.runner.ensure(conversation)
+        orchestration = await self.manager.get_orchestration_state(session_id)
+        return self._status(conversation, orchestration)
+
+    async def assess(self, session_id: str, conversation: ConversationState) -> CaseAnalysis:
+        """Analyse the interview and record it (with the triage result once ready).
+
+        Writes (with a `triage.updated` event) only when something changed.
+        """
+        analysis = analyze(conversation)
+        analysis_doc = analysis.model_dump(mode="json")
+        result = (
+            build_triage_result(conversation, analysis).model_dump(mode="json")
+            if analysis.ready_for_triage
+            else None
+        )
+
+        def record(state: OrchestrationState) -> Event:
+            before = (state.stage, state.data.get("analysis"), state.triage_result)
+            state.data["analysis"] = analysis_doc
+            if result is not None:
+                state.stage, state.triage_result = TRIAGED, result
+            if (state.stage, state.data.get("analysis"), state.triage_result) == before:
+                raise _Unchanged
+            return Event(
+                type="triage.updated",
+                data={
+                    "stage": state.stage,
+                    "analysis": analysis_doc,
+                    "triage_result": state.triage_result,
+                },
+            )
+
+        def create() -> OrchestrationState:
+            return OrchestrationState(
+                session_id=session_id,
+                user_id=conversation.user_id,
+                tenant_id=conversation.tenant_id,
+                stage=INTERVIEWING,
+            )
+
+        with contextlib.suppress(_Unchanged):
+            await self.manager.update(session_id, record, kind="orchestration", create=create)
+        return analysis
+
+    def _status(
+        self, conversation: ConversationState, orchestration: OrchestrationState | None
+    ) -> TriageStatus:
+        analysis = orchestration.data.get("analysis") if orchestration else None
+        result = orchestration.triage_result if orchestration else None
+        return TriageStatus(
+            session_id=conversation.session_id,
+            stage=orchestration.stage if orchestration else INTERVIEWING,
+            version=orchestration.version if orchestration else 0,
+            message_count=conversation.message_count,
+            reply_pending=replies.owes_reply(conversation),
+            generating=generation_info(conversation),
+            analysis=CaseAnalysis.model_validate(analysis) if analysis else None,
+            triage_result=TriageResult.model_validate(result) if result else None,
+            updated_at=orchestration.updated_at if orchestration else conversation.updated_at,
+        )

@@ -1,0 +1,220 @@
+"""The reply runner with the real offline interviewer and a real Redis: serialization,
+recovery of dead generators, bounded retries, the sweep, shutdown and generator failures."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import pytest
+from fastapi import FastAPI
+from pydantic import SecretStr
+
+from backend.agents import replies
+from backend.agents.runtime import ConversationRuntime
+from backend.core.auth import Principal
+from backend.core.config import Settings
+from backend.core.redis import RedisService
+from backend.state.schemas import ConversationState, Event, StreamEntry
+from backend.state.service import ConversationStateManager
+from tests.redis_cluster import free_port
+from tests.sse_helpers import GUARD
+
+ALICE = Principal(user_id="alice", tenant_id="acme")
+STORY = "Fui demitido sem justa causa e a empresa não pagou as verbas rescisórias nem o FGTS."
+
+Start = Callable[..., ConversationRuntime]
+
+
+@pytest.fixture
+async def start_runtime(
+    settings: Settings, redis_service: RedisService, manager: ConversationStateManager
+) -> AsyncIterator[Start]:
+    runtimes: list[ConversationRuntime] = []
+
+    def start(**overrides: Any) -> ConversationRuntime:
+        runtime = ConversationRuntime.start(
+            FastAPI(), settings.model_copy(update=overrides), redis_service, manager
+        )
+        runtimes.append(runtime)
+        return runtime
+
+    try:
+        yield start
+    finally:
+        for runtime in runtimes:
+            await runtime.stop(5)
+
+
+async def settled(manager: ConversationStateManager, sid: str) -> ConversationState:
+    deadline = time.monotonic() + GUARD
+    while True:
+        state = await manager.get_conversation_state(sid)
+        assert state is not None
+        if not replies.owes_reply(state):
+            return state
+        assert time.monotonic() < deadline, state.data
+        await asyncio.sleep(0.05)
+
+
+async def wait_for_event(manager: ConversationStateManager, sid: str, type_: str) -> StreamEntry:
+    deadline = time.monotonic() + GUARD
+    while True:
+        for entry in await manager.read_events(sid):
+            if entry.type == type_:
+                return entry
+        assert time.monotonic() < deadline
+        await asyncio.sleep(0.02)
+
+
+async def session_with(
+    manager: ConversationStateManager, sid: str, *users: str, **data: Any
+) -> ConversationState:
+    state = ConversationState(session_id=sid, user_id="alice", tenant_id="acme")
+    for text in users:
+        state.append_message("user", text, max_history=100)
+    state.data.update(data)
+    return await manager.save_conversation_state(state, event=Event(type="session.created"))
+
+
+def types(entries: list[StreamEntry]) -> list[str]:
+    return [e.type for e in entries if e.type != "message.delta"]
+
+
+async def test_messages_stored_together_get_one_reply(
+    start_runtime: Start, manager: ConversationStateManager
+) -> None:
+    runtime = start_runtime()
+    await session_with(manager, "s1", STORY, "Foi há duas semanas.")
+    runtime.runner.kick("s1")
+    state = await settled(manager, "s1")
+    assert [m.role for m in state.messages] == ["user", "user", "assistant"]
+    assert state.messages[-1].metadata["in_reply_to"] == 2
+    assert types(await manager.read_events("s1")) == [
+        "session.created",
+        "message.started",
+        "triage.updated",
+        "message.completed",
+    ]
+
+
+async def test_a_message_posted_during_a_reply_gets_the_next_reply(
+    start_runtime: Start, manager: ConversationStateManager
+) -> None:
+    runtime = start_runtime(offline_chunk_delay_ms=30)
+    _, posted = await runtime.interviewer.start_conversation(ALICE, STORY)
+    assert posted is not None
+    sid = posted.session_id
+    await wait_for_event(manager, sid, "message.delta")
+    second = await runtime.interviewer.continue_conversation(ALICE, sid, "Foi há duas semanas.")
+    assert second.message.seq == 2
+    state = await settled(manager, sid)
+    assert [(m.role, m.metadata.get("in_reply_to")) for m in state.messages] == [
+        ("user", None),
+        ("user", None),
+        ("assistant", 1),
+        ("assistant", 2),
+    ]
+    assert state.data["replied_through"] == max(m.seq for m in state.messages if m.role == "user")
+
+
+async def test_a_dead_generators_reply_is_closed_and_generated_again(
+    start_runtime: Start, manager: ConversationStateManager
+) -> None:
+    runtime = start_runtime()
+    dead = {"reply_id": "dead", "in_reply_to": 1, "token": "gone:1", "started_at": None}
+    state = await session_with(
+        manager, "s1", STORY, generation=dead, attempts={"in_reply_to": 1, "count": 1}
+    )
+    assert replies.owes_reply(state)
+    await runtime.runner.ensure(state)  # a read notices: nobody holds the lease
+    state = await settled(manager, "s1")
+    entries = await manager.read_events("s1")
+    assert types(entries)[:3] == ["session.created", "error", "message.started"]
+    error = next(e for e in entries if e.type == "error")
+    assert error.data["reply_id"] == "dead" and error.data["retrying"] is True
+    assert error.data["code"] == "generation_interrupted"
+    restarted = next(e for e in entries if e.type == "message.started")
+    assert restarted.data["attempt"] == 2 and restarted.data["in_reply_to"] == 1
+    assert [m.role for m in state.messages] == ["user", "assistant"]
+    assert "attempts" not in state.data and "generation" not in state.data
+
+
+async def test_retries_are_bounded(start_runtime: Start, manager: ConversationStateManager) -> None:
+    runtime = start_runtime(generation_max_attempts=2)
+    dead = {"reply_id": "dead", "in_reply_to": 1, "token": "gone:1", "started_at": None}
+    state = await session_with(
+        manager, "s1", STORY, generation=dead, attempts={"in_reply_to": 1, "count": 2}
+    )
+    await runtime.runner.ensure(state)
+    state = await settled(manager, "s1")
+    entries = await manager.read_events("s1")
+    assert types(entries) == ["session.created", "error"]
+    assert entries[-1].data["retrying"] is False
+    assert [m.role for m in state.messages] == ["user"]
+    assert state.data["replied_through"] == 1
+
+
+async def test_a_held_lease_defers_to_its_holder_and_the_sweep_recovers(
+    start_runtime: Start, manager: ConversationStateManager
+) -> None:
+    runtime = start_runtime(generation_lease_ms=600, generation_sweep_seconds=0.1)
+    await session_with(manager, "s1", STORY)
+    # Another replica holds the lease (and then dies without releasing it).
+    assert await runtime.runner.lease.acquire("s1", "other-replica:1")
+    runtime.runner.kick("s1")
+    await asyncio.sleep(0.2)
+    assert types(await manager.read_events("s1")) == ["session.created"]
+    state = await settled(manager, "s1")  # the lease expires; the sweep starts the reply
+    assert [m.role for m in state.messages] == ["user", "assistant"]
+    due = await manager.redis.client.zscore(runtime.runner.due_key, "s1")
+    assert due is None  # nothing owed any more
+
+
+async def test_shutdown_past_the_grace_closes_the_reply_and_leaves_it_due(
+    start_runtime: Start, manager: ConversationStateManager
+) -> None:
+    runtime = start_runtime(offline_chunk_delay_ms=100)
+    _, posted = await runtime.interviewer.start_conversation(ALICE, STORY)
+    assert posted is not None
+    sid = posted.session_id
+    started = await wait_for_event(manager, sid, "message.delta")
+    before = time.time()
+    await runtime.stop(0.1)
+    entries = await manager.read_events(sid)
+    assert entries[-1].type == "error"
+    assert entries[-1].data["reply_id"] == started.data["reply_id"]
+    assert entries[-1].data["retrying"] is True
+    state = await manager.get_conversation_state(sid)
+    assert state is not None and replies.pending_seq(state) == 1
+    assert replies.marker(state) is None
+    due = await manager.redis.client.zscore(runtime.runner.due_key, sid)
+    assert due is not None and due <= time.time() and due >= before - 1
+    # Another replica takes it over and answers.
+    other = start_runtime(generation_sweep_seconds=0.1)
+    state = await settled(manager, sid)
+    assert [m.role for m in state.messages] == ["user", "assistant"]
+    assert other.runner.running == 0
+
+
+async def test_a_failing_generator_closes_the_reply_with_an_error(
+    start_runtime: Start, manager: ConversationStateManager
+) -> None:
+    # The OpenAI-compatible generator pointed at a port where nothing listens.
+    runtime = start_runtime(
+        reply_generator="openai",
+        llm_api_key=SecretStr("test-key"),
+        llm_base_url=f"http://127.0.0.1:{free_port()}/v1",
+        llm_timeout_seconds=2,
+    )
+    await session_with(manager, "s1", STORY)
+    runtime.runner.kick("s1")
+    state = await settled(manager, "s1")
+    entries = await manager.read_events("s1")
+    assert types(entries) == ["session.created", "message.started", "triage.updated", "error"]
+    assert entries[-1].data["code"] == "generation_failed"
+    assert entries[-1].data["retrying"] is False
+    assert [m.role for m in state.messages] == ["user"]
+    assert state.data["replied_through"] == 1
