@@ -13,3 +13,4 @@ from backend.cli import token  # noqa: E402,F401
 from backend.cli import durability  # noqa: E402,F401
 from backend.cli import monitor  # noqa: E402,F401
 from backend.cli import workers  # noqa: E402,F401
+from backend.cli import chat  # noqa: E402,F401
