@@ -7,6 +7,8 @@ from pathlib import Path
 
 import yaml
 
+from backend.main import create_app
+from tests.conftest import make_settings
 from tests.deploy.nginx_conf import Block, parse, seconds
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -44,6 +46,26 @@ def test_sse_routes_stream_unbuffered_over_http11() -> None:
         # Long enough for a conversation that idles between messages.
         assert seconds(loc.get("proxy_read_timeout")[0]) >= 3600  # type: ignore[index]
         assert seconds(loc.get("proxy_send_timeout")[0]) >= 3600  # type: ignore[index]
+
+
+def test_the_sse_paths_are_the_apis_streaming_routes() -> None:
+    """Every route answering text/event-stream is one the SSE location matches, and only
+    those are."""
+    paths = create_app(make_settings()).openapi()["paths"]
+    streaming = {
+        path
+        for path, methods in paths.items()
+        for op in methods.values()
+        if "text/event-stream" in str(op.get("responses", {}))
+    }
+    assert streaming == {
+        "/api/agents/chat",
+        "/api/conversations/sessions/{session_id}/events",
+    }
+    sse = location_for(SSE_PATHS[0])
+    for path in paths:
+        concrete = path.replace("{session_id}", "3f2a9c1e")
+        assert (location_for(concrete) is sse) == (path in streaming), path
 
 
 def test_other_routes_are_proxied_but_not_held_open() -> None:
