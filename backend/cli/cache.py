@@ -7,15 +7,33 @@ from typing import Annotated
 import typer
 
 from backend.cli import app
-from backend.cli.common import EXIT_CONFIG, console, fail, load_settings, open_manager, run
+from backend.cli.common import EXIT_CONFIG, console, fail, load_settings, run
 from backend.core.config import Settings
-from backend.state.eviction import EvictionReport, SessionEvictor
+from backend.core.db import translate_db_errors
+from backend.durability import repository
+from backend.durability.service import HybridConversationService, open_hybrid
+from backend.state.eviction import EvictionReport, SessionEvictor, WarmCheck
 from backend.state.keys import is_valid_session_id
 
 
+def warm_check(hybrid: HybridConversationService) -> WarmCheck:
+    """Whether PostgreSQL's snapshot of a session is at least as new as Redis's state."""
+
+    async def holds(session_id: str, conversation: int, orchestration: int) -> bool:
+        with translate_db_errors():
+            async with hybrid.engine.connect() as conn:
+                stored = await repository.get_session(conn, session_id)
+                orch = await repository.get_orchestration_state(conn, session_id)
+        if stored is None or stored.inactive_at is not None or stored.version < conversation:
+            return False
+        return int((orch or {}).get("version") or 0) >= orchestration
+
+    return holds
+
+
 async def _clear(settings: Settings, session_id: str | None, min_idle: float) -> EvictionReport:
-    async with open_manager(settings) as manager:
-        evictor = SessionEvictor(manager, min_idle=min_idle)
+    async with open_hybrid(settings) as hybrid:
+        evictor = SessionEvictor(hybrid.manager, min_idle=min_idle, warm_holds=warm_check(hybrid))
         if session_id is None:
             return await evictor.evict_all()
         reason = await evictor.evict(session_id)
@@ -39,9 +57,9 @@ def clear_cache(
 ) -> None:
     """Evict sessions from Redis that PostgreSQL already holds; never unsnapshotted state.
 
-    Sessions still in the dirty set, with a reply being generated, or written in the last
-    --min-idle seconds are kept and listed. An evicted session is restored from PostgreSQL on
-    its next read.
+    Sessions still in the dirty set, older in PostgreSQL than in Redis, with a reply being
+    generated, or written in the last --min-idle seconds are kept and listed. An evicted
+    session is restored from PostgreSQL on its next read.
     """
     if (session_id is None) == (not all_sessions):
         raise fail("give one SESSION_ID or --all", EXIT_CONFIG)

@@ -3,7 +3,10 @@
 A session may leave Redis only when PostgreSQL already holds what Redis holds, because the
 read-through restore brings it back from there on the next read. A session in the dirty set
 has writes not yet snapshotted, so it is never evicted; neither is one with a reply being
-generated (its lease is held) nor one written in the last `min_idle` seconds.
+generated (its lease is held) nor one written in the last `min_idle` seconds. With a
+`warm_holds` check (the CLI passes one that asks PostgreSQL), the snapshot's versions must also
+be at least those in Redis: that covers a dirty mark lost to a crash between a write and its
+ZADD, which only `rebuild_indexes` would otherwise repair.
 
 Why the quiet period: a writer bumps the version (one script) and marks the session dirty
 (ZADD, another slot) in one pipeline, so for an instant a fresh write can be outside the dirty
@@ -15,6 +18,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from importlib.resources import files
 
@@ -26,6 +30,11 @@ DIRTY = "not yet snapshotted to PostgreSQL"
 RECENT = "written too recently"
 BUSY = "a reply is being generated"
 CHANGED = "changed while being evicted"
+NOT_DURABLE = "PostgreSQL holds an older version"
+
+# (session id, conversation version, orchestration version; 0 when absent) -> whether the warm
+# tier holds at least those versions.
+WarmCheck = Callable[[str, int, int], Awaitable[bool]]
 
 
 @dataclass
@@ -35,8 +44,15 @@ class EvictionReport:
 
 
 class SessionEvictor:
-    def __init__(self, manager: ConversationStateManager, *, min_idle: float = 60.0) -> None:
+    def __init__(
+        self,
+        manager: ConversationStateManager,
+        *,
+        min_idle: float = 60.0,
+        warm_holds: WarmCheck | None = None,
+    ) -> None:
         self.manager = manager
+        self.warm_holds = warm_holds
         self.keys = manager.keys
         self.client = manager.redis.client
         self.min_idle = min_idle
@@ -61,6 +77,11 @@ class SessionEvictor:
             meta = json.loads(conv_meta or orch_meta)
             if time.time() - meta["updated_at"] / 1_000_000 < self.min_idle:
                 return RECENT
+        if self.warm_holds is not None and not await self.warm_holds(
+            session_id, int(conv_version or 0), int(orch_version or 0)
+        ):
+            return NOT_DURABLE
+        with translate_errors():
             result = int(
                 await self._script(
                     keys=[
