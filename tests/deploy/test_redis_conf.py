@@ -12,6 +12,11 @@ import pytest
 import redis
 from redis import exceptions as redis_errors
 
+from backend.core.errors import StoreUnavailable
+from backend.core.redis import RedisService
+from backend.state.schemas import ConversationState
+from backend.state.service import ConversationStateManager
+from tests.conftest import make_settings
 from tests.redis_cluster import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -85,3 +90,22 @@ def test_full_memory_refuses_writes_and_evicts_nothing(private_redis: redis.Redi
     assert r.llen("celery") == 100
     assert all(r.exists(f"triage:s:{{sess-{i}}}:conv") for i in range(50))
     assert r.info("stats")["evicted_keys"] == 0
+
+
+async def test_the_service_answers_a_full_redis_with_store_unavailable(
+    private_redis: redis.Redis,
+) -> None:
+    """A refused write is a typed, retryable StoreUnavailable (HTTP 503), never a 500."""
+    port = private_redis.connection_pool.connection_kwargs["port"]
+    settings = make_settings(redis_url=f"redis://127.0.0.1:{port}/0")
+    service = RedisService.from_settings(settings)
+    manager = ConversationStateManager(service, settings)
+    try:
+        private_redis.config_set("maxmemory", int(private_redis.info("memory")["used_memory"]))
+        state = ConversationState(session_id="full-1", user_id="ana", tenant_id="t1")
+        with pytest.raises(StoreUnavailable) as refused:
+            await manager.save_conversation_state(state)
+        assert refused.value.status_code == 503
+        assert await manager.get_conversation_state("full-1") is None  # reads still work
+    finally:
+        await service.close()
