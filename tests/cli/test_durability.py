@@ -7,7 +7,15 @@ from pathlib import Path
 from backend.core.config import Settings
 from backend.durability.service import HybridConversationService
 from backend.state.schemas import ConversationState
-from tests.cli.helpers import hot_keys, hybrid_run, invoke, new_session, own_database, warm_version
+from tests.cli.helpers import (
+    FIXTURES,
+    hot_keys,
+    hybrid_run,
+    invoke,
+    new_session,
+    own_database,
+    warm_version,
+)
 from tests.conftest import make_settings, purge_prefix
 
 
@@ -85,3 +93,14 @@ def test_purge_asks_then_erases_every_tier(ops_settings: Settings) -> None:
     again = invoke(ops_settings, "purge", sid, "--yes")
     assert again.exit_code == 1 and "not found in any tier" in again.stdout
     assert invoke(ops_settings, "purge", "../x", "--yes").exit_code == 2
+
+
+def test_migrated_sessions_become_durable(ops_settings: Settings) -> None:
+    """The migration hands every session to snapshotting: one flush makes them durable."""
+    migrated = invoke(ops_settings, "migrate", str(FIXTURES / "legacy_state.json"), "--no-progress")
+    assert migrated.exit_code == 0, migrated.output
+    flushed = invoke(ops_settings, "flush")
+    assert flushed.exit_code == 0 and "5 written (20 messages)" in flushed.stdout
+    # The legacy versions carry over into PostgreSQL (the maria session was at version 7).
+    assert warm_version(ops_settings, "a0e19b44-7d2c-4f5b-8e61-93c0d7b2f418") == 7
+    assert warm_version(ops_settings, "f41b6e09-c2d7-4a88-9d15-7b3e0c6a2f91") == 1
