@@ -140,6 +140,14 @@ class HybridConversationService:
             report.purged += again.purged
             report.sessions_written += again.sessions_written
             report.messages_written += again.messages_written
+        # PostgreSQL now holds these messages: the hot window may let them go.
+        await self.manager.mark_durable(
+            {
+                sid: snapshots[sid].head.message_count
+                for sid in report.done
+                if sid in snapshots and sid not in report.purged
+            }
+        )
         return report, snapshots
 
     async def _write(self, snapshots: list[Snapshot]) -> WriteReport:
@@ -293,6 +301,7 @@ class HybridConversationService:
             }
         )
         await self.manager.restore_state("conversation", conversation)
+        await self.manager.mark_durable({session_id: stored.message_count})
         if orch_doc is not None:
             await self.manager.restore_state(
                 "orchestration", OrchestrationState.model_validate(orch_doc)

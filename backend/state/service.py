@@ -83,6 +83,7 @@ class ConversationStateManager:
         self._write_script = client.register_script(_lua("write_state.lua"))
         self._event_script = client.register_script(_lua("append_event.lua"))
         self._index_script = client.register_script(_lua("touch_index.lua"))
+        self._durable_script = client.register_script(_lua("mark_durable.lua"))
 
     # ------------------------------------------------------------------ reads
 
@@ -108,13 +109,32 @@ class ConversationStateManager:
         return await self._get(ConversationState, self.keys.conversation(session_id))
 
     async def _get(self, model: type[S], key: str) -> S | None:
-        (raw,) = await self._autopipe.execute([("HGET", key, "doc")])
-        if isinstance(raw, Exception):
+        (reply,) = await self._autopipe.execute([("HMGET", key, "doc", "durable_seq")])
+        if isinstance(reply, Exception):
             with translate_errors():
-                raise raw
+                raise reply
+        raw, durable_seq = reply
         if raw is None:
             return None
-        return model.model_validate_json(raw)
+        state = model.model_validate_json(raw)
+        if isinstance(state, ConversationState):
+            state.set_durable_seq(int(durable_seq or 0))
+        return state
+
+    async def mark_durable(self, sequences: dict[str, int]) -> None:
+        """Record, per session, the highest message sequence PostgreSQL now holds.
+
+        Lets the hot window drop those messages (see `ConversationState.trim_window`). It only
+        goes up, touches no version and no TTL, and does nothing for a session that is gone.
+        """
+        if not sequences:
+            return
+        await self._pipeline(
+            [
+                _evalsha(self._durable_script.sha, [self.keys.conversation(sid)], [seq])
+                for sid, seq in sequences.items()
+            ]
+        )
 
     async def get_version(self, session_id: str, kind: Kind = "conversation") -> int:
         """The stored version (0 when absent): a cheap read that does not parse the document."""
@@ -260,7 +280,12 @@ class ConversationStateManager:
     async def load_scripts(self) -> None:
         """Load the Lua scripts on every node (called at start-up and after NOSCRIPT)."""
         with translate_errors():
-            for script in (self._write_script, self._event_script, self._index_script):
+            for script in (
+                self._write_script,
+                self._event_script,
+                self._index_script,
+                self._durable_script,
+            ):
                 await self.redis.client.script_load(script.script)
 
     async def append_event(
