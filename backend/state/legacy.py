@@ -158,8 +158,13 @@ def convert_conversation(session_id: str, record: dict[str, Any]) -> Conversatio
 
 
 def trim_history(state: ConversationState, max_history: int) -> ConversationState:
-    if len(state.messages) > max_history:
-        state.messages = state.messages[-max_history:]
+    """Fit a legacy history into the hot window the way live writes do.
+
+    Nothing migrated is in PostgreSQL yet, so every message stays hot until the first
+    snapshot (up to the window's hard cap, see `ConversationState.trim_window`); trimming to
+    the plain window here would drop legacy messages that never reach the warm tier.
+    """
+    state.trim_window(max_history)
     return state
 
 

@@ -234,7 +234,7 @@ async def test_verify_reports_missing_and_differing_records(
     assert outcome.verified == 6 and outcome.exit_code == migration.EXIT_RECORDS
 
 
-async def test_long_history_is_trimmed_to_the_hot_window(
+async def test_long_history_stays_whole_until_it_is_snapshotted(
     manager: ConversationStateManager,
 ) -> None:
     sid = uuid.uuid4().hex
@@ -249,10 +249,17 @@ async def test_long_history_is_trimmed_to_the_hot_window(
     assert outcome.migrated == 1
     state = await manager.get_conversation_state(sid)
     assert state is not None and state.message_count == 150
-    assert len(state.messages) == manager.settings.max_conversation_history
-    assert state.messages[0].seq == 51 and state.messages[-1].content == "mensagem 149"
+    # Not in PostgreSQL yet: all 150 stay hot (the window drops them only once durable).
+    assert len(state.messages) == 150
+    assert state.messages[0].seq == 1 and state.messages[-1].content == "mensagem 149"
     await migration.verify(manager, dump, outcome)
     assert outcome.mismatches == []
+
+    await manager.mark_durable({sid: 150})  # a snapshot took them
+    moved_on = await manager.update(
+        sid, lambda s: s.append_message("user", "nova", max_history=100) and None
+    )
+    assert len(moved_on.messages) == 100 and moved_on.messages[0].seq == 52
 
 
 @pytest.mark.parametrize(
