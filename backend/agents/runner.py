@@ -27,17 +27,19 @@ import contextlib
 import logging
 import time
 import uuid
+from collections.abc import Callable
 from typing import Protocol
 
 from backend.agents import replies
 from backend.core.config import Settings
-from backend.core.errors import SessionNotFound, StoreUnavailable
+from backend.core.errors import SessionNotFound, StoreUnavailable, VersionConflict
 from backend.core.redis import translate_errors
 from backend.interviewer.base import CaseAnalysis, GenerationError, ReplyGenerator
-from backend.state.schemas import ConversationState, Event
+from backend.state.schemas import ConversationState, Event, utcnow
 from backend.state.service import ConversationStateManager
 from backend.streaming.keys import StreamKeys
 from backend.streaming.lease import SessionLease
+from backend.streaming.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
@@ -88,18 +90,16 @@ class ReplyRunner:
     async def shutdown(self, grace: float) -> None:
         self.accepting = False
         if self._sweeper is not None:
-            self._sweeper.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._sweeper
+            await cancel_and_wait([self._sweeper], deadline_s=5)
         tasks = [job.task for job in self._jobs.values() if job.task is not None]
         if not tasks:
             return
         log.info("waiting up to %.1fs for %d running replies", grace, len(tasks))
         _, late = await asyncio.wait(tasks, timeout=grace) if grace > 0 else (set(), set(tasks))
-        for task in late:
-            task.cancel()
         if late:
-            await asyncio.wait(late, timeout=5)
+            still = await cancel_and_wait(late, deadline_s=5)
+            if still:
+                log.warning("%d replies did not stop; their leases expire", len(still))
 
     @property
     def running(self) -> int:
@@ -155,28 +155,33 @@ class ReplyRunner:
         if not await self._take_lease(sid, token):
             return  # another generator holds it and looks again after releasing it
         job.lease_lost = False
-        renewer = asyncio.create_task(self._renew(sid, token, job))
+        renewing = asyncio.Event()
+        renewing.set()
+        renewer = asyncio.create_task(self._renew(sid, token, job, renewing))
         owed = True
         try:
+            conversation = await self.manager.get_conversation_state(sid)
             while self.accepting and not job.lease_lost:
-                conversation = await self.manager.get_conversation_state(sid)
                 if conversation is None:
                     owed = False
                     break
                 current = replies.marker(conversation)
                 if current is not None and current.get("token") != token:
-                    await self._close_dead(sid, current)
-                    continue
-                if replies.pending_seq(conversation) is None:
+                    conversation = await self._close_dead(sid, current)
+                elif replies.pending_seq(conversation) is None:
                     owed = False
                     break
-                await self._reply(sid, token, job)
+                else:
+                    conversation = await self._reply(sid, conversation, token, job)
+                if conversation is None:  # the last write did not say: read it
+                    conversation = await self.manager.get_conversation_state(sid)
             if not owed:
                 with translate_errors():
                     await self.manager.redis.client.zrem(self.due_key, sid)
             elif not self.accepting:
                 await self._mark_due(sid, delay=0)
         finally:
+            renewing.clear()  # also stops it should the cancellation be swallowed (`tasks`)
             renewer.cancel()
             with contextlib.suppress(StoreUnavailable):
                 await self.lease.release(sid, token)
@@ -184,7 +189,13 @@ class ReplyRunner:
         if conversation is not None and replies.pending_seq(conversation) is not None:
             job.again = True
 
-    async def _reply(self, sid: str, token: str, job: _Job) -> None:
+    async def _reply(
+        self, sid: str, conversation: ConversationState, token: str, job: _Job
+    ) -> ConversationState | None:
+        """Generate one reply; returns the state after it (None when unknown).
+
+        `conversation` is the state just read; it is changed in place by the first write.
+        """
         reply_id = uuid.uuid4().hex
         max_attempts = self.settings.generation_max_attempts
 
@@ -197,11 +208,11 @@ class ReplyRunner:
             return event
 
         try:
-            conversation = await self.manager.update(sid, start)
+            conversation = await self._write(sid, conversation, start)
         except _NoWrite:
-            return
+            return None
         if replies.marker(conversation) is None:
-            return  # attempts used up: closed with an error event
+            return conversation  # attempts used up: closed with an error event
         try:
             text = await self._generate(sid, reply_id, conversation, job)
         except asyncio.CancelledError:
@@ -217,24 +228,22 @@ class ReplyRunner:
             await self._mark_due(sid, delay=0)
             raise
         except _LeaseLost:
-            return  # whoever took the session over closes this reply
+            return None  # whoever took the session over closes this reply
         except SessionNotFound:
-            return  # deleted while replying: nothing left to answer
+            return None  # deleted while replying: nothing left to answer
         except GenerationError as exc:
-            await self._fail(sid, reply_id, "generation_failed", str(exc), retry=False)
-            return
+            return await self._fail(sid, reply_id, "generation_failed", str(exc), retry=False)
         except StoreUnavailable:
             raise  # the marker stays; a sweep or a read retries once Redis is back
         except Exception as exc:
             log.exception("reply generator failed for session %s", sid)
-            await self._fail(
+            return await self._fail(
                 sid,
                 reply_id,
                 "generation_failed",
                 f"the reply generator failed: {exc}",
                 retry=False,
             )
-            return
 
         def complete(state: ConversationState) -> Event:
             event = replies.complete_reply(
@@ -248,47 +257,100 @@ class ReplyRunner:
                 raise _NoWrite
             return event
 
-        with contextlib.suppress(_NoWrite, SessionNotFound):
-            await self.manager.update(sid, complete)
+        try:
+            return await self._write(sid, conversation, complete)
+        except (_NoWrite, SessionNotFound):
+            return None
 
     async def _generate(
         self, sid: str, reply_id: str, conversation: ConversationState, job: _Job
     ) -> str:
+        """Stream the reply into the session's stream as `message.delta` events.
+
+        The generator runs in its own task and the deltas are written one at a time: chunks
+        that arrive while a write is in flight go out together in the next delta. A paced
+        generator (an LLM) still gets one delta per chunk; one that has the whole reply at
+        once (the offline interviewer without pacing) costs one or two writes, not forty.
+        """
         assert self.assessor is not None, "the runner needs its assessor (the orchestrator)"
         analysis = await self.assessor.assess(sid, conversation)
         marker = replies.marker(conversation)
         assert marker is not None
         in_reply_to = marker["in_reply_to"]
         parts: list[str] = []
+        unsent: list[str] = []
+        ready = asyncio.Event()
         stream = self.generator.stream_reply(conversation, analysis)
+
+        async def produce() -> None:
+            try:
+                async for chunk in stream:
+                    if chunk:
+                        parts.append(chunk)
+                        unsent.append(chunk)
+                        ready.set()
+            finally:
+                aclose = getattr(stream, "aclose", None)
+                if aclose is not None:
+                    await aclose()
+
+        producer = asyncio.create_task(produce())
+        producer.add_done_callback(lambda _: ready.set())
+        index = 0
         try:
-            async for chunk in stream:
+            while True:
+                await ready.wait()
+                ready.clear()
                 if job.lease_lost:
                     raise _LeaseLost
-                if not chunk:
-                    continue
-                event = Event(
-                    type="message.delta",
-                    data={
-                        "reply_id": reply_id,
-                        "in_reply_to": in_reply_to,
-                        "index": len(parts),
-                        "delta": chunk,
-                    },
-                )
-                parts.append(chunk)
-                if await self.manager.append_event(sid, event) is None:
-                    raise SessionNotFound(f"session {sid} was deleted while replying")
+                if unsent:
+                    delta = "".join(unsent)
+                    unsent.clear()
+                    event = Event(
+                        type="message.delta",
+                        data={
+                            "reply_id": reply_id,
+                            "in_reply_to": in_reply_to,
+                            "index": index,
+                            "delta": delta,
+                        },
+                    )
+                    index += 1
+                    if await self.manager.append_event(sid, event) is None:
+                        raise SessionNotFound(f"session {sid} was deleted while replying")
+                if producer.done() and not unsent:
+                    producer.result()  # the generator's own error, if it failed
+                    break
         finally:
-            aclose = getattr(stream, "aclose", None)
-            if aclose is not None:
-                await aclose()
+            if not producer.done():
+                producer.cancel()
+                await asyncio.wait({producer})
         text = "".join(parts).strip()
         if not text:
             raise GenerationError("the reply generator produced an empty reply")
         return text
 
-    async def _fail(self, sid: str, reply_id: str, code: str, message: str, *, retry: bool) -> None:
+    async def _write(
+        self,
+        sid: str,
+        state: ConversationState,
+        mutate: Callable[[ConversationState], Event],
+    ) -> ConversationState:
+        """Apply `mutate` to a state this job already holds and write it (CAS on its version).
+
+        Saves the re-read `update()` starts with; when someone wrote in between (a new user
+        message), the CAS fails and `update()` re-reads and retries as usual.
+        """
+        state.updated_at = utcnow()
+        event = mutate(state)
+        try:
+            return await self.manager.save_conversation_state(state, event=event)
+        except VersionConflict:
+            return await self.manager.update(sid, mutate)
+
+    async def _fail(
+        self, sid: str, reply_id: str, code: str, message: str, *, retry: bool
+    ) -> ConversationState | None:
         max_attempts = self.settings.generation_max_attempts
 
         def fail(state: ConversationState) -> Event:
@@ -304,14 +366,16 @@ class ReplyRunner:
                 raise _NoWrite
             return event
 
-        with contextlib.suppress(_NoWrite, SessionNotFound):
-            await self.manager.update(sid, fail)
+        try:
+            return await self.manager.update(sid, fail)
+        except (_NoWrite, SessionNotFound):
+            return None
 
-    async def _close_dead(self, sid: str, dead: dict[str, object]) -> None:
+    async def _close_dead(self, sid: str, dead: dict[str, object]) -> ConversationState | None:
         log.warning(
             "session %s: closing reply %s of a generator that died", sid, dead.get("reply_id")
         )
-        await self._fail(
+        return await self._fail(
             sid,
             str(dead.get("reply_id")),
             "generation_interrupted",
@@ -330,10 +394,12 @@ class ReplyRunner:
             _, taken = await pipe.execute()
         return bool(taken)
 
-    async def _renew(self, sid: str, token: str, job: _Job) -> None:
+    async def _renew(self, sid: str, token: str, job: _Job, renewing: asyncio.Event) -> None:
         interval = self.lease.ttl_ms / 3000
-        while True:
+        while renewing.is_set():
             await asyncio.sleep(interval)
+            if not renewing.is_set():
+                return
             try:
                 if not await self.lease.renew(sid, token):
                     log.warning("session %s: lease lost; stopping this reply", sid)
@@ -348,7 +414,7 @@ class ReplyRunner:
             await self.manager.redis.client.zadd(self.due_key, {sid: time.time() + delay})
 
     async def _sweep_loop(self) -> None:
-        while True:
+        while self.accepting:
             await asyncio.sleep(self.settings.generation_sweep_seconds)
             try:
                 await self.sweep()

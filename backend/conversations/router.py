@@ -22,11 +22,18 @@ from backend.conversations.schemas import (
 )
 from backend.core.auth import Principal, PrincipalDep, Unauthorized, decode_token
 from backend.core.deps import RuntimeDep, SettingsDep, StateManagerDep
+from backend.core.http import error_responses
 from backend.state.schemas import SessionPage
 from backend.streaming.events import check_resume, format_stream_id, parse_stream_id
 from backend.streaming.sse import SSE_RESPONSES, session_events, sse_response
 
-router = APIRouter(prefix="/api/conversations", tags=["conversations"])
+router = APIRouter(
+    prefix="/api/conversations",
+    tags=["conversations"],
+    responses=error_responses(401, 422, 503),
+)
+_SESSION = error_responses(404)
+_POST = error_responses(404, 413, 429)
 
 SessionId = Annotated[
     str, Path(pattern=SESSION_ID_PATTERN, description="The session id (letters, digits, _ -).")
@@ -73,7 +80,7 @@ async def delete_all_sessions(principal: PrincipalDep, runtime: RuntimeDep) -> D
     return DeletedSessions(deleted=await runtime.interviewer.delete_all(principal))
 
 
-@router.get("/sessions/{session_id}", response_model=SessionHistory)
+@router.get("/sessions/{session_id}", response_model=SessionHistory, responses=_SESSION)
 async def get_history(
     session_id: SessionId, principal: PrincipalDep, runtime: RuntimeDep
 ) -> SessionHistory:
@@ -81,7 +88,7 @@ async def get_history(
     return await runtime.interviewer.get_history(principal, session_id)
 
 
-@router.get("/sessions/{session_id}/info", response_model=SessionInfo)
+@router.get("/sessions/{session_id}/info", response_model=SessionInfo, responses=_SESSION)
 async def get_info(
     session_id: SessionId, principal: PrincipalDep, runtime: RuntimeDep
 ) -> SessionInfo:
@@ -89,7 +96,12 @@ async def get_info(
     return await runtime.interviewer.get_conversation_status(principal, session_id)
 
 
-@router.post("/sessions/{session_id}/messages", status_code=202, response_model=PostedMessage)
+@router.post(
+    "/sessions/{session_id}/messages",
+    status_code=202,
+    response_model=PostedMessage,
+    responses=_POST,
+)
 async def post_message(
     session_id: SessionId, body: PostMessageRequest, principal: PrincipalDep, runtime: RuntimeDep
 ) -> PostedMessage:
@@ -98,7 +110,9 @@ async def post_message(
     return posted.public()
 
 
-@router.delete("/sessions/{session_id}", status_code=204, response_class=Response)
+@router.delete(
+    "/sessions/{session_id}", status_code=204, response_class=Response, responses=_SESSION
+)
 async def delete_session(
     session_id: SessionId, principal: PrincipalDep, runtime: RuntimeDep
 ) -> Response:
@@ -110,7 +124,7 @@ async def delete_session(
 @router.get(
     "/sessions/{session_id}/events",
     response_class=EventSourceResponse,
-    responses=SSE_RESPONSES,
+    responses={**SSE_RESPONSES, **error_responses(400, 404)},
 )
 async def stream_events(
     session_id: SessionId,

@@ -12,9 +12,37 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 _BODY_METHODS = {"POST", "PUT", "PATCH"}
+
+
+class ErrorDetail(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    code: str
+    message: str
+
+
+class ErrorBody(BaseModel):
+    """The one error shape of the API (extra fields carry details, e.g. `retry_after`)."""
+
+    error: ErrorDetail
+
+
+def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI entries for the error statuses a route can answer."""
+    meaning = {
+        400: "Malformed input (bad JSON, bad Last-Event-ID)",
+        401: "Missing, expired or invalid bearer token",
+        404: "No such session for this user (another user's session looks the same)",
+        413: "Request body too large",
+        422: "Invalid input (types, lengths, ids, pagination)",
+        429: "Rate limit on posting messages; see Retry-After",
+        503: "Redis unavailable; retry later",
+    }
+    return {s: {"model": ErrorBody, "description": meaning[s]} for s in statuses}
 
 
 def _error_body(code: str, message: str, **details: Any) -> bytes:

@@ -32,8 +32,9 @@ from backend.core.errors import StoreUnavailable
 from backend.core.redis import RedisClient, translate_errors
 from backend.state.keys import Keys
 from backend.state.schemas import StreamEntry
-from backend.streaming.events import check_resume, parse_entry
+from backend.streaming.events import check_resume, parse_entry, parse_stream_id
 from backend.streaming.keys import StreamKeys
+from backend.streaming.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
@@ -253,9 +254,8 @@ class StreamHub:
         for tail in self._tails.values():
             for sub in tuple(tail.subs):
                 sub.close("shutdown")
-        # Wake the readers rather than only cancelling them: redis-py may swallow a
-        # cancellation that lands at the wrong moment, and the reader would then sit in a
-        # blocking XREAD for the whole block time.
+        # Wake the readers rather than only cancelling them: a cancellation can be swallowed
+        # (see `tasks`), and the reader would then sit in a blocking XREAD for the block time.
         for reader in self._readers:
             reader.changed.set()
             if reader.wake_key is not None:
@@ -263,11 +263,9 @@ class StreamHub:
         readers = [r.task for r in self._readers if r.task is not None and not r.task.done()]
         if readers:
             await asyncio.wait(readers, timeout=2)
-        tasks = [t for t in (self._checker, *self._tasks) if t is not None and not t.done()]
-        for task in tasks:
-            task.cancel()
-        if tasks:
-            await asyncio.wait(tasks, timeout=2)
+        await cancel_and_wait(
+            [t for t in (self._checker, *self._tasks) if t is not None], deadline_s=2
+        )
         wake_keys = [r.wake_key for r in self._readers if r.wake_key is not None]
         if wake_keys:
             with contextlib.suppress(StoreUnavailable), translate_errors():
@@ -280,19 +278,23 @@ class StreamHub:
         the response streams: a HEAD request, which never streams, leaves nothing behind)."""
         return Subscription(session_id, self.max_backlog)
 
-    def attach(self, sub: Subscription, after: str) -> None:
-        """Start passing the session's events after stream id `after` to `sub`."""
+    def attach(self, sub: Subscription, after: str) -> bool:
+        """Start passing the session's events after stream id `after` to `sub`.
+
+        Returns whether the subscriber must back-fill: an existing tail may already be past
+        `after`, and the subscriber then reads that part itself. A new tail starts at `after`.
+        """
         if self.closed:
             sub.close("shutdown")
-            return
+            return False
         tail = self._tails.get(sub.session_id)
         if tail is None:
             reader = self._reader_with_room()
             tail = _Tail(sub.session_id, self.keys.events(sub.session_id), after, reader)
             self._tails[sub.session_id] = tail
             reader.add(tail)
-        # An existing tail may be ahead of `after`: the subscriber back-fills that part itself.
         tail.subs.add(sub)
+        return parse_stream_id(tail.cursor) > parse_stream_id(after)
 
     def unsubscribe(self, sub: Subscription) -> None:
         tail = self._tails.get(sub.session_id)

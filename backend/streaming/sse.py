@@ -1,11 +1,12 @@
 """SSE responses over session streams: back-fill, live tail, reload, clean endings.
 
 A stream starts at a resume point (see `events.check_resume`): it subscribes to the replica's
-hub first, back-fills from Redis with XRANGE, then passes on what the hub reads, skipping ids it
-has already sent. It ends when the client goes away, when `ends(entry)` says so (the chat
-POST's stream ends with its reply), when the session is deleted, when the client is too slow,
-or on server shutdown (sse-starlette signals the subscription; the generator drains and
-returns, so the response ends cleanly instead of being cancelled).
+hub first, back-fills from Redis with XRANGE when the session's tail is already past that point
+(a new tail starts there and reads everything itself), then passes on what the hub reads,
+skipping ids it has already sent. It ends when the client goes away, when `ends(entry)` says
+so (the chat POST's stream ends with its reply), when the session is deleted, when the client
+is too slow, or on server shutdown (sse-starlette signals the subscription; the generator
+drains and returns, so the response ends cleanly instead of being cancelled).
 """
 
 from __future__ import annotations
@@ -67,7 +68,8 @@ async def session_events(
         return event
 
     try:
-        hub.attach(sub, point.after)  # before the back-fill, so nothing falls in between
+        # Attach before the back-fill, so nothing falls in between.
+        backfill = hub.attach(sub, point.after)
         if point.reload:
             yield emit(reload_event(sid, point))
         for entry in first:
@@ -77,7 +79,7 @@ async def session_events(
                 return
         after = format_stream_id(last)
         try:
-            while True:
+            while backfill:
                 page = await manager.read_events(sid, after=after, count=_BACKFILL_PAGE)
                 for entry in page:
                     last = parse_stream_id(entry.id)

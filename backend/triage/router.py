@@ -10,12 +10,13 @@ from backend.conversations.router import SessionId
 from backend.conversations.schemas import PostedMessage, PostMessageRequest
 from backend.core.auth import PrincipalDep
 from backend.core.deps import RuntimeDep
+from backend.core.http import error_responses
 from backend.triage.schemas import StartTriageRequest, TriageStarted, TriageStatus
 
-router = APIRouter(prefix="/api/triage", tags=["triage"])
+router = APIRouter(prefix="/api/triage", tags=["triage"], responses=error_responses(401, 422, 503))
 
 
-@router.post("", status_code=201, response_model=TriageStarted)
+@router.post("", status_code=201, response_model=TriageStarted, responses=error_responses(413, 429))
 async def start_triage(
     principal: PrincipalDep,
     runtime: RuntimeDep,
@@ -26,7 +27,12 @@ async def start_triage(
     return await runtime.orchestrator.start_intelligent_triage(principal, message)
 
 
-@router.post("/{session_id}/messages", status_code=202, response_model=PostedMessage)
+@router.post(
+    "/{session_id}/messages",
+    status_code=202,
+    response_model=PostedMessage,
+    responses=error_responses(404, 413, 429),
+)
 async def post_triage_message(
     session_id: SessionId, body: PostMessageRequest, principal: PrincipalDep, runtime: RuntimeDep
 ) -> PostedMessage:
@@ -37,7 +43,7 @@ async def post_triage_message(
     return posted.public()
 
 
-@router.get("/{session_id}", response_model=TriageStatus)
+@router.get("/{session_id}", response_model=TriageStatus, responses=error_responses(404))
 async def get_triage(
     session_id: SessionId, principal: PrincipalDep, runtime: RuntimeDep
 ) -> TriageStatus:

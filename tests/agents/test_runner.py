@@ -158,19 +158,24 @@ async def test_retries_are_bounded(start_runtime: Start, manager: ConversationSt
 
 
 async def test_a_held_lease_defers_to_its_holder_and_the_sweep_recovers(
-    start_runtime: Start, manager: ConversationStateManager
+    start_runtime: Start, manager: ConversationStateManager, redis_service: RedisService
 ) -> None:
     runtime = start_runtime(generation_lease_ms=600, generation_sweep_seconds=0.1)
     await session_with(manager, "s1", STORY)
-    # Another replica holds the lease (and then dies without releasing it).
-    assert await runtime.runner.lease.acquire("s1", "other-replica:1")
+    # Another replica holds the lease: this one leaves the session to it.
+    lease_key = manager.keys.lease("s1")
+    assert await redis_service.client.set(lease_key, "other-replica:1", px=60_000)
     runtime.runner.kick("s1")
-    await asyncio.sleep(0.2)
+    for _ in range(int(GUARD * 100)):  # until the job gave up on the lease (hang guard)
+        if not runtime.runner.running:
+            break
+        await asyncio.sleep(0.01)
     assert types(await manager.read_events("s1")) == ["session.created"]
-    state = await settled(manager, "s1")  # the lease expires; the sweep starts the reply
+    # That replica dies (its lease is gone, as when it expires); the sweep takes over.
+    await redis_service.client.delete(lease_key)
+    state = await settled(manager, "s1")
     assert [m.role for m in state.messages] == ["user", "assistant"]
-    due = await manager.redis.client.zscore(runtime.runner.due_key, "s1")
-    assert due is None  # nothing owed any more
+    assert await manager.redis.client.zscore(runtime.runner.due_key, "s1") is None
 
 
 async def test_shutdown_past_the_grace_closes_the_reply_and_leaves_it_due(

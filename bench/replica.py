@@ -1,0 +1,117 @@
+"""One API replica for the benchmarks: a real uvicorn process (uvloop + httptools)."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from backend.core.config import Settings
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class BenchReplica:
+    def __init__(self, settings: Settings, **env: Any) -> None:
+        self.port = free_port()
+        self.env = {
+            "ENVIRONMENT": settings.environment,
+            "REDIS_URL": settings.redis_url,
+            "DATABASE_URL": settings.database_url,
+            "JWT_SECRET": settings.jwt_secret,
+            "KEY_PREFIX": settings.key_prefix,
+            "LOG_LEVEL": "WARNING",
+            **{k.upper(): str(v) for k, v in env.items()},
+        }
+        fd, name = tempfile.mkstemp(prefix="triage-bench-", suffix=".log")
+        os.close(fd)
+        self.log = Path(name)
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def __enter__(self) -> BenchReplica:
+        log = self.log.open("wb")
+        self.proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "uvicorn",
+                "backend.main:app",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(self.port),
+                "--log-level",
+                "warning",
+                "--backlog",
+                "4096",
+            ],
+            cwd=ROOT,
+            env={**os.environ, **self.env},
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        log.close()  # the child has its own descriptor
+        deadline = time.monotonic() + 30
+        while True:
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"bench replica did not start: {self.output()}")
+            try:
+                if httpx.get(f"http://127.0.0.1:{self.port}/health/ready").status_code == 200:
+                    return self
+            except httpx.HTTPError:
+                time.sleep(0.1)
+
+    def __exit__(self, *exc: object) -> None:
+        assert self.proc is not None
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(timeout=10)
+        self.log.unlink(missing_ok=True)
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")[-3000:]
+
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None
+        return self.proc.pid
+
+    def rss_bytes(self) -> int:
+        for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+        raise RuntimeError("no VmRSS")
+
+    def redis_connections(self, redis_port: int) -> int:
+        """TCP connections this process holds to Redis (sockets of the pid, remote port)."""
+        inodes = set()
+        for fd in Path(f"/proc/{self.pid}/fd").iterdir():
+            try:
+                target = os.readlink(fd)
+            except OSError:
+                continue
+            if target.startswith("socket:["):
+                inodes.add(target[8:-1])
+        count = 0
+        for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+            for line in Path(table).read_text().splitlines()[1:]:
+                parts = line.split()
+                if int(parts[2].split(":")[1], 16) == redis_port and parts[9] in inodes:
+                    count += 1
+        return count
