@@ -92,6 +92,7 @@ class HybridConversationService:
         """Plug the read-through restorer and the before-delete hook into the manager."""
         self.manager.restorer = self._restorer
         self.manager.before_delete = self._before_delete
+        self.manager.session_lister = self._list_sessions
 
     # -------------------------------------------------------------- snapshots
 
@@ -389,6 +390,11 @@ class HybridConversationService:
             message_count=conv.message_count,
             next_before=first if first is not None and first > 1 else None,
         )
+
+    async def _list_sessions(
+        self, tenant_id: str, user_id: str, offset: int, limit: int
+    ) -> SessionPage:
+        return await self.list_sessions(tenant_id, user_id, offset=offset, limit=limit)
 
     async def list_sessions(
         self, tenant_id: str, user_id: str, *, offset: int = 0, limit: int = 20

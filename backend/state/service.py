@@ -52,6 +52,9 @@ S = TypeVar("S", ConversationState, OrchestrationState)
 # session's hot keys are deleted (to snapshot what Redis holds first).
 Restorer = Callable[["ConversationStateManager", Kind, str], Awaitable["StateDocument | None"]]
 BeforeDelete = Callable[["ConversationStateManager", str], Awaitable[None]]
+# Lists a user's sessions across tiers (tenant, user, offset, limit): Redis's user index only
+# knows sessions touched since they were last loaded into Redis.
+SessionLister = Callable[[str, str, int, int], Awaitable[SessionPage]]
 
 
 def _lua(name: str) -> str:
@@ -78,6 +81,7 @@ class ConversationStateManager:
         self.keys = Keys(prefix or settings.key_prefix)
         self.restorer: Restorer | None = None
         self.before_delete: BeforeDelete | None = None
+        self.session_lister: SessionLister | None = None
         client = redis.client
         self._autopipe = AutoPipeline(client)
         self._write_script = client.register_script(_lua("write_state.lua"))
@@ -410,6 +414,15 @@ class ConversationStateManager:
         return [_entry(entry_id, fields) for entry_id, fields in rows or []]
 
     # ------------------------------------------------------------ listing, stats
+
+    async def list_sessions(
+        self, tenant_id: str, user_id: str, *, offset: int = 0, limit: int = 20
+    ) -> SessionPage:
+        """A user's sessions, newest first: every tier when the durability layer is plugged
+        in (`session_lister`), else what Redis holds."""
+        if self.session_lister is not None:
+            return await self.session_lister(tenant_id, user_id, offset, limit)
+        return await self.list_active_conversations(tenant_id, user_id, offset=offset, limit=limit)
 
     async def list_active_conversations(
         self, tenant_id: str, user_id: str, *, offset: int = 0, limit: int = 20

@@ -12,7 +12,7 @@ from backend.core.auth import create_token
 from backend.core.config import Settings
 from backend.durability.service import HybridConversationService
 from backend.state.service import ConversationStateManager
-from tests.durability.conftest import chat, new_id, rows
+from tests.durability.conftest import chat, drop_hot, new_id, rows
 from tests.health.test_router import client_for
 
 TENANT = "escritorio-1"
@@ -114,3 +114,31 @@ async def test_celery_health_is_503_when_no_worker_answers(client: httpx.AsyncCl
     assert response.status_code == 503
     error = response.json()["error"]
     assert error["code"] == "workers_unavailable" and error["workers"] == []
+
+
+async def test_session_list_and_delete_all_reach_sessions_only_postgres_holds(
+    client: httpx.AsyncClient,
+    settings: Settings,
+    manager: ConversationStateManager,
+    hybrid: HybridConversationService,
+) -> None:
+    """A session that left Redis (TTL, eviction) is still the user's: listed, and deleted."""
+    warm_only, hot = new_id(), new_id()
+    await chat(manager, warm_only, 2, user="lia")
+    await hybrid.flush_dirty()
+    await drop_hot(manager, warm_only)
+    await chat(manager, hot, 2, user="lia")
+
+    listed = await client.get("/api/conversations/sessions", headers=auth(settings, user="lia"))
+    assert listed.status_code == 200
+    assert [s["session_id"] for s in listed.json()["items"]] == [hot, warm_only]
+    assert listed.json()["total"] == 2
+
+    deleted = await client.delete("/api/conversations/sessions", headers=auth(settings, user="lia"))
+    assert deleted.status_code == 200 and deleted.json()["deleted"] == 2
+    after = await client.get("/api/conversations/sessions", headers=auth(settings, user="lia"))
+    assert after.json()["items"] == [] and after.json()["total"] == 0
+    (row,) = await rows(
+        hybrid.engine, "SELECT inactive_at FROM sessions WHERE id = :id", id=warm_only
+    )
+    assert row.inactive_at is not None  # deleted, history kept
