@@ -21,8 +21,61 @@ from pathlib import Path
 from typing import Any
 
 from backend.state.legacy import convert_conversation, convert_orchestration, trim_history
-from backend.state.schemas import ConversationState, OrchestrationState
+from backend.state.schemas import ConversationState, Event, OrchestrationState
 from backend.state.service import ConversationStateManager, Kind
+
+
+@dataclass
+class MigrationReport:
+    migrated: int = 0
+    skipped: int = 0
+    invalid: list[tuple[str, str]] = field(default_factory=list)
+
+
+async def write_legacy_records(
+    manager: ConversationStateManager,
+    active_conversations: dict[str, dict[str, Any]],
+    active_orchestrations: dict[str, dict[str, Any]],
+    *,
+    dry_run: bool = False,
+    on_record: Callable[[str, str], None] | None = None,
+) -> MigrationReport:
+    """Write legacy records into Redis; idempotent, never over a newer state.
+
+    Each valid record is written with restore semantics at its legacy version (1 when it had
+    none), so a second run, or a session that moved on since, is left alone; each is marked
+    dirty, which hands it to snapshotting.
+    """
+    report = MigrationReport()
+    jobs: list[tuple[Kind, str, dict[str, Any], Callable[[str, dict[str, Any]], Any]]] = [
+        *(("conversation", k, v, convert_conversation) for k, v in active_conversations.items()),
+        *(("orchestration", k, v, convert_orchestration) for k, v in active_orchestrations.items()),
+    ]
+    for kind, key, record, convert in jobs:
+        try:
+            state = convert(key, record)
+            if isinstance(state, ConversationState):
+                trim_history(state, manager.settings.max_conversation_history)
+            manager.keys.user_index(state.tenant_id, state.user_id)  # validates the ids
+        except (ValueError, TypeError) as exc:
+            reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            report.invalid.append((f"{kind}:{key}", reason))
+            if on_record:
+                on_record(key, "invalid")
+            continue
+        if dry_run:
+            wrote = state.version > await manager.get_version(state.session_id, kind)
+        else:
+            event = Event(type="session.migrated", data={"kind": kind})
+            wrote = await manager.restore_state(kind, state, event, mark_dirty=True)
+        if wrote:
+            report.migrated += 1
+        else:
+            report.skipped += 1
+        if on_record:
+            on_record(key, "migrated" if wrote else "skipped")
+    return report
+
 
 CONVERSATIONS = "active_conversations"
 ORCHESTRATIONS = "active_orchestrations"

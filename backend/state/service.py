@@ -20,12 +20,15 @@ import json
 import random
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib.resources import files
-from typing import Any, Literal, TypeVar, cast, overload
+from typing import TYPE_CHECKING, Any, Literal, TypeVar, cast, overload
 
 from redis import exceptions as redis_errors
+
+if TYPE_CHECKING:
+    from backend.state.migration import MigrationReport
 
 from backend.core.autopipeline import AutoPipeline
 from backend.core.config import Settings
@@ -65,13 +68,6 @@ def _lua(name: str) -> str:
 class WriteResult:
     version: int
     event_id: str | None
-
-
-@dataclass
-class MigrationReport:
-    migrated: int = 0
-    skipped: int = 0
-    invalid: list[tuple[str, str]] = field(default_factory=list)
 
 
 class ConversationStateManager:
@@ -191,17 +187,23 @@ class ConversationStateManager:
         return new, result.event_id
 
     async def restore_state(
-        self, kind: Kind, state: StateDocument, event: Event | None = None
+        self,
+        kind: Kind,
+        state: StateDocument,
+        event: Event | None = None,
+        *,
+        mark_dirty: bool = False,
     ) -> bool:
         """Put back a state lost from Redis with its stored version.
 
         Writes only when Redis holds no state or an older version: a restore never brings back
-        an older version over a newer one. Returns whether it wrote.
+        an older version over a newer one. Returns whether it wrote. `mark_dirty` hands the
+        session to snapshotting (for state PostgreSQL does not hold, e.g. migrated state).
         """
         if state.version < 1:
             raise InvalidState("a restored state needs a version of at least 1")
         result = await self._write(
-            kind, state, mode="restore", version=state.version, event=event, mark_dirty=False
+            kind, state, mode="restore", version=state.version, event=event, mark_dirty=mark_dirty
         )
         return result is not None
 
@@ -560,55 +562,13 @@ class ConversationStateManager:
     ) -> MigrationReport:
         """Move the legacy in-memory dicts into Redis. Idempotent; never overwrites newer state.
 
-        Each valid record is written with `restore` semantics at its legacy version (1 when it
-        had none), so a second run, or a session that moved on since, is left alone.
+        See `backend.state.migration.write_legacy_records`.
         """
-        from backend.state.legacy import convert_conversation, convert_orchestration, trim_history
+        from backend.state.migration import write_legacy_records
 
-        report = MigrationReport()
-        jobs: list[tuple[Kind, str, dict[str, Any], Callable[[str, dict[str, Any]], Any]]] = [
-            *(
-                ("conversation", k, v, convert_conversation)
-                for k, v in active_conversations.items()
-            ),
-            *(
-                ("orchestration", k, v, convert_orchestration)
-                for k, v in active_orchestrations.items()
-            ),
-        ]
-        for kind, key, record, convert in jobs:
-            try:
-                state = convert(key, record)
-                if isinstance(state, ConversationState):
-                    trim_history(state, self.settings.max_conversation_history)
-                self.keys.user_index(state.tenant_id, state.user_id)  # validates the ids
-            except (ValueError, TypeError) as exc:
-                report.invalid.append(
-                    (f"{kind}:{key}", str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
-                )
-                if on_record:
-                    on_record(key, "invalid")
-                continue
-            if dry_run:
-                wrote = state.version > await self.get_version(state.session_id, kind)
-            else:
-                wrote = (
-                    await self._write(
-                        kind,
-                        state,
-                        mode="restore",
-                        version=state.version,
-                        event=Event(type="session.migrated", data={"kind": kind}),
-                    )
-                    is not None
-                )
-            if wrote:
-                report.migrated += 1
-            else:
-                report.skipped += 1
-            if on_record:
-                on_record(key, "migrated" if wrote else "skipped")
-        return report
+        return await write_legacy_records(
+            self, active_conversations, active_orchestrations, dry_run=dry_run, on_record=on_record
+        )
 
     # ---------------------------------------------------------------- helpers
 
