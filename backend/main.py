@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -51,6 +52,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.stats = StatsService(engine, redis, settings)
         app.state.celery = create_celery_app(settings)
         runtime = ConversationRuntime.start(app, settings, redis, app.state.state_manager)
+        if settings.gc_freeze:
+            gc.collect()
+            gc.freeze()
         try:
             yield
         finally:

@@ -7,14 +7,19 @@ from __future__ import annotations
 
 import uvloop
 
-from bench import durability, state_write
+from bench import durability, sse_chat, sse_idle, state_write
 
 
 def main() -> None:
     for messages in (20, 100):
         print(state_write.report(uvloop.run(state_write.run(messages=messages))))
         print()
+    print(sse_chat.report(uvloop.run(sse_chat.run())))
+    print()
+    print(sse_idle.report(uvloop.run(sse_idle.run())))
+    print()
     print(durability.report(uvloop.run(durability.run())))
+    print()
 
 
 if __name__ == "__main__":

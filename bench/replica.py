@@ -92,6 +92,11 @@ class BenchReplica:
         assert self.proc is not None
         return self.proc.pid
 
+    def cpu_seconds(self) -> float:
+        """User + system CPU time the replica has used so far."""
+        fields = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
     def rss_bytes(self) -> int:
         for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
             if line.startswith("VmRSS:"):

@@ -48,6 +48,8 @@ def make_settings(**overrides: Any) -> Settings:
         "key_prefix": f"test-{uuid.uuid4().hex[:12]}",
         "redis_socket_timeout": 3.0,
         "redis_connect_timeout": 1.0,
+        # The test process builds many apps; frozen objects would never be collected.
+        "gc_freeze": False,
     }
     values.update(overrides)
     return Settings(_env_file=None, **values)  # type: ignore[call-arg]

@@ -55,6 +55,9 @@ class Settings(BaseSettings):
     stream_block_ms: int = Field(default=2_000, ge=10, le=60_000)
     stream_keys_per_reader: int = Field(default=500, gt=0, le=10_000)
     stream_check_seconds: float = Field(default=5.0, gt=0)
+    # Move everything alive after start-up out of the cyclic GC's reach (gc.freeze): a full
+    # collection then scans only what requests created, not the whole app (~70 ms pauses).
+    gc_freeze: bool = True
 
     # Warm state.
     database_url: str = "postgresql+asyncpg://postgres@127.0.0.1:5432/triage"

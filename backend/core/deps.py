@@ -1,4 +1,8 @@
-"""Dependency aliases for routes. Clients live on `app.state`, created by the lifespan."""
+"""Dependency aliases for routes. Clients live on `app.state`, created by the lifespan.
+
+The providers are `async def` on purpose: FastAPI runs a plain `def` dependency in its thread
+pool, a thread hop per dependency per request for what is an attribute lookup.
+"""
 
 from __future__ import annotations
 
@@ -17,19 +21,19 @@ from backend.stats.service import StatsService
 from backend.summaries.service import SummaryService
 
 
-def _settings(request: Request) -> Settings:
+async def _settings(request: Request) -> Settings:
     return request.app.state.settings
 
 
-def _redis(request: Request) -> RedisService:
+async def _redis(request: Request) -> RedisService:
     return request.app.state.redis
 
 
-def _state_manager(request: Request) -> ConversationStateManager:
+async def _state_manager(request: Request) -> ConversationStateManager:
     return request.app.state.state_manager
 
 
-def _runtime(request: Request) -> ConversationRuntime:
+async def _runtime(request: Request) -> ConversationRuntime:
     return request.app.state.runtime
 
 

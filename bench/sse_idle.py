@@ -1,0 +1,147 @@
+"""How many mostly-idle SSE streams one replica holds, and what each costs.
+
+One uvicorn replica. N sessions are created in Redis; a client opens one events stream
+(GET /api/conversations/sessions/{id}/events) per session and leaves it idle. Measured:
+
+* memory per stream: the replica's RSS after opening N streams minus its RSS after a warm-up
+  of W streams, divided by N - W (the replica's own baseline, imports and pools excluded);
+* the Redis connections the replica holds meanwhile (the shared tailer: a few, not N);
+* that the streams are live: one at a time, an event is appended to a random session and its
+  stream must deliver it; the delay from the append is reported (p50/p99).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import statistics
+import time
+from typing import Any
+from urllib.parse import urlparse
+
+from backend.core.auth import create_token
+from backend.core.redis import RedisService
+from backend.state.schemas import ConversationState, Event
+from backend.state.service import ConversationStateManager
+from bench.common import bench_settings
+from bench.replica import BenchReplica
+from bench.sse_chat import percentile, purge
+from bench.sse_client import SSEConnection
+
+WARM_UP = 200
+BATCH = 100
+PROBES = 200
+
+
+async def create_sessions(manager: ConversationStateManager, n: int) -> list[str]:
+    ids = [f"idle-{i:06d}" for i in range(n)]
+
+    async def one(sid: str) -> None:
+        state = ConversationState(session_id=sid, user_id="idle-user", tenant_id="bench")
+        await manager.save_conversation_state(state, event=Event(type="session.created"))
+
+    for start in range(0, n, 200):  # within the client's connection pool
+        await asyncio.gather(*(one(sid) for sid in ids[start : start + 200]))
+    return ids
+
+
+async def open_streams(port: int, token: str, ids: list[str]) -> list[SSEConnection]:
+    connections: list[SSEConnection] = []
+    for start in range(0, len(ids), BATCH):
+        batch = await asyncio.gather(
+            *(
+                SSEConnection.open(
+                    "127.0.0.1",
+                    port,
+                    "GET",
+                    f"/api/conversations/sessions/{sid}/events",
+                    token=token,
+                )
+                for sid in ids[start : start + BATCH]
+            )
+        )
+        bad = [c.status for c in batch if c.status != 200]
+        if bad:
+            raise RuntimeError(f"streams refused: {bad[:5]}")
+        connections.extend(batch)
+    return connections
+
+
+async def probe(
+    manager: ConversationStateManager, ids: list[str], connections: list[SSEConnection]
+) -> tuple[int, list[float]]:
+    """One at a time, append an event to a random session and time its delivery."""
+    delivered, delays = 0, []
+    for i in random.sample(range(len(ids)), PROBES):
+        events = connections[i].events()
+        waiter = asyncio.ensure_future(anext(events))
+        await asyncio.sleep(0)
+        started = time.perf_counter()
+        await manager.append_event(ids[i], Event(type="bench.probe", data={"i": i}))
+        try:
+            event = await asyncio.wait_for(waiter, 10)
+        except TimeoutError:
+            continue
+        finally:
+            await events.aclose()
+        if event.event == "bench.probe":
+            delivered += 1
+            delays.append((time.perf_counter() - started) * 1000)
+    return delivered, delays
+
+
+async def run(streams: int = 5_000) -> dict[str, Any]:
+    settings = bench_settings()
+    redis = RedisService.from_settings(settings)
+    manager = ConversationStateManager(redis, settings)
+    token = create_token(settings, "idle-user", "bench")
+    redis_port = urlparse(settings.redis_url).port or 6379
+    connections: list[SSEConnection] = []
+    try:
+        ids = await create_sessions(manager, streams)
+        with BenchReplica(settings) as replica:
+            connections += await open_streams(replica.port, token, ids[:WARM_UP])
+            await asyncio.sleep(2)
+            rss_warm = replica.rss_bytes()
+            started = time.perf_counter()
+            connections += await open_streams(replica.port, token, ids[WARM_UP:])
+            open_seconds = time.perf_counter() - started
+            await asyncio.sleep(3)
+            rss_full = replica.rss_bytes()
+            redis_connections = replica.redis_connections(redis_port)
+            delivered, delays = await probe(manager, ids, connections)
+            for connection in connections:
+                connection.close()
+    finally:
+        await purge(settings)
+        await redis.close()
+    per_stream = (rss_full - rss_warm) / (streams - WARM_UP)
+    return {
+        "streams": streams,
+        "open_seconds": open_seconds,
+        "rss_warm_mb": rss_warm / 2**20,
+        "rss_full_mb": rss_full / 2**20,
+        "per_stream_kb": per_stream / 1024,
+        "redis_connections": redis_connections,
+        "probes": PROBES,
+        "delivered": delivered,
+        "probe_p50_ms": statistics.median(delays) if delays else float("nan"),
+        "probe_p99_ms": percentile(delays, 0.99) if delays else float("nan"),
+    }
+
+
+def report(row: dict[str, Any]) -> str:
+    return "\n".join(
+        [
+            "Idle SSE streams on one replica (events endpoint, one stream per session)",
+            f"  streams open: {row['streams']} (opened {row['streams'] - WARM_UP} in "
+            f"{row['open_seconds']:.1f} s after a warm-up of {WARM_UP})",
+            f"  replica RSS: {row['rss_warm_mb']:.1f} MB after warm-up -> "
+            f"{row['rss_full_mb']:.1f} MB with all streams open",
+            f"  memory per stream: {row['per_stream_kb']:.1f} KB",
+            f"  Redis connections held by the replica: {row['redis_connections']}",
+            f"  live check: {row['delivered']}/{row['probes']} probe events delivered, "
+            f"append -> delivery p50 {row['probe_p50_ms']:.1f} ms, "
+            f"p99 {row['probe_p99_ms']:.1f} ms",
+        ]
+    )
