@@ -9,9 +9,9 @@ reply ended (first messages spread over the first 2 s, as real arrivals are). Pe
 * first delta: to the first `message.delta` of the reply;
 * completed: to `message.completed`.
 
-Reported as p50 and p99 over every message of the run, with the replica's CPU time per message
-and its CPU use over the run (100% = one core). The client is a raw asyncio HTTP/1.1 client in
-this process; client and server share the machine's two cores.
+Reported as p50 and p99 over every message of the run, with the replica's CPU time per message,
+its CPU use over the run and the client's (100% = one core). The client is a raw asyncio
+HTTP/1.1 client in this process; client, server and Redis share the machine's two cores.
 """
 
 from __future__ import annotations
@@ -87,7 +87,7 @@ async def run_level(replica: BenchReplica, settings: Any, concurrency: int) -> d
     tokens = [
         create_token(settings, f"bench-{concurrency}-{i}", "bench") for i in range(concurrency)
     ]
-    started, cpu = time.perf_counter(), replica.cpu_seconds()
+    started, cpu, own = time.perf_counter(), replica.cpu_seconds(), time.process_time()
     await asyncio.gather(
         *(
             conversation(replica.port, token, MESSAGES[concurrency], samples, errors)
@@ -95,7 +95,7 @@ async def run_level(replica: BenchReplica, settings: Any, concurrency: int) -> d
         )
     )
     elapsed = time.perf_counter() - started
-    cpu = replica.cpu_seconds() - cpu
+    cpu, own = replica.cpu_seconds() - cpu, time.process_time() - own
     row: dict[str, Any] = {
         "concurrency": concurrency,
         "messages": len(samples),
@@ -103,6 +103,7 @@ async def run_level(replica: BenchReplica, settings: Any, concurrency: int) -> d
         "seconds": elapsed,
         "cpu_ms_per_message": cpu * 1000 / max(1, len(samples)),
         "cpu_busy": cpu / elapsed,
+        "client_busy": own / elapsed,
     }
     for key in ("first_event", "first_delta", "completed"):
         values = [s[key] for s in samples if key in s]
@@ -142,7 +143,7 @@ def report(rows: list[dict[str, Any]]) -> str:
         f"/ completed reply (ms); next message {THINK_SECONDS:.0f} s after each reply",
         f"{'convs':>5} {'msgs':>5} {'errors':>6} {'first p50':>9} {'first p99':>9} "
         f"{'delta p50':>9} {'delta p99':>9} {'done p50':>8} {'done p99':>8} "
-        f"{'cpu/msg':>7} {'cpu busy':>8}",
+        f"{'cpu/msg':>7} {'cpu busy':>8} {'client':>6}",
     ]
     for r in rows:
         lines.append(
@@ -150,7 +151,7 @@ def report(rows: list[dict[str, Any]]) -> str:
             f"{r['first_event_p50']:>9.1f} {r['first_event_p99']:>9.1f} "
             f"{r['first_delta_p50']:>9.1f} {r['first_delta_p99']:>9.1f} "
             f"{r['completed_p50']:>8.1f} {r['completed_p99']:>8.1f} "
-            f"{r['cpu_ms_per_message']:>5.1f}ms {r['cpu_busy']:>7.0%}"
+            f"{r['cpu_ms_per_message']:>5.1f}ms {r['cpu_busy']:>8.0%} {r['client_busy']:>6.0%}"
         )
         if r.get("first_error"):
             lines.append(f"      first error: {r['first_error'][:200]}")

@@ -32,10 +32,10 @@ from typing import Protocol
 
 from backend.agents import replies
 from backend.core.config import Settings
-from backend.core.errors import SessionNotFound, StoreUnavailable, VersionConflict
+from backend.core.errors import SessionNotFound, StoreUnavailable
 from backend.core.redis import translate_errors
 from backend.interviewer.base import CaseAnalysis, GenerationError, ReplyGenerator
-from backend.state.schemas import ConversationState, Event, utcnow
+from backend.state.schemas import ConversationState, Event
 from backend.state.service import ConversationStateManager
 from backend.streaming.keys import StreamKeys
 from backend.streaming.lease import SessionLease
@@ -336,17 +336,13 @@ class ReplyRunner:
         state: ConversationState,
         mutate: Callable[[ConversationState], Event],
     ) -> ConversationState:
-        """Apply `mutate` to a state this job already holds and write it (CAS on its version).
+        """`update()` starting from a state this job already holds (no re-read first).
 
-        Saves the re-read `update()` starts with; when someone wrote in between (a new user
-        message), the CAS fails and `update()` re-reads and retries as usual.
+        When someone wrote in between (a new user message), the version check fails and
+        `update()` re-reads and retries as usual.
         """
-        state.updated_at = utcnow()
-        event = mutate(state)
-        try:
-            return await self.manager.save_conversation_state(state, event=event)
-        except VersionConflict:
-            return await self.manager.update(sid, mutate)
+        written, _ = await self.manager.update_returning_event(sid, mutate, current=state)
+        return written
 
     async def _fail(
         self, sid: str, reply_id: str, code: str, message: str, *, retry: bool

@@ -135,9 +135,9 @@ class IntelligentInterviewerService:
     ) -> Posted:
         """Store the caller's next message in their session; its reply is generated next."""
         text = self.clean_message(message)
-        await self.get_owned(principal, session_id)
+        current = await self.get_owned(principal, session_id)
         await self.limiter.hit(principal.tenant_id, principal.user_id)
-        posted = await self._append(session_id, text, owner=principal)
+        posted = await self._append(session_id, text, owner=principal, current=current)
         self.runner.kick(session_id)
         return posted
 
@@ -148,6 +148,7 @@ class IntelligentInterviewerService:
         *,
         create: Callable[[], ConversationState] | None = None,
         owner: Principal | None = None,
+        current: ConversationState | None = None,
     ) -> Posted:
         stored: list[Message] = []
 
@@ -160,7 +161,9 @@ class IntelligentInterviewerService:
             stored[:] = [message]
             return replies.user_message_event(message)
 
-        state, event_id = await self.manager.update_returning_event(session_id, add, create=create)
+        state, event_id = await self.manager.update_returning_event(
+            session_id, add, create=create, current=current
+        )
         event = replies.user_message_event(stored[0])
         assert event_id is not None
         entry = StreamEntry(id=event_id, type=event.type, version=state.version, data=event.data)

@@ -365,19 +365,25 @@ class ConversationStateManager:
         *,
         kind: Kind = "conversation",
         create: Callable[[], Any] | None = None,
+        current: StateDocument | None = None,
     ) -> tuple[Any, str | None]:
         """`update()`, also returning the stream id of the event written with the state.
 
-        SSE routes need that id: a client resumes after it (Last-Event-ID).
+        SSE routes need that id: a client resumes after it (Last-Event-ID). `current` is a
+        state the caller has just read (and hands over: it is changed in place): the first
+        attempt starts from it instead of reading again; a conflict re-reads as usual.
         """
         attempts = self.settings.state_write_max_attempts
         last: VersionConflict | None = None
         for attempt in range(attempts):
-            state = await (
-                self.get_conversation_state(session_id)
-                if kind == "conversation"
-                else self.get_orchestration_state(session_id)
-            )
+            if attempt == 0 and current is not None:
+                state: Any = current
+            else:
+                state = await (
+                    self.get_conversation_state(session_id)
+                    if kind == "conversation"
+                    else self.get_orchestration_state(session_id)
+                )
             if state is None:
                 if create is None:
                     raise SessionNotFound(f"session {session_id} not found")
