@@ -21,10 +21,13 @@ $(VENV)/.installed: pyproject.toml
 services:
 	@bash scripts/ensure_services.sh
 
+# Apply the PostgreSQL schema (Alembic) to DATABASE_URL (from the environment or .env).
 migrate: install services
+	$(BIN)/alembic upgrade head
 
+# The API, a Celery worker and Celery beat together; Ctrl-C stops all three.
 run: install services migrate
-	$(BIN)/uvicorn backend.main:app --host $(HOST) --port $(PORT)
+	BIN=$(BIN) HOST=$(HOST) PORT=$(PORT) bash scripts/run_stack.sh
 
 test: install services migrate
 	$(BIN)/pytest

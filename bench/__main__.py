@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import uvloop
 
-from bench import sse_chat, sse_idle, state_write
+from bench import durability, sse_chat, sse_idle, state_write
 
 
 def main() -> None:
@@ -17,6 +17,8 @@ def main() -> None:
     print(sse_chat.report(uvloop.run(sse_chat.run())))
     print()
     print(sse_idle.report(uvloop.run(sse_idle.run())))
+    print()
+    print(durability.report(uvloop.run(durability.run())))
     print()
 
 

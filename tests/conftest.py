@@ -3,6 +3,8 @@
 Tests use their own Redis database index (TEST_REDIS_URL, default db 15) and a fresh key prefix
 per test, so they never read or damage other data; every key under the prefix is deleted after
 the test. The Redis Cluster fixture starts three masters on free loopback ports and stops them.
+PostgreSQL: each test run creates its own database `triage_test_<random>`, applies the Alembic
+migrations to it once, and drops it at the end (unless TEST_DATABASE_URL names one to use as is).
 """
 
 from __future__ import annotations
@@ -12,20 +14,28 @@ import os
 import secrets
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from pathlib import Path
 from typing import Any
 
+import asyncpg
 import httpx
 import pytest
+from alembic.config import Config
 
+from alembic import command
 from backend.core.config import Settings
 from backend.core.redis import RedisService
 from backend.state.service import ConversationStateManager
 from tests.redis_cluster import RedisClusterProcess
 
 TEST_REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+TEST_POSTGRES = os.environ.get("TEST_POSTGRES", "postgres@127.0.0.1:5432")
+_OWN_TEST_DATABASE = "TEST_DATABASE_URL" not in os.environ
+TEST_DATABASE_NAME = f"triage_test_{uuid.uuid4().hex[:10]}"
 TEST_DATABASE_URL = os.environ.get(
-    "TEST_DATABASE_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/triage_test"
+    "TEST_DATABASE_URL", f"postgresql+asyncpg://{TEST_POSTGRES}/{TEST_DATABASE_NAME}"
 )
+ROOT = Path(__file__).resolve().parent.parent
 TEST_JWT_SECRET = secrets.token_urlsafe(48)
 
 
@@ -43,6 +53,37 @@ def make_settings(**overrides: Any) -> Settings:
     }
     values.update(overrides)
     return Settings(_env_file=None, **values)  # type: ignore[call-arg]
+
+
+def migrate(database_url: str) -> None:
+    """Apply the Alembic migrations (the same ones `make migrate` runs) to a database."""
+    config = Config(str(ROOT / "alembic.ini"), attributes={"configure_logger": False})
+    config.set_main_option("script_location", str(ROOT / "alembic"))
+    config.set_main_option("sqlalchemy.url", database_url)
+    command.upgrade(config, "head")
+
+
+async def _admin(statement: str) -> None:
+    conn = await asyncpg.connect(f"postgresql://{TEST_POSTGRES}/postgres")
+    try:
+        await conn.execute(statement)
+    finally:
+        await conn.close()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def test_database() -> Iterator[str]:
+    """This run's own PostgreSQL database, migrated once, dropped at the end."""
+    if not _OWN_TEST_DATABASE:
+        migrate(TEST_DATABASE_URL)
+        yield TEST_DATABASE_URL
+        return
+    asyncio.run(_admin(f'CREATE DATABASE "{TEST_DATABASE_NAME}"'))
+    try:
+        migrate(TEST_DATABASE_URL)
+        yield TEST_DATABASE_URL
+    finally:
+        asyncio.run(_admin(f'DROP DATABASE IF EXISTS "{TEST_DATABASE_NAME}" WITH (FORCE)'))
 
 
 @pytest.fixture(scope="session")

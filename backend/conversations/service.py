@@ -231,7 +231,7 @@ class IntelligentInterviewerService:
         )
 
     async def list_sessions(self, principal: Principal, offset: int, limit: int) -> SessionPage:
-        return await self.manager.list_active_conversations(
+        return await self.manager.list_sessions(
             principal.tenant_id, principal.user_id, offset=offset, limit=limit
         )
 

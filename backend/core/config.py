@@ -35,7 +35,7 @@ class Settings(BaseSettings):
     orchestration_ttl: int = Field(default=86_400, gt=0)
     max_conversation_history: int = Field(default=100, gt=0)
     stream_maxlen: int = Field(default=2_000, gt=0)
-    state_write_max_attempts: int = Field(default=64, gt=0)
+    state_write_max_attempts: int = Field(default=128, gt=0)
 
     # Conversation API: input limits and the per-user rate limit on posting messages.
     max_message_chars: int = Field(default=4_000, gt=0)
@@ -61,6 +61,36 @@ class Settings(BaseSettings):
 
     # Warm state.
     database_url: str = "postgresql+asyncpg://postgres@127.0.0.1:5432/triage"
+    database_pool_size: int = Field(default=10, gt=0)
+    database_max_overflow: int = Field(default=10, ge=0)
+
+    # Durability: Celery workers snapshot Redis into PostgreSQL (see backend/durability).
+    # None: REDIS_URL. Celery's broker needs a standalone Redis: set it with REDIS_CLUSTER.
+    celery_broker_url: str | None = None
+    celery_queue: str = Field(default="triage", pattern=r"^[A-Za-z0-9_.:-]{1,64}$")
+    celery_visibility_timeout: int = Field(default=3_600, gt=0)
+    celery_task_time_limit: int = Field(default=600, gt=0)
+    celery_timezone: str = "America/Sao_Paulo"
+    snapshot_batch_size: int = Field(default=500, gt=0)
+    snapshot_max_batches: int = Field(default=50, gt=0)
+    snapshot_concurrency: int = Field(default=2, gt=0)
+    dirty_flush_interval: float = Field(default=5.0, gt=0)
+    archive_interval: float = Field(default=3_600.0, gt=0)
+    cleanup_interval: float = Field(default=600.0, gt=0)
+    summaries_hour: int = Field(default=2, ge=0, le=23)
+    summaries_minute: int = Field(default=0, ge=0, le=59)
+    archive_dir: str = "var/archive"
+    archive_inactive_sessions_days: float = Field(default=30, ge=0)
+    archive_batch_size: int = Field(default=200, gt=0)
+    data_retention_days: float = Field(default=1_825, gt=0)
+    purge_tombstone_days: float = Field(default=7, gt=0)
+    stats_cache_ttl: int = Field(default=300, ge=0)
+    summary_method: Literal["offline", "llm"] = "offline"
+    # The summary provider; each unset one falls back to LLM_BASE_URL / LLM_MODEL / LLM_API_KEY.
+    summary_llm_url: str | None = None
+    summary_llm_model: str | None = None
+    summary_llm_api_key: SecretStr | None = None
+    summary_llm_timeout: float = Field(default=30.0, gt=0)
 
     # Auth.
     jwt_secret: str = DEV_JWT_SECRET
@@ -78,6 +108,18 @@ class Settings(BaseSettings):
     llm_model: str = "gpt-4o-mini"
     # Connect timeout and the longest silence tolerated between two streamed chunks.
     llm_timeout_seconds: float = Field(default=30.0, gt=0)
+
+    @property
+    def broker_url(self) -> str:
+        return self.celery_broker_url or self.redis_url
+
+    @model_validator(mode="after")
+    def _check_durability(self) -> Settings:
+        # A task still running when the broker's visibility timeout passes is handed to a
+        # second worker while the first goes on; keep the timeout well past any task.
+        if self.celery_visibility_timeout <= self.celery_task_time_limit:
+            raise ValueError("CELERY_VISIBILITY_TIMEOUT must exceed CELERY_TASK_TIME_LIMIT")
+        return self
 
     @model_validator(mode="after")
     def _refuse_placeholder_secrets(self) -> Settings:

@@ -8,12 +8,17 @@ from __future__ import annotations
 
 from typing import Annotated
 
+from celery import Celery
 from fastapi import Depends, Request
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from backend.agents.runtime import ConversationRuntime
 from backend.core.config import Settings
 from backend.core.redis import RedisService
+from backend.durability.service import HybridConversationService
 from backend.state.service import ConversationStateManager
+from backend.stats.service import StatsService
+from backend.summaries.service import SummaryService
 
 
 async def _settings(request: Request) -> Settings:
@@ -35,4 +40,31 @@ async def _runtime(request: Request) -> ConversationRuntime:
 SettingsDep = Annotated[Settings, Depends(_settings)]
 RedisDep = Annotated[RedisService, Depends(_redis)]
 StateManagerDep = Annotated[ConversationStateManager, Depends(_state_manager)]
+
+
+def _engine(request: Request) -> AsyncEngine:
+    return request.app.state.engine
+
+
+def _hybrid(request: Request) -> HybridConversationService:
+    return request.app.state.hybrid
+
+
+def _summaries(request: Request) -> SummaryService:
+    return request.app.state.summaries
+
+
+def _stats(request: Request) -> StatsService:
+    return request.app.state.stats
+
+
+def _celery(request: Request) -> Celery:
+    return request.app.state.celery
+
+
+EngineDep = Annotated[AsyncEngine, Depends(_engine)]
+HybridDep = Annotated[HybridConversationService, Depends(_hybrid)]
+SummariesDep = Annotated[SummaryService, Depends(_summaries)]
+StatsDep = Annotated[StatsService, Depends(_stats)]
+CeleryDep = Annotated[Celery, Depends(_celery)]
 RuntimeDep = Annotated[ConversationRuntime, Depends(_runtime)]

@@ -29,6 +29,9 @@ _UNAVAILABLE = (
     redis_errors.ClusterDownError,
     redis_errors.RedisClusterException,
     redis_errors.BusyLoadingError,
+    # Full under `maxmemory-policy noeviction` (redis/redis.conf): writes are refused until
+    # memory frees up, which is a 503 to retry, not a server bug.
+    redis_errors.OutOfMemoryError,
     OSError,
 )
 

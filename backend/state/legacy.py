@@ -6,12 +6,18 @@ The legacy services kept two dicts in process memory, `active_conversations` and
     {"active_conversations": {"<session_id>": {...}},
      "active_orchestrations": {"<session_id>": {...}}}
 
-A conversation record: `user_id` (required), `tenant_id` (default "default"), `created_at`,
-`last_activity` (ISO 8601 or epoch seconds), `status`, `conversation_history` (a list of
-`{"role", "content", "timestamp"}`), `collected_info` (free-form facts) and an optional
-`version`. An orchestration record: `user_id`, `tenant_id`, `current_step`, `status`,
-`triage_result`, `created_at`, `updated_at`, optional `version`. Unknown fields are kept under
-`data.legacy_extra` so nothing is dropped silently.
+Other top-level keys (e.g. `dumped_at`, `source`) are ignored. A conversation record:
+`user_id` (required; a string, or an integer id from the legacy user table), `tenant_id`
+(default "default"), `created_at`, `last_activity`, `status`, `conversation_history` (a list of
+`{"role", "content", "timestamp"}`; roles `user`/`assistant`/`system`, also the legacy aliases
+`bot`/`ai` and `client`/`human`), `collected_info` (free-form facts) and an optional `version`
+(default 1). An orchestration record: `user_id`, `tenant_id`, `current_step`, `status`,
+`triage_result`, `created_at`, `updated_at`, optional `version`. Timestamps are ISO 8601 (with
+`T` or a space; without an offset they are read as UTC) or epoch seconds. An optional
+`session_id` field must equal the record's key.
+
+Nothing is dropped silently: unknown record fields are kept under `data.legacy_extra`, unknown
+message fields (`type`, `question_id`...) in the message's `metadata`.
 """
 
 from __future__ import annotations
@@ -31,7 +37,7 @@ def _to_datetime(value: Any) -> datetime | None:
     if isinstance(value, int | float):
         return datetime.fromtimestamp(value, tz=UTC)
     parsed = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+    return parsed.astimezone(UTC) if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
 class _Legacy(BaseModel):
@@ -43,6 +49,12 @@ class _Legacy(BaseModel):
     version: int = Field(default=1, ge=1)
     created_at: datetime | None = None
 
+    @field_validator("user_id", "tenant_id", mode="before")
+    @classmethod
+    def _int_id(cls, v: Any) -> Any:
+        # The legacy user table had integer keys; they were dumped as JSON numbers.
+        return str(v) if isinstance(v, int) and not isinstance(v, bool) else v
+
     @field_validator("created_at", mode="before")
     @classmethod
     def _dt(cls, v: Any) -> datetime | None:
@@ -53,6 +65,8 @@ class _Legacy(BaseModel):
 
 
 class LegacyMessage(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
     role: Role
     content: str
     timestamp: datetime | None = None
@@ -90,28 +104,38 @@ class LegacyOrchestration(_Legacy):
         return _to_datetime(v)
 
 
-def _check_id(session_id: str) -> None:
+def _check_id(session_id: str, record: Any) -> None:
     if not is_valid_session_id(session_id):
         raise ValueError(f"invalid session id {session_id!r}")
+    if not isinstance(record, dict):
+        raise ValueError("record is not a JSON object")
+    inner = record.get("session_id")
+    if inner is not None and inner != session_id:
+        raise ValueError(f"session_id field {inner!r} does not match its key")
 
 
 def _reason(exc: ValidationError) -> str:
     first = exc.errors()[0]
     where = ".".join(str(p) for p in first["loc"]) or "record"
-    return f"{where}: {first['msg']}"
+    return f"{where}: {first['msg'].removeprefix('Value error, ')}"
 
 
 def convert_conversation(session_id: str, record: dict[str, Any]) -> ConversationState:
-    _check_id(session_id)
-    if not isinstance(record, dict):
-        raise ValueError("record is not a JSON object")
+    _check_id(session_id, record)
     try:
         legacy = LegacyConversation.model_validate(record)
     except ValidationError as exc:
         raise ValueError(_reason(exc)) from None
-    created = legacy.created_at or utcnow()
+    first_seen = next((m.timestamp for m in legacy.conversation_history if m.timestamp), None)
+    created = legacy.created_at or first_seen or legacy.last_activity or utcnow()
     messages = [
-        Message(seq=i, role=m.role, content=m.content, created_at=m.timestamp or created)
+        Message(
+            seq=i,
+            role=m.role,
+            content=m.content,
+            created_at=m.timestamp or created,
+            metadata=dict(m.model_extra or {}),
+        )
         for i, m in enumerate(legacy.conversation_history, start=1)
     ]
     extra = {k: v for k, v in legacy.extra().items() if k != "session_id"}
@@ -134,15 +158,18 @@ def convert_conversation(session_id: str, record: dict[str, Any]) -> Conversatio
 
 
 def trim_history(state: ConversationState, max_history: int) -> ConversationState:
-    if len(state.messages) > max_history:
-        state.messages = state.messages[-max_history:]
+    """Fit a legacy history into the hot window the way live writes do.
+
+    Nothing migrated is in PostgreSQL yet, so every message stays hot until the first
+    snapshot (up to the window's hard cap, see `ConversationState.trim_window`); trimming to
+    the plain window here would drop legacy messages that never reach the warm tier.
+    """
+    state.trim_window(max_history)
     return state
 
 
 def convert_orchestration(session_id: str, record: dict[str, Any]) -> OrchestrationState:
-    _check_id(session_id)
-    if not isinstance(record, dict):
-        raise ValueError("record is not a JSON object")
+    _check_id(session_id, record)
     try:
         legacy = LegacyOrchestration.model_validate(record)
     except ValidationError as exc:

@@ -20,13 +20,17 @@ import json
 import random
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib.resources import files
-from typing import Any, Literal, TypeVar, overload
+from typing import TYPE_CHECKING, Any, Literal, TypeVar, cast, overload
 
 from redis import exceptions as redis_errors
 
+if TYPE_CHECKING:
+    from backend.state.migration import MigrationReport
+
+from backend.core.autopipeline import AutoPipeline
 from backend.core.config import Settings
 from backend.core.errors import InvalidState, SessionNotFound, VersionConflict
 from backend.core.redis import RedisService, translate_errors
@@ -51,6 +55,9 @@ S = TypeVar("S", ConversationState, OrchestrationState)
 # session's hot keys are deleted (to snapshot what Redis holds first).
 Restorer = Callable[["ConversationStateManager", Kind, str], Awaitable["StateDocument | None"]]
 BeforeDelete = Callable[["ConversationStateManager", str], Awaitable[None]]
+# Lists a user's sessions across tiers (tenant, user, offset, limit): Redis's user index only
+# knows sessions touched since they were last loaded into Redis.
+SessionLister = Callable[[str, str, int, int], Awaitable[SessionPage]]
 
 
 def _lua(name: str) -> str:
@@ -63,13 +70,6 @@ class WriteResult:
     event_id: str | None
 
 
-@dataclass
-class MigrationReport:
-    migrated: int = 0
-    skipped: int = 0
-    invalid: list[tuple[str, str]] = field(default_factory=list)
-
-
 class ConversationStateManager:
     def __init__(self, redis: RedisService, settings: Settings, *, prefix: str | None = None):
         self.redis = redis
@@ -77,10 +77,13 @@ class ConversationStateManager:
         self.keys = Keys(prefix or settings.key_prefix)
         self.restorer: Restorer | None = None
         self.before_delete: BeforeDelete | None = None
+        self.session_lister: SessionLister | None = None
         client = redis.client
+        self._autopipe = AutoPipeline(client)
         self._write_script = client.register_script(_lua("write_state.lua"))
         self._event_script = client.register_script(_lua("append_event.lua"))
         self._index_script = client.register_script(_lua("touch_index.lua"))
+        self._durable_script = client.register_script(_lua("mark_durable.lua"))
 
     # ------------------------------------------------------------------ reads
 
@@ -106,11 +109,32 @@ class ConversationStateManager:
         return await self._get(ConversationState, self.keys.conversation(session_id))
 
     async def _get(self, model: type[S], key: str) -> S | None:
-        with translate_errors():
-            raw = await self.redis.client.hget(key, "doc")
+        (reply,) = await self._autopipe.execute([("HMGET", key, "doc", "durable_seq")])
+        if isinstance(reply, Exception):
+            with translate_errors():
+                raise reply
+        raw, durable_seq = reply
         if raw is None:
             return None
-        return model.model_validate_json(raw)
+        state = model.model_validate_json(raw)
+        if isinstance(state, ConversationState):
+            state.set_durable_seq(int(durable_seq or 0))
+        return state
+
+    async def mark_durable(self, sequences: dict[str, int]) -> None:
+        """Record, per session, the highest message sequence PostgreSQL now holds.
+
+        Lets the hot window drop those messages (see `ConversationState.trim_window`). It only
+        goes up, touches no version and no TTL, and does nothing for a session that is gone.
+        """
+        if not sequences:
+            return
+        await self._pipeline(
+            [
+                _evalsha(self._durable_script.sha, [self.keys.conversation(sid)], [seq])
+                for sid, seq in sequences.items()
+            ]
+        )
 
     async def get_version(self, session_id: str, kind: Kind = "conversation") -> int:
         """The stored version (0 when absent): a cheap read that does not parse the document."""
@@ -163,17 +187,23 @@ class ConversationStateManager:
         return new, result.event_id
 
     async def restore_state(
-        self, kind: Kind, state: StateDocument, event: Event | None = None
+        self,
+        kind: Kind,
+        state: StateDocument,
+        event: Event | None = None,
+        *,
+        mark_dirty: bool = False,
     ) -> bool:
         """Put back a state lost from Redis with its stored version.
 
         Writes only when Redis holds no state or an older version: a restore never brings back
-        an older version over a newer one. Returns whether it wrote.
+        an older version over a newer one. Returns whether it wrote. `mark_dirty` hands the
+        session to snapshotting (for state PostgreSQL does not hold, e.g. migrated state).
         """
         if state.version < 1:
             raise InvalidState("a restored state needs a version of at least 1")
         result = await self._write(
-            kind, state, mode="restore", version=state.version, event=event, mark_dirty=False
+            kind, state, mode="restore", version=state.version, event=event, mark_dirty=mark_dirty
         )
         return result is not None
 
@@ -230,7 +260,8 @@ class ConversationStateManager:
         return WriteResult(version=int(new_version), event_id=(rest[0] or None) if rest else None)
 
     async def _pipeline(self, commands: list[tuple[Any, ...]]) -> list[Any]:
-        """Run raw commands in one non-transactional pipeline (one round trip).
+        """Run raw commands in one non-transactional pipeline (one round trip, shared with
+        whatever other callers are in flight: see AutoPipeline).
 
         A command refused with NOSCRIPT (a restarted or new Redis node lost the script cache)
         did not run: load the scripts and replay just those commands, never the others.
@@ -238,11 +269,7 @@ class ConversationStateManager:
         results: list[Any] = [None] * len(commands)
         pending = list(range(len(commands)))
         for attempt in (1, 2):
-            with translate_errors():
-                pipe = self.redis.client.pipeline(transaction=False)
-                for i in pending:
-                    pipe.execute_command(*commands[i])
-                answers = await pipe.execute(raise_on_error=False)
+            answers = await self._autopipe.execute([commands[i] for i in pending])
             for i, answer in zip(pending, answers, strict=True):
                 results[i] = answer
             pending = [i for i in pending if isinstance(results[i], redis_errors.NoScriptError)]
@@ -259,7 +286,12 @@ class ConversationStateManager:
     async def load_scripts(self) -> None:
         """Load the Lua scripts on every node (called at start-up and after NOSCRIPT)."""
         with translate_errors():
-            for script in (self._write_script, self._event_script, self._index_script):
+            for script in (
+                self._write_script,
+                self._event_script,
+                self._index_script,
+                self._durable_script,
+            ):
                 await self.redis.client.script_load(script.script)
 
     async def append_event(
@@ -271,7 +303,7 @@ class ConversationStateManager:
         """
         keys = [self.keys.conversation(session_id), self.keys.events(session_id)]
         ttl = max(self.settings.conversation_ttl, self.settings.orchestration_ttl)
-        args = [
+        args: list[str | int] = [
             ttl,
             self.settings.stream_maxlen,
             event.type,
@@ -364,8 +396,10 @@ class ConversationStateManager:
                 return await self._save_returning_event(kind, state, None, event)
             except VersionConflict as exc:
                 last = exc
-                # Full jitter keeps 20 writers on one session from retrying in lockstep.
-                await asyncio.sleep(random.uniform(0, min(0.05, 0.002 * 2**attempt)))
+                # Exponential backoff with full jitter: writers that keep losing spread out
+                # over a window that grows with their losses, so even 20 writers hammering
+                # one session each get through well within the attempt budget.
+                await asyncio.sleep(random.uniform(0, min(0.25, 0.002 * 2**attempt)))
         assert last is not None
         raise VersionConflict(
             f"{kind} {session_id}: gave up after {attempts} conflicting attempts",
@@ -385,9 +419,18 @@ class ConversationStateManager:
                 min=f"({after}" if after != "0-0" else "-",
                 count=count,
             )
-        return [_entry(entry_id, fields) for entry_id, fields in rows]
+        return [_entry(entry_id, fields) for entry_id, fields in rows or []]
 
     # ------------------------------------------------------------ listing, stats
+
+    async def list_sessions(
+        self, tenant_id: str, user_id: str, *, offset: int = 0, limit: int = 20
+    ) -> SessionPage:
+        """A user's sessions, newest first: every tier when the durability layer is plugged
+        in (`session_lister`), else what Redis holds."""
+        if self.session_lister is not None:
+            return await self.session_lister(tenant_id, user_id, offset, limit)
+        return await self.list_active_conversations(tenant_id, user_id, offset=offset, limit=limit)
 
     async def list_active_conversations(
         self, tenant_id: str, user_id: str, *, offset: int = 0, limit: int = 20
@@ -399,7 +442,9 @@ class ConversationStateManager:
         index = self.keys.user_index(tenant_id, user_id)
         with translate_errors():
             total = int(await self.redis.client.zcard(index))
-            ids = await self.redis.client.zrevrange(index, offset, offset + limit - 1)
+            ids = cast(
+                list[str], await self.redis.client.zrevrange(index, offset, offset + limit - 1)
+            )
         items, gone = [], []
         metas = await self._metas(ids)
         for sid, meta in zip(ids, metas, strict=True):
@@ -449,7 +494,10 @@ class ConversationStateManager:
                 users.add((meta["tenant_id"], meta["user_id"]))
         with translate_errors():
             dirty = int(await self.redis.client.zcard(self.keys.dirty()))
-            oldest = await self.redis.client.zrange(self.keys.dirty(), 0, 0, withscores=True)
+            oldest = cast(
+                list[tuple[str, float]],
+                await self.redis.client.zrange(self.keys.dirty(), 0, 0, withscores=True),
+            )
         health = await self.redis.health_check()
         return {
             "conversations": len(conv_ids),
@@ -520,55 +568,13 @@ class ConversationStateManager:
     ) -> MigrationReport:
         """Move the legacy in-memory dicts into Redis. Idempotent; never overwrites newer state.
 
-        Each valid record is written with `restore` semantics at its legacy version (1 when it
-        had none), so a second run, or a session that moved on since, is left alone.
+        See `backend.state.migration.write_legacy_records`.
         """
-        from backend.state.legacy import convert_conversation, convert_orchestration, trim_history
+        from backend.state.migration import write_legacy_records
 
-        report = MigrationReport()
-        jobs: list[tuple[Kind, str, dict[str, Any], Callable[[str, dict[str, Any]], Any]]] = [
-            *(
-                ("conversation", k, v, convert_conversation)
-                for k, v in active_conversations.items()
-            ),
-            *(
-                ("orchestration", k, v, convert_orchestration)
-                for k, v in active_orchestrations.items()
-            ),
-        ]
-        for kind, key, record, convert in jobs:
-            try:
-                state = convert(key, record)
-                if isinstance(state, ConversationState):
-                    trim_history(state, self.settings.max_conversation_history)
-                self.keys.user_index(state.tenant_id, state.user_id)  # validates the ids
-            except (ValueError, TypeError) as exc:
-                report.invalid.append(
-                    (f"{kind}:{key}", str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
-                )
-                if on_record:
-                    on_record(key, "invalid")
-                continue
-            if dry_run:
-                wrote = state.version > await self.get_version(state.session_id, kind)
-            else:
-                wrote = (
-                    await self._write(
-                        kind,
-                        state,
-                        mode="restore",
-                        version=state.version,
-                        event=Event(type="session.migrated", data={"kind": kind}),
-                    )
-                    is not None
-                )
-            if wrote:
-                report.migrated += 1
-            else:
-                report.skipped += 1
-            if on_record:
-                on_record(key, "migrated" if wrote else "skipped")
-        return report
+        return await write_legacy_records(
+            self, active_conversations, active_orchestrations, dry_run=dry_run, on_record=on_record
+        )
 
     # ---------------------------------------------------------------- helpers
 
@@ -588,7 +594,7 @@ def _evalsha(sha: str, keys: list[str], args: list[Any]) -> tuple[Any, ...]:
     return ("EVALSHA", sha, len(keys), *keys, *args)
 
 
-def _entry(entry_id: str, fields: dict[str, str]) -> StreamEntry:
+def _entry(entry_id: Any, fields: Any) -> StreamEntry:
     return StreamEntry(
         id=entry_id,
         type=fields["type"],

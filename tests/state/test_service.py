@@ -215,14 +215,42 @@ async def test_hot_window_keeps_the_last_messages_and_sequence_keeps_counting(
 ) -> None:
     manager = await make_manager(max_conversation_history=100)
     state = await manager.save_conversation_state(new_conversation())
+    sid = state.session_id
     for i in range(130):
-        await manager.update(state.session_id, append(f"m{i}", max_history=100))
-    final = await manager.get_conversation_state(state.session_id)
+        await manager.update(sid, append(f"m{i}", max_history=100))
+    # Nothing is snapshotted yet: the window keeps every message PostgreSQL lacks.
+    unsnapshotted = await manager.get_conversation_state(sid)
+    assert unsnapshotted is not None and len(unsnapshotted.messages) == 130
+
+    await manager.mark_durable({sid: 130})  # what the snapshot worker records
+    await manager.update(sid, append("m130", max_history=100))
+    final = await manager.get_conversation_state(sid)
     assert final is not None
     assert len(final.messages) == 100
-    assert final.message_count == 130
-    assert final.messages[0].seq == 31 and final.messages[-1].seq == 130
-    assert final.messages[-1].content == "m129"
+    assert final.message_count == 131
+    assert final.messages[0].seq == 32 and final.messages[-1].seq == 131
+    assert final.messages[-1].content == "m130"
+
+
+async def test_unsnapshotted_messages_stay_hot_up_to_a_hard_cap(make_manager: Any) -> None:
+    manager = await make_manager(max_conversation_history=5)
+    sid = (await manager.save_conversation_state(new_conversation())).session_id
+    for i in range(12):
+        await manager.update(sid, append(f"m{i}", max_history=5))
+    await manager.mark_durable({sid: 4})  # the worker got the first four
+    await manager.mark_durable({sid: 2})  # a late, older report never lowers it
+    await manager.update(sid, append("m12", max_history=5))
+    state = await manager.get_conversation_state(sid)
+    assert state is not None
+    # Only durable messages (seq <= 4) left the window; 5..13 are all still there.
+    assert [m.seq for m in state.messages] == list(range(5, 14))
+
+    # Workers down for long: memory wins at 10x the window, never more.
+    for i in range(13, 70):
+        await manager.update(sid, append(f"m{i}", max_history=5))
+    state = await manager.get_conversation_state(sid)
+    assert state is not None and len(state.messages) == 50
+    assert state.messages[-1].seq == 70
 
 
 async def test_ttl_is_set_on_every_key_and_slides(make_manager: Any) -> None:

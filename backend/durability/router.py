@@ -1,0 +1,103 @@
+"""Routes of the durability layer: history paging, purge, and the health of its parts."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Annotated, Any, cast
+
+from celery import Celery
+from fastapi import APIRouter, Path, Query
+
+from backend.core.auth import PrincipalDep
+from backend.core.db import health_check as db_health_check
+from backend.core.deps import CeleryDep, EngineDep, HybridDep, SettingsDep
+from backend.core.errors import SessionNotFound, TriageError
+from backend.core.redis import translate_errors
+from backend.durability.schemas import MessagePage, PurgeReport
+
+SessionId = Annotated[str, Path(pattern=r"^[A-Za-z0-9_-]{1,64}$", description="session id")]
+
+router = APIRouter(prefix="/api/conversations/sessions", tags=["conversations"])
+health_router = APIRouter(prefix="/health", tags=["health"])
+
+
+class WorkersUnavailable(TriageError):
+    """No Celery worker answered a ping: snapshots to PostgreSQL are not being taken."""
+
+    status_code = 503
+    code = "workers_unavailable"
+
+
+@router.get("/{session_id}/messages")
+async def list_messages(
+    session_id: SessionId,
+    principal: PrincipalDep,
+    hybrid: HybridDep,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+    before: Annotated[
+        int | None, Query(ge=1, description="only messages with seq < before")
+    ] = None,
+) -> MessagePage:
+    """Page back through a session's whole history (hot, warm and cold tiers), oldest first."""
+    return await hybrid.page_messages(principal, session_id, before=before, limit=limit)
+
+
+@router.post("/{session_id}/purge")
+async def purge_session(
+    session_id: SessionId, principal: PrincipalDep, hybrid: HybridDep
+) -> PurgeReport:
+    """Erase a session from every tier (Redis, PostgreSQL, archive): LGPD right to erasure."""
+    owner = await hybrid.owner(session_id)
+    if owner is None or (owner.user_id, owner.tenant_id) != (
+        principal.user_id,
+        principal.tenant_id,
+    ):
+        raise SessionNotFound(f"session {session_id} not found")
+    return await hybrid.purge(session_id)
+
+
+@health_router.get("/postgres")
+async def postgres_health(engine: EngineDep) -> dict[str, Any]:
+    """PostgreSQL latency, version, schema revision and pool use. 503 when it does not answer."""
+    return await db_health_check(engine)
+
+
+@health_router.get("/celery")
+async def celery_health(
+    celery: CeleryDep, hybrid: HybridDep, settings: SettingsDep
+) -> dict[str, Any]:
+    """Workers answering a ping, the task queue's depth and the snapshot backlog."""
+    workers, depth = await asyncio.to_thread(_ping_and_measure, celery, settings.celery_queue)
+    client = hybrid.manager.redis.client
+    with translate_errors():
+        dirty = int(await client.zcard(hybrid.keys.dirty()))
+        oldest = cast(
+            list[tuple[str, float]],
+            await client.zrange(hybrid.keys.dirty(), 0, 0, withscores=True),
+        )
+    body = {
+        "workers": workers,
+        "queue": settings.celery_queue,
+        "queue_depth": depth,
+        "dirty_sessions": dirty,
+        "snapshot_lag_seconds": round(time.time() - oldest[0][1], 3) if oldest else 0.0,
+    }
+    if not workers:
+        raise WorkersUnavailable("no Celery worker answered a ping", **body)
+    return {"status": "ok", **body}
+
+
+def _ping_and_measure(celery: Celery, queue: str) -> tuple[list[str], int | None]:
+    try:
+        replies = celery.control.ping(timeout=1.0) or []
+        with celery.connection_for_read() as conn:
+            declared = conn.default_channel.queue_declare(queue=queue, passive=True)
+            depth = int(declared.message_count)
+    except OSError:
+        return [], None
+    except Exception as exc:  # kombu raises its own errors for a missing queue or broker
+        if "NOT_FOUND" in str(exc) or "no queue" in str(exc).lower():
+            return sorted(name for reply in replies for name in reply), 0
+        return [], None
+    return sorted(name for reply in replies for name in reply), depth

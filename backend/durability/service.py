@@ -1,0 +1,535 @@
+"""HybridConversationService: Redis (hot) in front of PostgreSQL (warm) and the archive (cold).
+
+How the tiers meet (invariants 6, 7, 8 and 11):
+
+* Writes go to Redis through `ConversationStateManager`, which marks the session dirty
+  (`ZADD NX` into `Keys.dirty()`, score = first-dirty time) in the same round trip. Celery beat
+  runs `flush_dirty` every DIRTY_FLUSH_INTERVAL seconds: it snapshots the oldest dirty sessions
+  in batches, then releases each one from the dirty set only if Redis did not move on since
+  (ZREM, re-read the versions, re-add the ones that changed), so no write is ever skipped.
+  A worker killed mid-batch leaves its sessions dirty; the next flush takes them again.
+* Reads go through the manager too. A session missing from Redis is brought back by
+  `restore` (installed as the manager's `restorer`): from PostgreSQL, or from the cold archive
+  via PostgreSQL, with its stored version, using the manager's `restore_state`, which never
+  writes over a newer version.
+* DELETE (the manager's `delete_session`) first runs `before_delete`: what Redis holds is
+  snapshotted synchronously, then the session is marked inactive in PostgreSQL. A purge
+  removes the session from every tier and leaves a tombstone so an in-flight snapshot cannot
+  bring it back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from pydantic import ValidationError
+from sqlalchemy import exc as sa_errors
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from backend.archive.service import ArchiveService, ArchiveUnavailable
+from backend.core.auth import Principal
+from backend.core.config import Settings
+from backend.core.db import create_engine, translate_db_errors
+from backend.core.errors import SessionNotFound
+from backend.core.redis import RedisService, translate_errors
+from backend.durability import repository as repo
+from backend.durability.repository import Snapshot, WriteReport
+from backend.durability.schemas import MessagePage, PurgeReport
+from backend.state.schemas import (
+    ConversationState,
+    Message,
+    OrchestrationState,
+    SessionPage,
+    StateDocument,
+)
+from backend.state.service import ConversationStateManager, Kind
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class FlushReport:
+    batches: int = 0
+    sessions: int = 0
+    sessions_written: int = 0
+    messages_written: int = 0
+    released: int = 0
+    requeued: int = 0
+
+    def merge(self, other: FlushReport) -> None:
+        for name in ("batches", "sessions", "sessions_written", "messages_written"):
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+        self.released += other.released
+        self.requeued += other.requeued
+
+
+@dataclass(frozen=True)
+class Owner:
+    user_id: str
+    tenant_id: str
+    inactive: bool = False
+
+
+class HybridConversationService:
+    def __init__(
+        self, manager: ConversationStateManager, engine: AsyncEngine, settings: Settings
+    ) -> None:
+        self.manager = manager
+        self.engine = engine
+        self.settings = settings
+        self.keys = manager.keys
+        self.archive = ArchiveService(engine, settings)
+        self.retention = timedelta(days=settings.data_retention_days)
+
+    def install(self) -> None:
+        """Plug the read-through restorer and the before-delete hook into the manager."""
+        self.manager.restorer = self._restorer
+        self.manager.before_delete = self._before_delete
+        self.manager.session_lister = self._list_sessions
+
+    # -------------------------------------------------------------- snapshots
+
+    async def read_hot(self, session_ids: list[str]) -> dict[str, Snapshot]:
+        """What Redis holds for each session (sessions without a conversation are left out)."""
+        if not session_ids:
+            return {}
+        client = self.manager.redis.client
+        with translate_errors():
+            pipe = client.pipeline(transaction=False)
+            for sid in session_ids:
+                pipe.hget(self.keys.conversation(sid), "doc")
+                pipe.hget(self.keys.orchestration(sid), "doc")
+            raw = await pipe.execute()
+        snapshots: dict[str, Snapshot] = {}
+        for i, sid in enumerate(session_ids):
+            conv_raw, orch_raw = raw[2 * i], raw[2 * i + 1]
+            if conv_raw is None:
+                continue
+            try:
+                snapshots[sid] = Snapshot.parse(conv_raw, orch_raw)
+            except ValidationError as exc:
+                # Left out of the batch: it goes back to the end of the dirty set (so it never
+                # blocks the others) and is logged on every pass until someone fixes it.
+                log.error("snapshot: session %s holds an invalid document, skipped: %s", sid, exc)
+        return snapshots
+
+    async def snapshot_sessions(
+        self, session_ids: list[str]
+    ) -> tuple[WriteReport, dict[str, Snapshot]]:
+        """Snapshot what Redis holds for these sessions into PostgreSQL, idempotently."""
+        snapshots = await self.read_hot(session_ids)
+        report = await self._write(list(snapshots.values()))
+        if report.archived:
+            # Came back to life while archived (rare: archiving skips live sessions): bring the
+            # archived messages back to warm first, then write the snapshot.
+            back = []
+            for sid in report.archived:
+                try:
+                    await self.archive.restore_to_warm(sid)
+                    back.append(sid)
+                except ArchiveUnavailable:
+                    log.error("snapshot: %s is archived and unreadable; kept dirty", sid)
+            again = await self._write([snapshots[sid] for sid in back])
+            report.done += again.done
+            report.purged += again.purged
+            report.sessions_written += again.sessions_written
+            report.messages_written += again.messages_written
+        # PostgreSQL now holds these messages: the hot window may let them go.
+        await self.manager.mark_durable(
+            {
+                sid: snapshots[sid].head.message_count
+                for sid in report.done
+                if sid in snapshots and sid not in report.purged
+            }
+        )
+        return report, snapshots
+
+    async def _write(self, snapshots: list[Snapshot]) -> WriteReport:
+        """Write a batch; if the database refuses its data, isolate the culprit session.
+
+        A document the database cannot read (a malformed message) must not block the whole
+        dirty set forever: the others are written one by one, the culprit is logged and
+        released.
+        """
+        try:
+            return await self._write_batch(snapshots)
+        except sa_errors.DBAPIError as exc:
+            # SQLSTATE class 22: data exception (a value the database cannot read).
+            sqlstate = str(getattr(exc.orig, "sqlstate", None) or getattr(exc.orig, "pgcode", ""))
+            if not sqlstate.startswith("22"):
+                raise
+            if len(snapshots) == 1:
+                sid = snapshots[0].session_id
+                log.error("snapshot: PostgreSQL refused session %s, skipped: %s", sid, exc.orig)
+                return WriteReport(done=[sid])
+            report = WriteReport()
+            for snapshot in snapshots:
+                report.merge(await self._write([snapshot]))
+            return report
+
+    async def _write_batch(self, snapshots: list[Snapshot]) -> WriteReport:
+        with translate_db_errors():
+            async with self.engine.begin() as conn:
+                return await repo.write_snapshots(
+                    conn,
+                    snapshots,
+                    retention=self.retention,
+                    max_history=self.settings.max_conversation_history,
+                )
+
+    async def flush_dirty(
+        self,
+        *,
+        batch_size: int | None = None,
+        max_batches: int | None = None,
+        concurrency: int | None = None,
+    ) -> FlushReport:
+        """Snapshot dirty sessions, oldest first, batch by batch, until none is left (bounded).
+
+        SNAPSHOT_CONCURRENCY disjoint batches run at once, each in its own transaction, so
+        PostgreSQL writes one batch while this process reads and encodes the next.
+        """
+        batch_size = batch_size or self.settings.snapshot_batch_size
+        max_batches = max_batches or self.settings.snapshot_max_batches
+        concurrency = concurrency or self.settings.snapshot_concurrency
+        flush = FlushReport()
+        seen: set[str] = set()
+        while flush.batches < max_batches:
+            width = min(concurrency, max_batches - flush.batches)
+            with translate_errors():
+                raw_ids = await self.manager.redis.client.zrange(
+                    self.keys.dirty(), 0, batch_size * width - 1
+                )
+            # A session written again during this run goes back to the end of the set; it is
+            # left for the next run rather than chased in a loop.
+            ids: list[str] = [str(sid) for sid in raw_ids if sid not in seen]
+            if not ids:
+                break
+            seen.update(ids)
+            chunks = [ids[i : i + batch_size] for i in range(0, len(ids), batch_size)]
+            results = await asyncio.gather(
+                *(self.snapshot_and_release(chunk) for chunk in chunks), return_exceptions=True
+            )
+            for result in results:
+                if isinstance(result, BaseException):
+                    raise result  # the other batches committed (or rolled back) already
+                flush.merge(result)
+        return flush
+
+    async def snapshot_and_release(self, session_ids: list[str]) -> FlushReport:
+        """Snapshot these sessions, then drop from the dirty set those that did not move on."""
+        report, snapshots = await self.snapshot_sessions(session_ids)
+        # Released: written (or already durable), purged, or gone from Redis entirely.
+        keep = set(report.archived) - set(report.done)
+        released = {sid: _versions(snapshots.get(sid)) for sid in session_ids if sid not in keep}
+        requeued = await self._release(released)
+        return FlushReport(
+            batches=1,
+            sessions=len(session_ids),
+            sessions_written=report.sessions_written,
+            messages_written=report.messages_written,
+            released=len(released),
+            requeued=requeued,
+        )
+
+    async def _release(self, versions: dict[str, tuple[int, int]]) -> int:
+        """Drop sessions from the dirty set, then re-add any written since the snapshot.
+
+        ZREM first and re-read after: a write landing between the two either sees the member
+        gone and adds it itself (ZADD NX), or is seen by the re-read. Nothing slips through.
+        """
+        if not versions:
+            return 0
+        client = self.manager.redis.client
+        ids = list(versions)
+        with translate_errors():
+            await client.zrem(self.keys.dirty(), *ids)
+            pipe = client.pipeline(transaction=False)
+            for sid in ids:
+                pipe.hget(self.keys.conversation(sid), "version")
+                pipe.hget(self.keys.orchestration(sid), "version")
+            raw = await pipe.execute()
+            moved = [
+                sid
+                for i, sid in enumerate(ids)
+                if (int(raw[2 * i] or 0), int(raw[2 * i + 1] or 0)) > (0, 0)
+                and (int(raw[2 * i] or 0), int(raw[2 * i + 1] or 0)) != versions[sid]
+            ]
+            if moved:
+                now = time.time()
+                await client.zadd(self.keys.dirty(), dict.fromkeys(moved, now), nx=True)
+        return len(moved)
+
+    # ------------------------------------------------------------ read-through
+
+    async def _restorer(
+        self, manager: ConversationStateManager, kind: Kind, session_id: str
+    ) -> StateDocument | None:
+        return await self.restore(session_id, kind)
+
+    async def restore(self, session_id: str, kind: Kind = "conversation") -> StateDocument | None:
+        """Bring a session missing from Redis back from PostgreSQL (or the archive).
+
+        Deleted (inactive) sessions are not restored: they answer 404 like missing ones.
+        Returns what Redis holds afterwards, which may be newer than what was restored.
+        """
+        with translate_db_errors():
+            async with self.engine.connect() as conn:
+                stored = await repo.get_session(conn, session_id)
+        if stored is None or stored.inactive_at is not None:
+            return None
+        if stored.archived_at is not None:
+            await self.archive.restore_to_warm(session_id)
+        with translate_db_errors():
+            async with self.engine.connect() as conn:
+                messages = await repo.get_messages(
+                    conn, session_id, limit=self.settings.max_conversation_history
+                )
+                orch_doc = await repo.get_orchestration_state(conn, session_id)
+        conversation = ConversationState.model_validate(
+            {
+                **stored.state,
+                "version": stored.version,
+                "message_count": stored.message_count,
+                "messages": [m.model_dump() for m in messages],
+            }
+        )
+        await self.manager.restore_state("conversation", conversation)
+        await self.manager.mark_durable({session_id: stored.message_count})
+        if orch_doc is not None:
+            await self.manager.restore_state(
+                "orchestration", OrchestrationState.model_validate(orch_doc)
+            )
+        if kind == "conversation":
+            return await self.manager.get_hot_conversation_state(session_id)
+        return await self.manager._get(OrchestrationState, self.keys.orchestration(session_id))
+
+    # ------------------------------------------------------------------ delete
+
+    async def _before_delete(self, manager: ConversationStateManager, session_id: str) -> None:
+        await self.deactivate(session_id)
+
+    async def deactivate(self, session_id: str) -> None:
+        """Make what Redis holds durable, then mark the session inactive (history kept)."""
+        await self.snapshot_sessions([session_id])
+        with translate_db_errors():
+            async with self.engine.begin() as conn:
+                await repo.mark_inactive(conn, session_id)
+
+    async def purge(self, session_id: str) -> PurgeReport:
+        """Remove a session from every tier: Redis, PostgreSQL (tombstoned) and the archive."""
+        (meta,) = await self.manager._metas([session_id])
+        client = self.manager.redis.client
+        with translate_errors():
+            hot = await self.manager.redis.delete(*self.keys.session_keys(session_id))
+            await client.zrem(self.keys.dirty(), session_id)
+            if meta is not None:
+                await client.zrem(
+                    self.keys.user_index(meta["tenant_id"], meta["user_id"]), session_id
+                )
+        with translate_db_errors():
+            async with self.engine.begin() as conn:
+                warm = await repo.purge_session(conn, session_id)
+        cold = await self.archive.delete(session_id)
+        return PurgeReport(session_id=session_id, hot=hot > 0, warm=warm, cold=cold)
+
+    # ----------------------------------------------------------- owner, paging
+
+    async def owner(self, session_id: str) -> Owner | None:
+        """Who owns a session, from Redis or PostgreSQL (deleted sessions included)."""
+        (meta,) = await self.manager._metas([session_id])
+        if meta is not None:
+            return Owner(meta["user_id"], meta["tenant_id"])
+        with translate_db_errors():
+            async with self.engine.connect() as conn:
+                stored = await repo.get_session(conn, session_id)
+        if stored is None:
+            return None
+        return Owner(stored.user_id, stored.tenant_id, inactive=stored.inactive_at is not None)
+
+    async def owned_conversation(self, principal: Principal, session_id: str) -> ConversationState:
+        """The caller's conversation (read-through); another user's is 404 like a missing one."""
+        conv = await self.manager.get_conversation_state(session_id)
+        if (
+            conv is None
+            or conv.user_id != principal.user_id
+            or conv.tenant_id != principal.tenant_id
+        ):
+            raise SessionNotFound(f"session {session_id} not found")
+        return conv
+
+    async def page_messages(
+        self, principal: Principal, session_id: str, *, before: int | None, limit: int
+    ) -> MessagePage:
+        """Up to `limit` messages with seq < `before` (newest page when None), oldest first.
+
+        The hot window serves what it holds; older messages come from PostgreSQL, and from the
+        cold archive (brought back to warm) when the session is archived.
+        """
+        conv = await self.owned_conversation(principal, session_id)
+        upper = conv.message_count + 1 if before is None else min(before, conv.message_count + 1)
+        page: list[Message] = [m for m in conv.messages if m.seq < upper][-limit:]
+        start = page[0].seq if page else upper
+        if len(page) < limit and start > 1:
+            older = await self._warm_messages(session_id, start, limit - len(page))
+            incomplete = len(older) < min(limit - len(page), start - 1)
+            if incomplete and await self.archive.restore_to_warm(session_id):
+                older = await self._warm_messages(session_id, start, limit - len(page))
+            page = older + page
+        first = page[0].seq if page else None
+        return MessagePage(
+            session_id=session_id,
+            items=page,
+            message_count=conv.message_count,
+            next_before=first if first is not None and first > 1 else None,
+        )
+
+    async def _list_sessions(
+        self, tenant_id: str, user_id: str, offset: int, limit: int
+    ) -> SessionPage:
+        return await self.list_sessions(tenant_id, user_id, offset=offset, limit=limit)
+
+    async def list_sessions(
+        self, tenant_id: str, user_id: str, *, offset: int = 0, limit: int = 20
+    ) -> SessionPage:
+        """A user's sessions newest first, hot and warm together (read-through for listings).
+
+        Redis's user index only knows sessions touched since they were last loaded; after a
+        flush or expiry, PostgreSQL still lists them. Where both tiers know a session, the
+        higher version wins. `total` counts PostgreSQL's rows plus hot sessions not yet
+        snapshotted that this page saw.
+        """
+        hot = await self.manager.list_active_conversations(
+            tenant_id, user_id, offset=0, limit=offset + limit
+        )
+        with translate_db_errors():
+            async with self.engine.connect() as conn:
+                warm, warm_total = await repo.list_user_sessions(
+                    conn, tenant_id, user_id, limit=offset + limit
+                )
+        merged = {s.session_id: s for s in warm}
+        for s in hot.items:
+            if s.session_id not in merged or merged[s.session_id].version < s.version:
+                merged[s.session_id] = s
+        ordered = sorted(merged.values(), key=lambda s: s.updated_at, reverse=True)
+        hot_only = len({s.session_id for s in hot.items} - {s.session_id for s in warm})
+        return SessionPage(
+            items=ordered[offset : offset + limit],
+            total=warm_total + hot_only,
+            offset=offset,
+            limit=limit,
+        )
+
+    async def _warm_messages(self, session_id: str, before: int, limit: int) -> list[Message]:
+        with translate_db_errors():
+            async with self.engine.connect() as conn:
+                return await repo.get_messages(conn, session_id, before=before, limit=limit)
+
+    # ---------------------------------------------------------- maintenance
+
+    async def hot_sessions(self, session_ids: list[str]) -> set[str]:
+        """The sessions that live in Redis or wait in the dirty set (never archived then)."""
+        client = self.manager.redis.client
+        with translate_errors():
+            pipe = client.pipeline(transaction=False)
+            for sid in session_ids:
+                pipe.exists(self.keys.conversation(sid))
+                pipe.zscore(self.keys.dirty(), sid)
+            raw = await pipe.execute()
+        return {
+            sid for i, sid in enumerate(session_ids) if raw[2 * i] or raw[2 * i + 1] is not None
+        }
+
+    async def archive_inactive_sessions(self, *, now: datetime | None = None) -> int:
+        """One archive pass: move a batch of inactive sessions to the cold tier."""
+        return await self.archive.archive_inactive(self.hot_sessions, now=now)
+
+    async def cleanup_expired(
+        self, *, now: datetime | None = None, limit: int = 500
+    ) -> dict[str, int]:
+        """Purge sessions past their retention, re-purge tombstoned rows, drop old tombstones."""
+        now = now or datetime.now(UTC)
+        with translate_db_errors():
+            async with self.engine.connect() as conn:
+                expired = list(
+                    (
+                        await conn.execute(
+                            text(
+                                "SELECT id FROM sessions WHERE expires_at < :now"
+                                " UNION SELECT s.id FROM sessions s"
+                                " JOIN purged_sessions p ON p.session_id = s.id"
+                                " LIMIT :limit"
+                            ),
+                            {"now": now, "limit": limit},
+                        )
+                    ).scalars()
+                )
+        for sid in expired:
+            await self.purge(sid)
+        cutoff = now - timedelta(days=self.settings.purge_tombstone_days)
+        with translate_db_errors():
+            async with self.engine.begin() as conn:
+                dropped = (
+                    await conn.execute(
+                        text("DELETE FROM purged_sessions WHERE purged_at < :cutoff"),
+                        {"cutoff": cutoff},
+                    )
+                ).rowcount
+        return {"purged": len(expired), "tombstones_dropped": int(dropped or 0)}
+
+
+def _versions(snapshot: Snapshot | None) -> tuple[int, int]:
+    if snapshot is None:
+        return (0, 0)
+    orch = snapshot.orchestration
+    return (snapshot.head.version, orch.version if orch is not None else 0)
+
+
+# ------------------------------------------------------- for the ops CLI and scripts
+
+
+@asynccontextmanager
+async def open_hybrid(settings: Settings) -> AsyncIterator[HybridConversationService]:
+    """A hybrid service with its own clients, for one-off commands; closed on exit."""
+    redis = RedisService.from_settings(settings)
+    engine = create_engine(settings, pool_size=2)
+    try:
+        service = HybridConversationService(
+            ConversationStateManager(redis, settings), engine, settings
+        )
+        service.install()
+        yield service
+    finally:
+        await engine.dispose()
+        await redis.close()
+
+
+async def purge_session(settings: Settings, session_id: str) -> PurgeReport:
+    """Erase one session from every tier (the CLI's `purge`)."""
+    async with open_hybrid(settings) as service:
+        return await service.purge(session_id)
+
+
+async def archive_inactive_sessions(settings: Settings, *, max_batches: int = 1_000) -> int:
+    """Archive every session inactive past the cutoff (the CLI's `archive`); returns the count."""
+    moved = 0
+    async with open_hybrid(settings) as service:
+        for _ in range(max_batches):
+            batch = await service.archive_inactive_sessions()
+            moved += batch
+            if not batch:
+                break
+    return moved
+
+
+async def flush_dirty_sessions(settings: Settings) -> FlushReport:
+    """Snapshot every dirty session now (the CLI's `flush`)."""
+    async with open_hybrid(settings) as service:
+        return await service.flush_dirty(max_batches=1_000_000)

@@ -1,0 +1,20 @@
+"""The summary of a session."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from backend.core.auth import PrincipalDep
+from backend.core.deps import SummariesDep
+from backend.durability.router import SessionId
+from backend.summaries.schemas import SessionSummaryOut
+
+router = APIRouter(prefix="/api/conversations/sessions", tags=["conversations"])
+
+
+@router.get("/{session_id}/summary")
+async def session_summary(
+    session_id: SessionId, principal: PrincipalDep, summaries: SummariesDep
+) -> SessionSummaryOut:
+    """Summary, key points, sentiment, tags, message count and duration of a session."""
+    return await summaries.summary_for(principal, session_id)

@@ -1,0 +1,90 @@
+"""The browser chat client: the page at `/`, its static files, and a development token route.
+
+The page is plain HTML, CSS and JavaScript served by the API itself: no front-end build step,
+no third-party script, one origin (so the page needs no CORS and the API's bearer auth works
+unchanged). How the page talks to the API is explained at the top of `static/app.js`.
+
+Signing in: in development (`ENVIRONMENT=development`) the page asks for a user name and gets a
+token from `POST /api/dev/token`; that route is only mounted in development, so anywhere else it
+answers 404 and the page asks for a bearer token to paste instead. The page learns which of the
+two to show from one attribute of its `<body>`, set here, so it never probes a route it may not
+have.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Annotated
+
+from fastapi import APIRouter
+from fastapi import Path as PathParam
+from fastapi.responses import FileResponse, HTMLResponse
+
+from backend.core.auth import create_token
+from backend.core.deps import SettingsDep
+from backend.core.errors import TriageError
+from backend.web.schemas import DevToken, DevTokenRequest
+
+STATIC_DIR = Path(__file__).resolve().parent / "static"
+_STATIC_TYPES = {
+    "app.js": "text/javascript; charset=utf-8",
+    "app.css": "text/css; charset=utf-8",
+}
+DEV_TOKEN_TTL_SECONDS = 12 * 3600
+
+# Defence in depth for a page that shows what users and the model write: only our own script,
+# style and API may load, nothing may frame the page, and no inline script can run even if
+# some text were ever rendered as HTML (the script renders text with textContent only).
+_PAGE_HEADERS = {
+    "Content-Security-Policy": (
+        "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; "
+        "img-src 'self' data:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+    ),
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    # Revalidate on every load: a redeploy must never leave an old script next to a new page.
+    "Cache-Control": "no-cache",
+}
+
+router = APIRouter(tags=["web"], include_in_schema=False)
+dev_router = APIRouter(prefix="/api/dev", tags=["development"])
+
+
+class NotFound(TriageError):
+    status_code = 404
+    code = "not_found"
+
+
+@lru_cache(maxsize=2)  # read once per process: the page changes with a deploy, not a request
+def _index_html(dev_login: bool) -> str:
+    html = (STATIC_DIR / "index.html").read_text(encoding="utf-8")
+    return html.replace('data-dev-login="false"', f'data-dev-login="{str(dev_login).lower()}"')
+
+
+@router.get("/", response_class=HTMLResponse)
+async def chat_page(settings: SettingsDep) -> HTMLResponse:
+    """The browser chat client."""
+    dev_login = settings.environment == "development"
+    return HTMLResponse(_index_html(dev_login), headers=_PAGE_HEADERS)
+
+
+@router.get("/static/{name}")
+async def static_file(name: Annotated[str, PathParam(max_length=64)]) -> FileResponse:
+    """One of the chat page's static files (a fixed list: nothing else on disk is reachable)."""
+    media_type = _STATIC_TYPES.get(name)
+    if media_type is None:
+        raise NotFound(f"no static file named {name!r}")
+    return FileResponse(STATIC_DIR / name, media_type=media_type, headers=_PAGE_HEADERS)
+
+
+@dev_router.post("/token", response_model=DevToken)
+async def dev_token(body: DevTokenRequest, settings: SettingsDep) -> DevToken:
+    """Development only: a bearer token for the given user and tenant (the page signs in)."""
+    if settings.environment != "development":
+        # Only mounted in development; this guards an app wired by hand.
+        raise NotFound("not found")
+    token = create_token(settings, body.user, body.tenant, ttl_seconds=DEV_TOKEN_TTL_SECONDS)
+    return DevToken(
+        access_token=token, user=body.user, tenant=body.tenant, expires_in=DEV_TOKEN_TTL_SECONDS
+    )

@@ -1,0 +1,1 @@
+from tests.cli.helpers import ops_settings  # noqa: F401

@@ -1,0 +1,3 @@
+from tests.durability.conftest import engine, hybrid, settings
+
+__all__ = ["engine", "hybrid", "settings"]

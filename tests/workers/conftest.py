@@ -1,0 +1,209 @@
+"""Real Celery worker processes against a private Redis and this run's PostgreSQL database.
+
+Each test gets its own `redis-server` on a free loopback port (broker and hot state, so a test
+may FLUSHALL it), and workers started as `celery -A workers.app:celery_app worker`
+subprocesses configured through the environment, as in production. Everything a test starts
+is stopped in teardown, also on failure.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from backend.core.config import Settings
+from backend.core.db import create_engine
+from backend.core.redis import RedisService
+from backend.durability.service import HybridConversationService
+from backend.state.service import ConversationStateManager
+from tests.conftest import make_settings
+from tests.redis_cluster import free_port
+
+CELERY = str(Path(sys.executable).with_name("celery"))
+
+
+class RedisProcess:
+    def __init__(self, directory: Path) -> None:
+        self.port = free_port()
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.proc = subprocess.Popen(
+            [
+                "redis-server",
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                str(directory),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        client = redis.Redis(port=self.port)
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                client.ping()
+                break
+            except redis.ConnectionError:
+                if time.monotonic() > deadline:
+                    self.stop()
+                    raise
+                time.sleep(0.05)
+        client.close()
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+
+class WorkerProcess:
+    """A `celery worker` (optionally with embedded beat) in its own process group."""
+
+    def __init__(self, env: dict[str, str], log: Path, *, beat: bool) -> None:
+        self.name = f"w{uuid.uuid4().hex[:8]}@test"
+        args = [
+            CELERY,
+            "-A",
+            "workers.app:celery_app",
+            "worker",
+            "--concurrency=1",
+            "--pool=prefork",
+            "-n",
+            self.name,
+            "--loglevel=INFO",
+            "--without-mingle",
+            "--without-gossip",
+        ]
+        if beat:
+            args += ["-B", "-s", str(log.with_suffix(".beat"))]
+        self.log = log
+        self._out = open(log, "ab")  # noqa: SIM115 (closed in stop)
+        self.proc = subprocess.Popen(
+            args, env=env, stdout=self._out, stderr=subprocess.STDOUT, start_new_session=True
+        )
+
+    def wait_ready(self, timeout: float = 60) -> None:
+        deadline = time.monotonic() + timeout
+        while b"ready." not in self.log.read_bytes():
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"worker did not start:\n{self.log.read_text()[-3000:]}")
+            time.sleep(0.1)
+
+    def kill(self) -> None:
+        """SIGKILL the whole worker (main process, pool children, beat): a lost machine."""
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        self.proc.wait()
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                self.kill()
+        else:
+            self.kill()  # children may outlive a dead main process
+        self._out.close()
+
+
+@pytest.fixture
+def private_redis(tmp_path: Path) -> Iterator[RedisProcess]:
+    server = RedisProcess(tmp_path)
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def settings(private_redis: RedisProcess, tmp_path: Path) -> Settings:
+    return make_settings(
+        redis_url=private_redis.url,
+        archive_dir=str(tmp_path / "archive"),
+        dirty_flush_interval=0.5,
+        snapshot_batch_size=50,
+    )
+
+
+def worker_env(settings: Settings, **extra: Any) -> dict[str, str]:
+    values = {
+        "ENVIRONMENT": settings.environment,
+        "REDIS_URL": settings.redis_url,
+        "DATABASE_URL": settings.database_url,
+        "JWT_SECRET": settings.jwt_secret,
+        "KEY_PREFIX": settings.key_prefix,
+        "ARCHIVE_DIR": settings.archive_dir,
+        "DIRTY_FLUSH_INTERVAL": str(settings.dirty_flush_interval),
+        "SNAPSHOT_BATCH_SIZE": str(settings.snapshot_batch_size),
+        "LOG_LEVEL": "INFO",
+    }
+    values.update({k.upper(): str(v) for k, v in extra.items()})
+    return {**os.environ, **values}
+
+
+@pytest.fixture
+def start_worker(settings: Settings, tmp_path: Path) -> Iterator[Callable[..., WorkerProcess]]:
+    started: list[WorkerProcess] = []
+
+    def start(*, beat: bool = True, **extra: Any) -> WorkerProcess:
+        log = tmp_path / f"worker{len(started)}.log"
+        worker = WorkerProcess(worker_env(settings, **extra), log, beat=beat)
+        started.append(worker)
+        worker.wait_ready()
+        return worker
+
+    try:
+        yield start
+    finally:
+        for worker in started:
+            worker.stop()
+
+
+@pytest.fixture
+async def engine(settings: Settings) -> AsyncIterator[AsyncEngine]:
+    engine = create_engine(settings, pool_size=2)
+    try:
+        yield engine
+    finally:
+        await engine.dispose()
+
+
+@pytest.fixture
+async def hybrid(
+    manager: ConversationStateManager, engine: AsyncEngine, settings: Settings
+) -> HybridConversationService:
+    service = HybridConversationService(manager, engine, settings)
+    service.install()
+    return service
+
+
+@pytest.fixture
+async def redis_service(settings: Settings) -> AsyncIterator[RedisService]:
+    # The private server is thrown away after the test: nothing to clean key by key.
+    service = RedisService.from_settings(settings)
+    try:
+        yield service
+    finally:
+        await service.close()
