@@ -32,12 +32,27 @@ class AutoPipeline:
 
     async def execute(self, commands: Sequence[Command]) -> list[Any]:
         """Run `commands` in order; returns their replies (exceptions as values, not raised)."""
+        if not self._draining:
+            # Nothing in flight: send at once from this task (no hand-off to a drain task),
+            # then let a drain task take whatever queued up meanwhile.
+            self._draining = True
+            try:
+                return await self._send(commands)
+            finally:
+                if self._queue:
+                    asyncio.get_running_loop().create_task(self._drain())
+                else:
+                    self._draining = False
         future: asyncio.Future[list[Any]] = asyncio.get_running_loop().create_future()
         self._queue.append((commands, future))
-        if not self._draining:
-            self._draining = True
-            asyncio.get_running_loop().create_task(self._drain())
         return await future
+
+    async def _send(self, commands: Sequence[Command]) -> list[Any]:
+        with translate_errors():
+            pipe = self._client.pipeline(transaction=False)
+            for command in commands:
+                pipe.execute_command(*command)
+            return list(await pipe.execute(raise_on_error=False))
 
     async def _drain(self) -> None:
         try:
