@@ -1,21 +1,56 @@
-"""One API replica for the benchmarks: a real uvicorn process (uvloop + httptools)."""
+"""One API replica for the benchmarks: a real uvicorn process (uvloop + httptools), with its
+own PostgreSQL database (created, migrated, dropped) since the app reads through to it."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import socket
 import subprocess
 import sys
 import tempfile
 import time
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import httpx
+from alembic.config import Config
 
+from alembic import command
 from backend.core.config import Settings
 
 ROOT = Path(__file__).resolve().parents[1]
+
+
+@asynccontextmanager
+async def own_database(settings: Settings) -> AsyncIterator[Settings]:
+    """`settings` pointing at a fresh, migrated database (`triage_bench_<random>`), dropped
+    after: the shared test database may be reset by test runs at any moment."""
+    base, _, _ = settings.database_url.rpartition("/")
+    name = f"triage_bench_{uuid.uuid4().hex[:8]}"
+    server = "postgresql://" + base.split("://", 1)[1]
+
+    async def admin(statement: str) -> None:
+        conn = await asyncpg.connect(f"{server}/postgres")
+        try:
+            await conn.execute(statement)
+        finally:
+            await conn.close()
+
+    url = f"{base}/{name}"
+    config = Config(str(ROOT / "alembic.ini"), attributes={"configure_logger": False})
+    config.set_main_option("script_location", str(ROOT / "alembic"))
+    config.set_main_option("sqlalchemy.url", url)
+    await admin(f'CREATE DATABASE "{name}"')
+    try:
+        await asyncio.to_thread(command.upgrade, config, "head")
+        yield settings.model_copy(update={"database_url": url})
+    finally:
+        await admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def free_port() -> int:

@@ -24,7 +24,7 @@ from typing import Any
 
 from backend.core.auth import create_token
 from bench.common import bench_settings
-from bench.replica import BenchReplica
+from bench.replica import BenchReplica, own_database
 from bench.sse_client import SSEConnection
 
 THINK_SECONDS = 2.0
@@ -115,13 +115,13 @@ async def run_level(replica: BenchReplica, settings: Any, concurrency: int) -> d
 
 
 async def run(levels: tuple[int, ...] = (1, 50, 200)) -> list[dict[str, Any]]:
-    settings = bench_settings(rate_limit_messages=100_000)
     rows = []
-    with BenchReplica(settings, rate_limit_messages=100_000) as replica:
-        await run_level(replica, settings, 1)  # warm-up: imports, pools, scripts
-        for concurrency in levels:
-            rows.append(await run_level(replica, settings, concurrency))
-    await purge(settings)
+    async with own_database(bench_settings(rate_limit_messages=100_000)) as settings:
+        with BenchReplica(settings, rate_limit_messages=100_000) as replica:
+            await run_level(replica, settings, 1)  # warm-up: imports, pools, scripts
+            for concurrency in levels:
+                rows.append(await run_level(replica, settings, concurrency))
+        await purge(settings)
     return rows
 
 

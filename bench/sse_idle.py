@@ -20,11 +20,12 @@ from typing import Any
 from urllib.parse import urlparse
 
 from backend.core.auth import create_token
+from backend.core.config import Settings
 from backend.core.redis import RedisService
 from backend.state.schemas import ConversationState, Event
 from backend.state.service import ConversationStateManager
 from bench.common import bench_settings
-from bench.replica import BenchReplica
+from bench.replica import BenchReplica, own_database
 from bench.sse_chat import percentile, purge
 from bench.sse_client import SSEConnection
 
@@ -91,7 +92,11 @@ async def probe(
 
 
 async def run(streams: int = 5_000) -> dict[str, Any]:
-    settings = bench_settings()
+    async with own_database(bench_settings()) as settings:
+        return await _run(settings, streams)
+
+
+async def _run(settings: Settings, streams: int) -> dict[str, Any]:
     redis = RedisService.from_settings(settings)
     manager = ConversationStateManager(redis, settings)
     token = create_token(settings, "idle-user", "bench")

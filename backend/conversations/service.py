@@ -119,14 +119,17 @@ class IntelligentInterviewerService:
                 kind=kind,
             )
 
+        # The id was just minted: there is nothing to read (nor to restore from PostgreSQL),
+        # so the write starts from a fresh state (its version check still guards the key).
         if text is None:
-            state = await self.manager.update(
+            state, _ = await self.manager.update_returning_event(
                 session_id,
                 lambda s: Event(type="session.created", data={"kind": kind}),
                 create=create,
+                current=create(),
             )
             return state, None
-        posted = await self._append(session_id, text, create=create)
+        posted = await self._append(session_id, text, create=create, current=create())
         self.runner.kick(session_id)
         return posted.conversation, posted
 
