@@ -27,6 +27,7 @@ from backend.core.config import Settings
 from backend.core.redis import translate_errors
 from backend.state.service import ConversationStateManager
 from workers.config import create_celery_app
+from workers.inspect import ping_workers, queue_depth
 
 
 @dataclass
@@ -40,15 +41,9 @@ class Frame:
 
 
 def _queue_and_workers(celery: Celery, queue: str, ping: bool) -> tuple[int | None, list[str]]:
-    """Depth of the task queue (kombu's passive declare) and the workers answering a ping."""
-    depth: int | None
-    try:
-        with celery.connection_for_read() as conn:
-            depth = int(conn.default_channel.queue_declare(queue=queue, passive=True).message_count)
-    except Exception as exc:  # kombu reports a never-used queue as missing: it is empty
-        depth = 0 if "NOT_FOUND" in str(exc) or "no queue" in str(exc).lower() else None
-    replies = (celery.control.ping(timeout=1.0) or []) if ping and depth is not None else []
-    return depth, sorted(name for reply in replies for name in reply)
+    """Depth of the task queue and the workers answering a ping (none asked when unreachable)."""
+    depth = queue_depth(celery, queue)
+    return depth, ping_workers(celery) if ping and depth is not None else []
 
 
 async def take_frame(

@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import time
-from typing import Annotated, Any, cast
+from typing import Annotated, Any
 
 from celery import Celery
 from fastapi import APIRouter, Path, Query
@@ -13,8 +12,8 @@ from backend.core.auth import PrincipalDep
 from backend.core.db import health_check as db_health_check
 from backend.core.deps import CeleryDep, EngineDep, HybridDep, SettingsDep
 from backend.core.errors import SessionNotFound, TriageError
-from backend.core.redis import translate_errors
 from backend.durability.schemas import MessagePage, PurgeReport
+from workers.inspect import ping_workers, queue_depth
 
 SessionId = Annotated[str, Path(pattern=r"^[A-Za-z0-9_-]{1,64}$", description="session id")]
 
@@ -69,19 +68,13 @@ async def celery_health(
 ) -> dict[str, Any]:
     """Workers answering a ping, the task queue's depth and the snapshot backlog."""
     workers, depth = await asyncio.to_thread(_ping_and_measure, celery, settings.celery_queue)
-    client = hybrid.manager.redis.client
-    with translate_errors():
-        dirty = int(await client.zcard(hybrid.keys.dirty()))
-        oldest = cast(
-            list[tuple[str, float]],
-            await client.zrange(hybrid.keys.dirty(), 0, 0, withscores=True),
-        )
+    dirty, lag = await hybrid.manager.dirty_backlog()
     body = {
         "workers": workers,
         "queue": settings.celery_queue,
         "queue_depth": depth,
         "dirty_sessions": dirty,
-        "snapshot_lag_seconds": round(time.time() - oldest[0][1], 3) if oldest else 0.0,
+        "snapshot_lag_seconds": lag,
     }
     if not workers:
         raise WorkersUnavailable("no Celery worker answered a ping", **body)
@@ -89,15 +82,10 @@ async def celery_health(
 
 
 def _ping_and_measure(celery: Celery, queue: str) -> tuple[list[str], int | None]:
+    depth = queue_depth(celery, queue)
+    if depth is None:  # the broker cannot be read: no worker can be reached either
+        return [], None
     try:
-        replies = celery.control.ping(timeout=1.0) or []
-        with celery.connection_for_read() as conn:
-            declared = conn.default_channel.queue_declare(queue=queue, passive=True)
-            depth = int(declared.message_count)
+        return ping_workers(celery), depth
     except OSError:
         return [], None
-    except Exception as exc:  # kombu raises its own errors for a missing queue or broker
-        if "NOT_FOUND" in str(exc) or "no queue" in str(exc).lower():
-            return sorted(name for reply in replies for name in reply), 0
-        return [], None
-    return sorted(name for reply in replies for name in reply), depth

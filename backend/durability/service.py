@@ -325,7 +325,7 @@ class HybridConversationService:
 
     async def purge(self, session_id: str) -> PurgeReport:
         """Remove a session from every tier: Redis, PostgreSQL (tombstoned) and the archive."""
-        (meta,) = await self.manager._metas([session_id])
+        (meta,) = await self.manager.session_metas([session_id])
         client = self.manager.redis.client
         with translate_errors():
             hot = await self.manager.redis.delete(*self.keys.session_keys(session_id))
@@ -344,7 +344,7 @@ class HybridConversationService:
 
     async def owner(self, session_id: str) -> Owner | None:
         """Who owns a session, from Redis or PostgreSQL (deleted sessions included)."""
-        (meta,) = await self.manager._metas([session_id])
+        (meta,) = await self.manager.session_metas([session_id])
         if meta is not None:
             return Owner(meta["user_id"], meta["tenant_id"])
         with translate_db_errors():

@@ -446,7 +446,7 @@ class ConversationStateManager:
                 list[str], await self.redis.client.zrevrange(index, offset, offset + limit - 1)
             )
         items, gone = [], []
-        metas = await self._metas(ids)
+        metas = await self.session_metas(ids)
         for sid, meta in zip(ids, metas, strict=True):
             if meta is None or meta.get("tenant_id") != tenant_id or meta.get("user_id") != user_id:
                 gone.append(sid)
@@ -457,7 +457,7 @@ class ConversationStateManager:
                 await self.redis.client.zrem(index, *gone)
         return SessionPage(items=items, total=total - len(gone), offset=offset, limit=limit)
 
-    async def _metas(self, session_ids: list[str]) -> list[dict[str, Any] | None]:
+    async def session_metas(self, session_ids: list[str]) -> list[dict[str, Any] | None]:
         """The flat meta (plus version) of each session's conversation, None where it is gone."""
         if not session_ids:
             return []
@@ -473,44 +473,19 @@ class ConversationStateManager:
 
     async def get_system_stats(self) -> dict[str, Any]:
         """Counts over the whole hot tier (SCAN-based: for ops, not for every request)."""
-        conv_ids = [
-            self.keys.session_id_from_key(k)
-            async for k in self.redis.scan_keys(self.keys.conversation_pattern())
-        ]
-        orch_count = 0
-        async for _ in self.redis.scan_keys(self.keys.orchestration_pattern()):
-            orch_count += 1
-        by_status: dict[str, int] = {}
-        by_kind: dict[str, int] = {}
-        users: set[tuple[str, str]] = set()
-        hot_messages = 0
-        for chunk_start in range(0, len(conv_ids), 500):
-            for meta in await self._metas(conv_ids[chunk_start : chunk_start + 500]):
-                if meta is None:
-                    continue
-                by_status[meta["status"]] = by_status.get(meta["status"], 0) + 1
-                by_kind[meta["kind"]] = by_kind.get(meta["kind"], 0) + 1
-                hot_messages += meta["message_count"]
-                users.add((meta["tenant_id"], meta["user_id"]))
+        from backend.state.stats import system_stats
+
+        return await system_stats(self)
+
+    async def dirty_backlog(self) -> tuple[int, float]:
+        """Sessions waiting for a snapshot, and how long the oldest has waited (seconds)."""
         with translate_errors():
-            dirty = int(await self.redis.client.zcard(self.keys.dirty()))
-            oldest = cast(
-                list[tuple[str, float]],
-                await self.redis.client.zrange(self.keys.dirty(), 0, 0, withscores=True),
-            )
-        health = await self.redis.health_check()
-        return {
-            "conversations": len(conv_ids),
-            "orchestrations": orch_count,
-            "conversations_by_status": by_status,
-            "conversations_by_kind": by_kind,
-            "users": len(users),
-            "messages_total": hot_messages,
-            "dirty_sessions": dirty,
-            "snapshot_lag_seconds": round(time.time() - oldest[0][1], 3) if oldest else 0.0,
-            "redis_used_memory": health["used_memory"],
-            "redis_used_memory_human": health["used_memory_human"],
-        }
+            pipe = self.redis.client.pipeline(transaction=False)
+            pipe.zcard(self.keys.dirty())
+            pipe.zrange(self.keys.dirty(), 0, 0, withscores=True)
+            count, oldest = await pipe.execute()
+        lag = round(time.time() - oldest[0][1], 3) if oldest else 0.0
+        return int(count), lag
 
     async def rebuild_indexes(self) -> int:
         """Rebuild every user's index and the dirty set from the sessions' own state.
@@ -521,7 +496,7 @@ class ConversationStateManager:
         seen = 0
         async for key in self.redis.scan_keys(self.keys.conversation_pattern()):
             sid = self.keys.session_id_from_key(key)
-            (meta,) = await self._metas([sid])
+            (meta,) = await self.session_metas([sid])
             if meta is None:
                 continue
             index_key = self.keys.user_index(meta["tenant_id"], meta["user_id"])
@@ -547,7 +522,7 @@ class ConversationStateManager:
         """
         if self.before_delete is not None:
             await self.before_delete(self, session_id)
-        (meta,) = await self._metas([session_id])
+        (meta,) = await self.session_metas([session_id])
         with translate_errors():
             removed = int(await self.redis.client.delete(*self.keys.session_keys(session_id)))
             if meta is not None:
