@@ -13,7 +13,7 @@ import uuid
 from typing import Any
 
 from backend.core.redis import RedisService
-from backend.state.schemas import ConversationState, Event
+from backend.state.schemas import ConversationState, Event, encode_state
 from backend.state.service import ConversationStateManager
 from bench.common import bench_settings, median, timed
 
@@ -55,7 +55,7 @@ async def measure(
     redis, prefix = manager.redis, manager.keys.prefix
     sessions = [uuid.uuid4().hex for _ in range(concurrency)]
     raw_keys = [f"{prefix}:raw:{sid}" for sid in sessions]
-    doc = sample_state("x", messages).model_dump_json()
+    doc = encode_state(sample_state("x", messages))
     for sid, key in zip(sessions, raw_keys, strict=True):
         await manager.save_conversation_state(sample_state(sid, messages))
         await redis.client.set(key, doc)

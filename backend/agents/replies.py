@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from backend.state.schemas import ConversationState, Event, Message, utcnow
+from backend.state.schemas import ConversationState, Event, Message, to_jsonable, utcnow
 
 
 def answered_through(conversation: ConversationState) -> int:
@@ -50,7 +50,7 @@ def owes_reply(conversation: ConversationState) -> bool:
 
 
 def user_message_event(message: Message) -> Event:
-    return Event(type="message.created", data={"message": message.model_dump(mode="json")})
+    return Event(type="message.created", data={"message": to_jsonable(message)})
 
 
 def start_reply(
@@ -115,7 +115,7 @@ def complete_reply(
         data={
             "reply_id": reply_id,
             "in_reply_to": in_reply_to,
-            "message": message.model_dump(mode="json"),
+            "message": to_jsonable(message),
         },
     )
 

@@ -6,7 +6,7 @@ from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict, Field, StrictStr
 
-from backend.state.schemas import Message
+from backend.state.schemas import MessageOut
 
 SESSION_ID_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
 
@@ -39,7 +39,7 @@ class PostedMessage(BaseModel):
     """A stored user message; its reply follows on the session's event stream."""
 
     session_id: str
-    message: Message
+    message: MessageOut
     event_id: str = Field(description="Stream id of the message.created event: resume after it.")
     version: int
     events_url: str
@@ -54,7 +54,7 @@ class SessionHistory(BaseModel):
     message_count: int
     created_at: datetime
     updated_at: datetime
-    messages: list[Message] = Field(
+    messages: list[MessageOut] = Field(
         description="The hot window: the last MAX_CONVERSATION_HISTORY messages."
     )
     truncated: bool = Field(description="True when older messages are outside the window.")

@@ -32,7 +32,14 @@ from backend.core.config import Settings
 from backend.core.errors import SessionNotFound, TriageError
 from backend.core.redis import translate_errors
 from backend.state.keys import is_valid_session_id
-from backend.state.schemas import ConversationState, Event, Message, SessionPage, StreamEntry
+from backend.state.schemas import (
+    ConversationState,
+    Event,
+    Message,
+    MessageOut,
+    SessionPage,
+    StreamEntry,
+)
 from backend.state.service import ConversationStateManager
 from backend.streaming.events import ZERO_ID
 
@@ -58,7 +65,7 @@ class Posted:
     def public(self) -> PostedMessage:
         return PostedMessage(
             session_id=self.session_id,
-            message=self.message,
+            message=MessageOut.model_validate(self.message),
             event_id=self.entry.id,
             version=self.entry.version,
             events_url=f"/api/conversations/sessions/{self.session_id}/events"
@@ -203,7 +210,7 @@ class IntelligentInterviewerService:
             message_count=state.message_count,
             created_at=state.created_at,
             updated_at=state.updated_at,
-            messages=state.messages,
+            messages=MessageOut.of(state.messages),
             truncated=state.message_count > len(state.messages),
             last_event_id=last_event_id,
             reply_pending=replies.owes_reply(state),

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict
+import msgspec
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -33,15 +33,17 @@ from backend.state.schemas import (
     Message,
     OrchestrationState,
     SessionSummary,
+    decode_state,
+    encode_state,
+    to_jsonable,
 )
 
 log = logging.getLogger(__name__)
 
 
-class ConversationHead(BaseModel):
-    """The session-level fields of a conversation document (its messages are not parsed)."""
-
-    model_config = ConfigDict(extra="ignore")
+class ConversationHead(msgspec.Struct, kw_only=True):
+    """The session-level fields of a conversation document (its messages are skipped, not
+    parsed)."""
 
     session_id: str
     user_id: str
@@ -53,6 +55,9 @@ class ConversationHead(BaseModel):
     message_count: int
     created_at: datetime
     updated_at: datetime
+
+
+_head_decoder = msgspec.json.Decoder(ConversationHead)
 
 
 @dataclass(frozen=True)
@@ -73,13 +78,13 @@ class Snapshot:
 
     @classmethod
     def parse(cls, conversation: str | bytes, orchestration: str | bytes | None) -> Snapshot:
-        """From the JSON documents Redis holds; raises ValidationError on a malformed one."""
+        """From the JSON documents Redis holds; raises `msgspec.DecodeError` on a malformed one."""
         document = conversation if isinstance(conversation, str) else conversation.decode()
         return cls(
-            head=ConversationHead.model_validate_json(document),
+            head=_head_decoder.decode(document),
             document=document,
             orchestration=(
-                OrchestrationState.model_validate_json(orchestration) if orchestration else None
+                decode_state(OrchestrationState, orchestration) if orchestration else None
             ),
         )
 
@@ -87,7 +92,7 @@ class Snapshot:
     def of(
         cls, conversation: ConversationState, orchestration: OrchestrationState | None = None
     ) -> Snapshot:
-        return cls.parse(conversation.model_dump_json(), None).with_orchestration(orchestration)
+        return cls.parse(encode_state(conversation), None).with_orchestration(orchestration)
 
     def with_orchestration(self, orchestration: OrchestrationState | None) -> Snapshot:
         return Snapshot(self.head, self.document, orchestration)
@@ -121,7 +126,7 @@ def _json(value: Any) -> str:
 
 def state_document(state: OrchestrationState) -> dict[str, Any]:
     """The JSONB form of a state document."""
-    return state.model_dump(mode="json")
+    return to_jsonable(state)
 
 
 _LOCK = text(

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from pydantic import BaseModel
 
-from backend.state.schemas import Message
+from backend.state.schemas import MessageOut
 
 
 class MessagePage(BaseModel):
     """A page of a session's history, oldest first; `next_before` fetches the page before it."""
 
     session_id: str
-    items: list[Message]
+    items: list[MessageOut]
     message_count: int
     next_before: int | None
 

@@ -28,7 +28,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from pydantic import ValidationError
+import msgspec
 from sqlalchemy import exc as sa_errors
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -45,9 +45,11 @@ from backend.durability.schemas import MessagePage, PurgeReport
 from backend.state.schemas import (
     ConversationState,
     Message,
+    MessageOut,
     OrchestrationState,
     SessionPage,
     StateDocument,
+    convert_state,
 )
 from backend.state.service import ConversationStateManager, Kind
 
@@ -114,7 +116,7 @@ class HybridConversationService:
                 continue
             try:
                 snapshots[sid] = Snapshot.parse(conv_raw, orch_raw)
-            except ValidationError as exc:
+            except msgspec.DecodeError as exc:
                 # Left out of the batch: it goes back to the end of the dirty set (so it never
                 # blocks the others) and is logged on every pass until someone fixes it.
                 log.error("snapshot: session %s holds an invalid document, skipped: %s", sid, exc)
@@ -293,19 +295,20 @@ class HybridConversationService:
                     conn, session_id, limit=self.settings.max_conversation_history
                 )
                 orch_doc = await repo.get_orchestration_state(conn, session_id)
-        conversation = ConversationState.model_validate(
+        conversation = convert_state(
+            ConversationState,
             {
                 **stored.state,
                 "version": stored.version,
                 "message_count": stored.message_count,
-                "messages": [m.model_dump() for m in messages],
-            }
+                "messages": messages,
+            },
         )
         await self.manager.restore_state("conversation", conversation)
         await self.manager.mark_durable({session_id: stored.message_count})
         if orch_doc is not None:
             await self.manager.restore_state(
-                "orchestration", OrchestrationState.model_validate(orch_doc)
+                "orchestration", convert_state(OrchestrationState, orch_doc)
             )
         if kind == "conversation":
             return await self.manager.get_hot_conversation_state(session_id)
@@ -386,7 +389,7 @@ class HybridConversationService:
         first = page[0].seq if page else None
         return MessagePage(
             session_id=session_id,
-            items=page,
+            items=MessageOut.of(page),
             message_count=conv.message_count,
             next_before=first if first is not None and first > 1 else None,
         )

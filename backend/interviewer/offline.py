@@ -58,7 +58,7 @@ def split_chunks(text: str, words_per_chunk: int = WORDS_PER_CHUNK) -> list[str]
 def _before_last_user_message(conversation: ConversationState) -> ConversationState:
     messages = conversation.messages
     last_user = max((i for i, m in enumerate(messages) if m.role == "user"), default=0)
-    return conversation.model_copy(update={"messages": messages[:last_user]})
+    return conversation.copy(messages=messages[:last_user])
 
 
 def _last_user_text(conversation: ConversationState) -> str:

@@ -43,6 +43,8 @@ from backend.state.schemas import (
     SessionSummary,
     StateDocument,
     StreamEntry,
+    decode_state,
+    encode_state,
     utcnow,
 )
 
@@ -116,7 +118,7 @@ class ConversationStateManager:
         raw, durable_seq = reply
         if raw is None:
             return None
-        state = model.model_validate_json(raw)
+        state = decode_state(model, raw)
         if isinstance(state, ConversationState):
             state.set_durable_seq(int(durable_seq or 0))
         return state
@@ -175,7 +177,7 @@ class ConversationStateManager:
         self, kind: Kind, state: S, expected_version: int | None, event: Event | None
     ) -> tuple[S, str | None]:
         expected = state.version if expected_version is None else expected_version
-        new = state.model_copy(update={"version": expected + 1})
+        new = state.with_version(expected + 1)
         result = await self._write(kind, new, mode="cas", version=expected, event=event)
         if result is None:
             actual = await self.get_version(state.session_id, kind)
@@ -219,7 +221,7 @@ class ConversationStateManager:
     ) -> WriteResult | None:
         sid = state.session_id
         own_ttl, other_ttl = self._ttls(kind)
-        doc = state.__pydantic_serializer__.to_json(state)  # bytes: nothing to re-encode
+        doc = encode_state(state)
         updated_us = int(state.updated_at.timestamp() * 1_000_000)
         meta: dict[str, Any] = {
             "status": state.status,

@@ -31,4 +31,4 @@ def interview(*client_messages: str) -> tuple[ConversationState, list[str]]:
 
 def without_last_reply(conversation: ConversationState) -> ConversationState:
     """The conversation as the interviewer saw it before writing its last reply."""
-    return conversation.model_copy(update={"messages": conversation.messages[:-1]})
+    return conversation.copy(messages=conversation.messages[:-1])

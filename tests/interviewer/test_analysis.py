@@ -300,8 +300,7 @@ def test_missing_shrinks_as_answers_arrive() -> None:
     )
     user_counts = [i + 1 for i, m in enumerate(conversation.messages) if m.role == "user"]
     missing = [
-        analyze(conversation.model_copy(update={"messages": conversation.messages[:n]})).missing
-        for n in user_counts
+        analyze(conversation.copy(messages=conversation.messages[:n])).missing for n in user_counts
     ]
     assert missing[0] == list(MISSING_LABELS.values())
     sizes = [len(m) for m in missing]

@@ -124,8 +124,8 @@ async def test_second_run_changes_nothing(manager: ConversationStateManager) -> 
 async def test_never_overwrites_newer_state(manager: ConversationStateManager) -> None:
     dump = fixture_dump()
     # Already in Redis before the migration, at a version above the dump's 7.
-    newer = convert_conversation(MARIA, dump.conversations[MARIA]).model_copy(
-        update={"version": 9, "status": "archived"}
+    newer = convert_conversation(MARIA, dump.conversations[MARIA]).copy(
+        version=9, status="archived"
     )
     assert await manager.restore_state("conversation", newer)
     outcome = await migration.migrate(manager, dump)

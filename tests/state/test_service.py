@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import copy
 import json
 import subprocess
 import sys
@@ -72,6 +73,7 @@ async def test_state_survives_a_new_client_and_a_new_process(make_manager: Any) 
         "import asyncio, sys\n"
         "from backend.core.redis import RedisService\n"
         "from backend.state.service import ConversationStateManager\n"
+        "from backend.state.schemas import encode_state\n"
         "from tests.conftest import make_settings\n"
         "async def main():\n"
         f"    s = make_settings(key_prefix={settings.key_prefix!r},"
@@ -80,7 +82,7 @@ async def test_state_survives_a_new_client_and_a_new_process(make_manager: Any) 
         "    m = ConversationStateManager(r, s)\n"
         "    st = await m.update(sys.argv[1], lambda st: st.append_message("
         "'assistant', 'Quando foi a demissão?', max_history=100) and None)\n"
-        "    print(st.model_dump_json())\n"
+        "    print(encode_state(st).decode())\n"
         "    await r.close()\n"
         "asyncio.run(main())\n"
     )
@@ -180,7 +182,7 @@ async def test_concurrent_writers_lose_nothing(make_manager: Any) -> None:
 async def test_a_stale_write_is_refused(make_manager: Any) -> None:
     manager = await make_manager()
     state = await manager.save_conversation_state(new_conversation())
-    stale = state.model_copy(deep=True)
+    stale = copy.deepcopy(state)
     state.append_message("user", "primeira", max_history=100)
     await manager.save_conversation_state(state)
     stale.append_message("user", "perdida", max_history=100)
@@ -303,7 +305,7 @@ async def test_restore_never_brings_back_an_older_version(make_manager: Any) -> 
     for i in range(3):
         state = await manager.update(state.session_id, append(f"m{i}"))
     assert state.version == 4
-    old = state.model_copy(update={"version": 2, "messages": state.messages[:1]})
+    old = state.copy(version=2, messages=state.messages[:1])
     assert await manager.restore_state("conversation", old) is False
     assert (await manager.get_conversation_state(state.session_id)).version == 4  # type: ignore[union-attr]
 
