@@ -18,40 +18,62 @@ import asyncio
 from collections.abc import Sequence
 from typing import Any
 
+from redis import exceptions as redis_errors
+from redis.client import NEVER_DECODE
+
 from backend.core.redis import RedisClient, translate_errors
 
 Command = tuple[Any, ...]
+# A caller's commands, whether their replies stay bytes, and where the replies go (None for
+# the caller that sends its own commands).
+_Queued = tuple[Sequence[Command], bool, "asyncio.Future[list[Any]] | None"]
 
 
 class AutoPipeline:
     def __init__(self, client: RedisClient, *, max_commands: int = 512) -> None:
         self._client = client
         self._max_commands = max_commands
-        self._queue: list[tuple[Sequence[Command], asyncio.Future[list[Any]]]] = []
+        self._queue: list[_Queued] = []
         self._draining = False
 
-    async def execute(self, commands: Sequence[Command]) -> list[Any]:
-        """Run `commands` in order; returns their replies (exceptions as values, not raised)."""
+    async def execute(self, commands: Sequence[Command], *, raw: bool = False) -> list[Any]:
+        """Run `commands` in order; returns their replies (exceptions as values, not raised).
+
+        `raw` leaves bulk replies as bytes (for JSON documents: decoding them to str only for
+        the JSON parser to encode them back would be wasted work).
+        """
         if not self._draining:
             # Nothing in flight: send at once from this task (no hand-off to a drain task),
             # then let a drain task take whatever queued up meanwhile.
             self._draining = True
             try:
-                return await self._send(commands)
+                return await self._send([(commands, raw, None)])
             finally:
                 if self._queue:
                     asyncio.get_running_loop().create_task(self._drain())
                 else:
                     self._draining = False
         future: asyncio.Future[list[Any]] = asyncio.get_running_loop().create_future()
-        self._queue.append((commands, future))
+        self._queue.append((commands, raw, future))
         return await future
 
-    async def _send(self, commands: Sequence[Command]) -> list[Any]:
+    async def _send(self, batch: Sequence[_Queued]) -> list[Any]:
         with translate_errors():
+            if len(batch) == 1 and len(batch[0][0]) == 1:
+                # One command: a plain call costs less client time than a pipeline of one.
+                (command,), raw, _ = batch[0]
+                options = {NEVER_DECODE: True} if raw else {}
+                try:
+                    return [await self._client.execute_command(*command, **options)]
+                except redis_errors.ResponseError as exc:
+                    return [exc]
             pipe = self._client.pipeline(transaction=False)
-            for command in commands:
-                pipe.execute_command(*command)
+            for commands, raw, _ in batch:
+                for command in commands:
+                    if raw:
+                        pipe.execute_command(*command, **{NEVER_DECODE: True})
+                    else:
+                        pipe.execute_command(*command)
             return list(await pipe.execute(raise_on_error=False))
 
     async def _drain(self) -> None:
@@ -59,30 +81,25 @@ class AutoPipeline:
             while self._queue:
                 batch = self._take_batch()
                 try:
-                    with translate_errors():
-                        pipe = self._client.pipeline(transaction=False)
-                        for commands, _ in batch:
-                            for command in commands:
-                                pipe.execute_command(*command)
-                        replies = await pipe.execute(raise_on_error=False)
+                    replies = await self._send(batch)
                 except BaseException as exc:  # every waiter hears about it, nobody hangs
-                    for _, future in batch:
-                        if not future.done():
+                    for _, _, future in batch:
+                        if future is not None and not future.done():
                             future.set_exception(exc)
                     if not isinstance(exc, Exception):
                         raise
                     continue
                 start = 0
-                for commands, future in batch:
-                    if not future.done():
-                        future.set_result(list(replies[start : start + len(commands)]))
+                for commands, _, future in batch:
+                    if future is not None and not future.done():
+                        future.set_result(replies[start : start + len(commands)])
                     start += len(commands)
         finally:
             self._draining = False
 
-    def _take_batch(self) -> list[tuple[Sequence[Command], asyncio.Future[list[Any]]]]:
+    def _take_batch(self) -> list[_Queued]:
         taken, size = 0, 0
-        for commands, _ in self._queue:
+        for commands, _, _ in self._queue:
             if taken and size + len(commands) > self._max_commands:
                 break
             taken += 1

@@ -4,9 +4,10 @@ Why it looks like this:
 
 * One write is one round trip. `write_state.lua` checks the version the caller read, stores the
   document with its sliding TTL and appends the event to the session's stream atomically.
-  The user's session index and the dirty mark (which drives snapshotting to PostgreSQL) ride in
-  the same pipeline; on a cluster they live in other slots, so they cannot be in the script,
-  and they can always be rebuilt from the sessions themselves (`rebuild_indexes`).
+  On a single Redis node the same script also touches the user's session index and the dirty
+  mark (which drives snapshotting to PostgreSQL). On a cluster those live in other slots, so
+  they ride in the same pipeline instead; either way they can always be rebuilt from the
+  sessions themselves (`rebuild_indexes`).
 * Optimistic concurrency: a stale write raises `VersionConflict`; `update()` re-reads and
   retries with jittered backoff, bounded.
 * The state hash keeps flat copies of a few fields (status, kind, counts...) next to the JSON
@@ -25,6 +26,7 @@ from datetime import UTC, datetime
 from importlib.resources import files
 from typing import TYPE_CHECKING, Any, Literal, TypeVar, cast, overload
 
+import msgspec
 from redis import exceptions as redis_errors
 
 if TYPE_CHECKING:
@@ -82,6 +84,7 @@ class ConversationStateManager:
         self.session_lister: SessionLister | None = None
         client = redis.client
         self._autopipe = AutoPipeline(client)
+        self._single_node = not redis.is_cluster
         self._write_script = client.register_script(_lua("write_state.lua"))
         self._event_script = client.register_script(_lua("append_event.lua"))
         self._index_script = client.register_script(_lua("touch_index.lua"))
@@ -111,7 +114,7 @@ class ConversationStateManager:
         return await self._get(ConversationState, self.keys.conversation(session_id))
 
     async def _get(self, model: type[S], key: str) -> S | None:
-        (reply,) = await self._autopipe.execute([("HMGET", key, "doc", "durable_seq")])
+        (reply,) = await self._autopipe.execute([("HMGET", key, "doc", "durable_seq")], raw=True)
         if isinstance(reply, Exception):
             with translate_errors():
                 raise reply
@@ -119,8 +122,8 @@ class ConversationStateManager:
         if raw is None:
             return None
         state = decode_state(model, raw)
-        if isinstance(state, ConversationState):
-            state.set_durable_seq(int(durable_seq or 0))
+        if durable_seq is not None and isinstance(state, ConversationState):
+            state.set_durable_seq(int(durable_seq))
         return state
 
     async def mark_durable(self, sequences: dict[str, int]) -> None:
@@ -240,21 +243,30 @@ class ConversationStateManager:
             other_ttl,
             self.settings.stream_maxlen,
             event.type if event else "",
-            json.dumps(event.data, ensure_ascii=False) if event else "",
+            _json(event.data) if event else "",
             doc,
-            json.dumps(meta, ensure_ascii=False),
+            _json(meta),
         ]
         index_key = self.keys.user_index(state.tenant_id, state.user_id)
         ttl = self.settings.conversation_ttl
-        # Pipeline, not MULTI: on a cluster the index and dirty set sit in other slots. If the
-        # versioned write loses, the extra ZADDs are harmless (the session exists and is at
-        # least as new as this score); if we crash after the script, both are rebuildable.
-        touch_index = kind == "conversation"
-        commands = [_evalsha(self._write_script.sha, keys, args)]
-        if touch_index:
-            commands.append(_evalsha(self._index_script.sha, [index_key], [sid, updated_us, ttl]))
-        if mark_dirty:
-            commands.append(("ZADD", self.keys.dirty(), "NX", time.time(), sid))
+        index_score = updated_us if kind == "conversation" else ""
+        dirty_score = time.time() if mark_dirty else ""
+        commands = []
+        if self._single_node:
+            keys += [index_key, self.keys.dirty()]
+            args += [sid, index_score, ttl, dirty_score]
+        else:
+            # Pipeline, not MULTI: on a cluster the index and dirty set sit in other slots. If
+            # the versioned write loses, the extra ZADDs are harmless (the session exists and is
+            # at least as new as this score); if we crash after the script, both are rebuildable.
+            args += [sid, "", ttl, ""]
+            if index_score != "":
+                commands.append(
+                    _evalsha(self._index_script.sha, [index_key], [sid, index_score, ttl])
+                )
+            if dirty_score != "":
+                commands.append(("ZADD", self.keys.dirty(), "NX", dirty_score, sid))
+        commands.insert(0, _evalsha(self._write_script.sha, keys, args))
         results = await self._pipeline(commands)
         ok, new_version, *rest = results[0]
         if not ok:
@@ -305,11 +317,11 @@ class ConversationStateManager:
         """
         keys = [self.keys.conversation(session_id), self.keys.events(session_id)]
         ttl = max(self.settings.conversation_ttl, self.settings.orchestration_ttl)
-        args: list[str | int] = [
+        args: list[str | int | bytes] = [
             ttl,
             self.settings.stream_maxlen,
             event.type,
-            json.dumps(event.data, ensure_ascii=False),
+            _json(event.data),
             "" if version is None else version,
         ]
         with translate_errors():
@@ -563,6 +575,9 @@ class ConversationStateManager:
     def _ttls(self, kind: Kind) -> tuple[int, int]:
         conv, orch = self.settings.conversation_ttl, self.settings.orchestration_ttl
         return (conv, orch) if kind == "conversation" else (orch, conv)
+
+
+_json = msgspec.json.Encoder().encode
 
 
 def _evalsha(sha: str, keys: list[str], args: list[Any]) -> tuple[Any, ...]:

@@ -4,6 +4,9 @@
 --          the fields listings and stats need, so they never parse whole documents)
 -- KEYS[2]  the session's other state hash (conversation <-> orchestration): TTL slid only
 -- KEYS[3]  the session's event stream
+-- KEYS[4]  the user's session index, KEYS[5] the dirty set: only on a single Redis node.
+--          On a cluster they live in other slots, so the caller leaves them out and sends
+--          touch_index.lua and the dirty ZADD in the same pipeline instead.
 -- ARGV[1]  mode: "cas" (current version must equal ARGV[2]) or
 --                "restore" (write only when current version < ARGV[2]; keeps ARGV[2])
 -- ARGV[2]  expected version ("cas") or the restored version ("restore")
@@ -11,6 +14,8 @@
 -- ARGV[5]  stream MAXLEN (approximate trimming)
 -- ARGV[6]  event type ("" for no event), ARGV[7] event data (JSON)
 -- ARGV[8]  the document (JSON), ARGV[9] its meta (JSON)
+-- ARGV[10] session id, ARGV[11] index score (us; "" leaves the index alone), ARGV[12] index
+--          TTL (seconds), ARGV[13] dirty score ("" leaves the session unmarked)
 --
 -- Returns {1, new_version, event_id or ""} on success, {0, current_version} on conflict.
 -- The document's own "version" field is filled in by the caller to the value returned here;
@@ -43,4 +48,15 @@ if ARGV[6] ~= '' then
     'type', ARGV[6], 'version', new_version, 'data', ARGV[7])
 end
 redis.call('EXPIRE', KEYS[3], math.max(tonumber(ARGV[3]), tonumber(ARGV[4])))
+
+if KEYS[4] and ARGV[11] ~= '' then
+  -- Same as touch_index.lua.
+  local score = tonumber(ARGV[11])
+  redis.call('ZADD', KEYS[4], score, ARGV[10])
+  redis.call('ZREMRANGEBYSCORE', KEYS[4], '-inf', '(' .. (score - tonumber(ARGV[12]) * 1000000))
+  redis.call('EXPIRE', KEYS[4], ARGV[12])
+end
+if KEYS[5] and ARGV[13] ~= '' then
+  redis.call('ZADD', KEYS[5], 'NX', ARGV[13], ARGV[10])
+end
 return {1, new_version, event_id}
