@@ -21,9 +21,12 @@ from typing import Any
 from redis import exceptions as redis_errors
 from redis.client import NEVER_DECODE
 
-from backend.core.redis import RedisClient, translate_errors
+from backend.core.errors import StoreUnavailable
+from backend.core.redis import UNAVAILABLE_ERRORS, RedisClient, translate_errors
 
 Command = tuple[Any, ...]
+_RAW: dict[str, Any] = {NEVER_DECODE: True}
+_DECODED: dict[str, Any] = {}
 # A caller's commands, whether their replies stay bytes, and where the replies go (None for
 # the caller that sends its own commands).
 _Queued = tuple[Sequence[Command], bool, "asyncio.Future[list[Any]] | None"]
@@ -35,6 +38,25 @@ class AutoPipeline:
         self._max_commands = max_commands
         self._queue: list[_Queued] = []
         self._draining = False
+
+    async def call(self, command: Command, *, raw: bool = False) -> Any:
+        """Run one command and return its reply (raising its error): the hot path of a state
+        read or a single-node write, so the idle case is a plain call with nothing around it."""
+        if self._draining:
+            (reply,) = await self.execute([command], raw=raw)
+            if isinstance(reply, Exception):
+                raise reply
+            return reply
+        self._draining = True
+        try:
+            return await self._client.execute_command(*command, **(_RAW if raw else _DECODED))
+        except UNAVAILABLE_ERRORS as exc:
+            raise StoreUnavailable(f"Redis unavailable: {exc}") from exc
+        finally:
+            if self._queue:
+                asyncio.get_running_loop().create_task(self._drain())
+            else:
+                self._draining = False
 
     async def execute(self, commands: Sequence[Command], *, raw: bool = False) -> list[Any]:
         """Run `commands` in order; returns their replies (exceptions as values, not raised).
@@ -62,9 +84,10 @@ class AutoPipeline:
             if len(batch) == 1 and len(batch[0][0]) == 1:
                 # One command: a plain call costs less client time than a pipeline of one.
                 (command,), raw, _ = batch[0]
-                options = {NEVER_DECODE: True} if raw else {}
                 try:
-                    return [await self._client.execute_command(*command, **options)]
+                    return [
+                        await self._client.execute_command(*command, **(_RAW if raw else _DECODED))
+                    ]
                 except redis_errors.ResponseError as exc:
                     return [exc]
             pipe = self._client.pipeline(transaction=False)

@@ -13,8 +13,10 @@ from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
 from typing import Any
 
+import hiredis
 from redis import exceptions as redis_errors
-from redis.asyncio import Redis, RedisCluster
+from redis.asyncio import ConnectionPool, Redis, RedisCluster
+from redis.asyncio.connection import AbstractConnection
 from redis.asyncio.retry import Retry
 from redis.backoff import EqualJitterBackoff
 
@@ -23,7 +25,7 @@ from backend.core.errors import StoreUnavailable
 
 RedisClient = Redis | RedisCluster
 
-_UNAVAILABLE = (
+UNAVAILABLE_ERRORS = (
     redis_errors.ConnectionError,
     redis_errors.TimeoutError,
     redis_errors.ClusterDownError,
@@ -40,7 +42,7 @@ _UNAVAILABLE = (
 def translate_errors() -> Iterator[None]:
     try:
         yield
-    except _UNAVAILABLE as exc:
+    except UNAVAILABLE_ERRORS as exc:
         raise StoreUnavailable(f"Redis unavailable: {exc}") from exc
 
 
@@ -57,7 +59,43 @@ def create_redis_client(settings: Settings) -> RedisClient:
     }
     if settings.redis_cluster:
         return RedisCluster.from_url(settings.redis_url, **common)
-    return Redis.from_url(settings.redis_url, **common)
+    pool = ConnectionPool.from_url(settings.redis_url, **common)
+    pool.connection_class = with_hiredis_packing(pool.connection_class)
+    return Redis.from_pool(pool)
+
+
+class _HiredisPacking:
+    """Packs commands with hiredis's C packer (mixed into a redis-py asyncio connection class).
+
+    redis-py's sync connections use it when hiredis is installed; its asyncio connections still
+    pack in Python (redis/redis-py#4176, fix pending in #4191), which costs ~20 us of client CPU
+    for a 20-argument EVALSHA against ~2.5 us. The bytes on the wire are the same. Drop this
+    once redis-py ships the fix.
+    """
+
+    def pack_command(self, *args: Any) -> list[bytes]:
+        if isinstance(args[0], str) and " " not in args[0]:
+            try:
+                return [hiredis.pack_command(args)]
+            except TypeError:
+                pass  # a memoryview, or a value redis-py refuses with its own message (None)
+        return super().pack_command(*args)  # type: ignore[misc,no-any-return]
+
+
+_packing_classes: dict[type[AbstractConnection], type[AbstractConnection]] = {}
+
+
+def with_hiredis_packing(connection_class: type[AbstractConnection]) -> type[AbstractConnection]:
+    """`connection_class` (TCP, TLS or Unix socket, as the URL chose) with `_HiredisPacking`.
+
+    Cluster clients build their node connections themselves and keep redis-py's packer.
+    """
+    packing = _packing_classes.get(connection_class)
+    if packing is None:
+        name = f"Hiredis{connection_class.__name__}"
+        packing = type(name, (_HiredisPacking, connection_class), {})
+        _packing_classes[connection_class] = packing
+    return packing
 
 
 class RedisService:

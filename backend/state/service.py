@@ -114,11 +114,7 @@ class ConversationStateManager:
         return await self._get(ConversationState, self.keys.conversation(session_id))
 
     async def _get(self, model: type[S], key: str) -> S | None:
-        (reply,) = await self._autopipe.execute([("HMGET", key, "doc", "durable_seq")], raw=True)
-        if isinstance(reply, Exception):
-            with translate_errors():
-                raise reply
-        raw, durable_seq = reply
+        raw, durable_seq = await self._autopipe.call(("HMGET", key, "doc", "durable_seq"), raw=True)
         if raw is None:
             return None
         state = decode_state(model, raw)
@@ -251,27 +247,36 @@ class ConversationStateManager:
         ttl = self.settings.conversation_ttl
         index_score = updated_us if kind == "conversation" else ""
         dirty_score = time.time() if mark_dirty else ""
-        commands = []
         if self._single_node:
             keys += [index_key, self.keys.dirty()]
             args += [sid, index_score, ttl, dirty_score]
+            reply = await self._run_script(_evalsha(self._write_script.sha, keys, args))
         else:
             # Pipeline, not MULTI: on a cluster the index and dirty set sit in other slots. If
             # the versioned write loses, the extra ZADDs are harmless (the session exists and is
             # at least as new as this score); if we crash after the script, both are rebuildable.
             args += [sid, "", ttl, ""]
+            commands = [_evalsha(self._write_script.sha, keys, args)]
             if index_score != "":
                 commands.append(
                     _evalsha(self._index_script.sha, [index_key], [sid, index_score, ttl])
                 )
             if dirty_score != "":
                 commands.append(("ZADD", self.keys.dirty(), "NX", dirty_score, sid))
-        commands.insert(0, _evalsha(self._write_script.sha, keys, args))
-        results = await self._pipeline(commands)
-        ok, new_version, *rest = results[0]
+            reply = (await self._pipeline(commands))[0]
+        ok, new_version, *rest = reply
         if not ok:
             return None
         return WriteResult(version=int(new_version), event_id=(rest[0] or None) if rest else None)
+
+    async def _run_script(self, command: tuple[Any, ...]) -> Any:
+        """One EVALSHA; on NOSCRIPT (a restarted Redis lost its script cache: the command did
+        not run) load the scripts and send it again."""
+        try:
+            return await self._autopipe.call(command)
+        except redis_errors.NoScriptError:
+            await self.load_scripts()
+            return await self._autopipe.call(command)
 
     async def _pipeline(self, commands: list[tuple[Any, ...]]) -> list[Any]:
         """Run raw commands in one non-transactional pipeline (one round trip, shared with

@@ -8,6 +8,8 @@ import threading
 from collections.abc import Iterator
 
 import pytest
+from redis import exceptions as redis_errors
+from redis.asyncio.connection import Connection
 
 from backend.core.errors import StoreUnavailable
 from backend.core.redis import RedisService
@@ -94,3 +96,33 @@ async def test_silent_redis_gives_typed_error_not_a_hang(silent_server: int) -> 
             await asyncio.wait_for(service.get_json("anything"), timeout=30)
     finally:
         await service.close()
+
+
+async def test_commands_go_out_through_the_hiredis_packer_unchanged(
+    redis_service: RedisService, settings
+) -> None:  # type: ignore[no-untyped-def]
+    pool = redis_service.client.connection_pool  # type: ignore[union-attr]
+    assert pool.connection_class.__name__ == "HiredisConnection"
+    conn = pool.make_connection()
+
+    def python_packer(*args: object) -> list[bytes]:  # what plain redis-py sends
+        return Connection.pack_command(conn, *args)  # type: ignore[arg-type]
+
+    for args in [
+        ("SET", "k", "olá, mundo", "EX", 60),
+        ("EVALSHA", "a" * 40, 2, "k1", "k2", 1.5, -3, 2**70, b"\x00\xffbytes", "ação"),
+        ("CONFIG GET", "maxmemory"),  # a two-word command name: redis-py splits it
+    ]:
+        assert b"".join(conn.pack_command(*args)) == b"".join(python_packer(*args))
+    # Values hiredis does not take fall back to redis-py, which sends or refuses them as ever.
+    view = memoryview(b"abc")
+    assert b"".join(conn.pack_command("SET", "k", view)) == b"".join(
+        python_packer("SET", "k", view)
+    )
+    with pytest.raises(redis_errors.DataError):
+        conn.pack_command("SET", "k", None)
+    # And the round trip works end to end.
+    key = f"{settings.key_prefix}:packed"
+    await redis_service.client.set(key, "ação")
+    assert await redis_service.client.get(key) == "ação"
+    await redis_service.client.delete(key)
