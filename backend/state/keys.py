@@ -43,6 +43,14 @@ class Keys:
     def lease(self, session_id: str) -> str:
         return self._session(session_id, "lease")
 
+    def state_keys(self, session_id: str) -> tuple[str, str, str]:
+        """The conversation hash, the orchestration hash and the event stream (one check of
+        the id for the three: this is on every state write)."""
+        if not is_valid_session_id(session_id):
+            raise ValueError(f"invalid session id: {session_id!r}")
+        base = f"{self.prefix}:s:{{{session_id}}}:"
+        return f"{base}conv", f"{base}orch", f"{base}events"
+
     def session_keys(self, session_id: str) -> list[str]:
         return [
             self.conversation(session_id),

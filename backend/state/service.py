@@ -230,8 +230,11 @@ class ConversationStateManager:
         }
         if isinstance(state, ConversationState):
             meta |= {"kind": state.kind, "title": state.title, "message_count": state.message_count}
-        other_kind: Kind = "orchestration" if kind == "conversation" else "conversation"
-        keys = [self._state_key(kind, sid), self._state_key(other_kind, sid), self.keys.events(sid)]
+        conversation, orchestration, events = self.keys.state_keys(sid)
+        if kind == "conversation":
+            keys = [conversation, orchestration, events]
+        else:
+            keys = [orchestration, conversation, events]
         args: list[Any] = [
             mode,
             version,
@@ -239,7 +242,7 @@ class ConversationStateManager:
             other_ttl,
             self.settings.stream_maxlen,
             event.type if event else "",
-            _json(event.data) if event else "",
+            (_json(event.data) if event.data else b"{}") if event else "",
             doc,
             _json(meta),
         ]
@@ -258,8 +261,9 @@ class ConversationStateManager:
             args += [sid, "", ttl, ""]
             commands = [_evalsha(self._write_script.sha, keys, args)]
             if index_score != "":
+                prune = int(mode == "restore" or version == 0)  # a new session, as in the script
                 commands.append(
-                    _evalsha(self._index_script.sha, [index_key], [sid, index_score, ttl])
+                    _evalsha(self._index_script.sha, [index_key], [sid, index_score, ttl, prune])
                 )
             if dirty_score != "":
                 commands.append(("ZADD", self.keys.dirty(), "NX", dirty_score, sid))
@@ -524,7 +528,7 @@ class ConversationStateManager:
                     _evalsha(
                         self._index_script.sha,
                         [index_key],
-                        [sid, meta["updated_at"], self.settings.conversation_ttl],
+                        [sid, meta["updated_at"], self.settings.conversation_ttl, 1],
                     ),
                     ("ZADD", self.keys.dirty(), "NX", time.time(), sid),
                 ]

@@ -367,6 +367,21 @@ async def test_rebuild_indexes_from_the_sessions(make_manager: Any) -> None:
     assert (await manager.get_system_stats())["dirty_sessions"] == 3
 
 
+async def test_a_new_session_drops_index_entries_older_than_the_ttl(make_manager: Any) -> None:
+    manager = await make_manager()
+    index = manager.keys.user_index("escritorio-1", "ana")
+    kept = await manager.save_conversation_state(new_conversation())
+    # Entries whose state expired long ago (scores are last updates, in microseconds).
+    ttl_us = manager.settings.conversation_ttl * 1_000_000
+    old = int(kept.updated_at.timestamp() * 1_000_000) - 2 * ttl_us
+    await manager.redis.client.zadd(index, {"expirada-1": old, "expirada-2": old + 1})
+    assert await manager.redis.client.zcard(index) == 3
+
+    new = await manager.save_conversation_state(new_conversation())
+    members = set(await manager.redis.client.zrange(index, 0, -1))
+    assert members == {kept.session_id, new.session_id}
+
+
 async def test_lost_scripts_are_reloaded(make_manager: Any) -> None:
     manager = await make_manager()
     state = await manager.save_conversation_state(new_conversation())

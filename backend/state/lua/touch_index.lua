@@ -1,10 +1,14 @@
--- Record a session in a user's index (a sorted set scored by last update,
--- in microseconds: exact in a double, and fine enough to order sessions created back to back), drop
--- entries older than the TTL (their state has expired for sure) and slide the index TTL.
+-- Record a session in a user's index (a sorted set scored by last update, in microseconds:
+-- exact in a double, and fine enough to order sessions created back to back) and slide the
+-- index TTL. For a new session (ARGV[4] = "1", the only thing that grows the index) also drop
+-- the entries older than the TTL: their state has expired for sure.
 --
--- KEYS[1]  the user's index; ARGV[1] session id, ARGV[2] score (us), ARGV[3] TTL (seconds)
+-- KEYS[1]  the user's index; ARGV[1] session id, ARGV[2] score (us), ARGV[3] TTL (seconds),
+-- ARGV[4]  "1" to prune
 
 redis.call('ZADD', KEYS[1], ARGV[2], ARGV[1])
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', '(' .. (tonumber(ARGV[2]) - tonumber(ARGV[3]) * 1000000))
+if ARGV[4] == '1' then
+  redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', '(' .. (tonumber(ARGV[2]) - tonumber(ARGV[3]) * 1000000))
+end
 redis.call('EXPIRE', KEYS[1], ARGV[3])
 return 1

@@ -50,10 +50,13 @@ end
 redis.call('EXPIRE', KEYS[3], math.max(tonumber(ARGV[3]), tonumber(ARGV[4])))
 
 if KEYS[4] and ARGV[11] ~= '' then
-  -- Same as touch_index.lua.
-  local score = tonumber(ARGV[11])
-  redis.call('ZADD', KEYS[4], score, ARGV[10])
-  redis.call('ZREMRANGEBYSCORE', KEYS[4], '-inf', '(' .. (score - tonumber(ARGV[12]) * 1000000))
+  -- Same as touch_index.lua; a new session (the only thing that grows the index) also drops
+  -- the entries that are older than the TTL.
+  redis.call('ZADD', KEYS[4], ARGV[11], ARGV[10])
+  if current == 0 then
+    redis.call('ZREMRANGEBYSCORE', KEYS[4], '-inf',
+      '(' .. (tonumber(ARGV[11]) - tonumber(ARGV[12]) * 1000000))
+  end
   redis.call('EXPIRE', KEYS[4], ARGV[12])
 end
 if KEYS[5] and ARGV[13] ~= '' then
