@@ -38,12 +38,16 @@ class AutoPipeline:
         self._max_commands = max_commands
         self._queue: list[_Queued] = []
         self._draining = False
+        # The running loop, looked up once per busy period by the first caller that queues
+        # (asyncio.get_running_loop() costs a getpid() system call on Python 3.11).
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._drainer: asyncio.Task[None] | None = None
 
     async def call(self, command: Command, *, raw: bool = False) -> Any:
         """Run one command and return its reply (raising its error): the hot path of a state
         read or a single-node write, so the idle case is a plain call with nothing around it."""
         if self._draining:
-            (reply,) = await self.execute([command], raw=raw)
+            (reply,) = await self._enqueue((command,), raw)
             if isinstance(reply, Exception):
                 raise reply
             return reply
@@ -53,10 +57,7 @@ class AutoPipeline:
         except UNAVAILABLE_ERRORS as exc:
             raise StoreUnavailable(f"Redis unavailable: {exc}") from exc
         finally:
-            if self._queue:
-                asyncio.get_running_loop().create_task(self._drain())
-            else:
-                self._draining = False
+            self._hand_over()
 
     async def execute(self, commands: Sequence[Command], *, raw: bool = False) -> list[Any]:
         """Run `commands` in order; returns their replies (exceptions as values, not raised).
@@ -71,13 +72,25 @@ class AutoPipeline:
             try:
                 return await self._send([(commands, raw, None)])
             finally:
-                if self._queue:
-                    asyncio.get_running_loop().create_task(self._drain())
-                else:
-                    self._draining = False
-        future: asyncio.Future[list[Any]] = asyncio.get_running_loop().create_future()
+                self._hand_over()
+        return await self._enqueue(commands, raw)
+
+    def _enqueue(self, commands: Sequence[Command], raw: bool) -> asyncio.Future[list[Any]]:
+        if self._loop is None:
+            self._loop = asyncio.get_running_loop()
+        future = self._loop.create_future()
         self._queue.append((commands, raw, future))
-        return await future
+        return future
+
+    def _hand_over(self) -> None:
+        """After the caller that sent its own commands: a drain task takes what queued up."""
+        if self._queue:
+            assert self._loop is not None  # set by whoever queued
+            # Kept: the loop holds only a weak reference to a task.
+            self._drainer = self._loop.create_task(self._drain())
+        else:
+            self._draining = False
+            self._loop = None
 
     async def _send(self, batch: Sequence[_Queued]) -> list[Any]:
         with translate_errors():
@@ -119,6 +132,7 @@ class AutoPipeline:
                     start += len(commands)
         finally:
             self._draining = False
+            self._loop = None
 
     def _take_batch(self) -> list[_Queued]:
         taken, size = 0, 0
