@@ -127,8 +127,12 @@ _GENERATE = [
                           created_at, updated_at, expires_at)
     SELECT 'bs' || g, 'u' || (g % 2000), :tenant, 'conversation', 'active', 20, 20, '{}',
            ts, ts + interval '10 minutes', ts + interval '5 years'
-    FROM (SELECT g, now() - random() * interval '6 days 20 hours' AS ts
-          FROM generate_series(1, :sessions) AS g) AS x
+    FROM (SELECT g, lo + random() * (now() - interval '10 minutes' - lo) AS ts
+          FROM generate_series(1, :sessions) AS g,
+               -- Inside the 7-day window whatever the time of day: from midnight UTC six days
+               -- ago, to 10 minutes ago (a session's 20 messages span its next 10 minutes).
+               (SELECT date_trunc('day', now() AT TIME ZONE 'UTC') AT TIME ZONE 'UTC'
+                       - interval '6 days' AS lo) AS w) AS x
     """,
     """
     INSERT INTO messages (session_id, seq, tenant_id, role, content, metadata, created_at)

@@ -1,9 +1,10 @@
 """The state manager's write cycle against plain GET + SET of the same JSON document.
 
 Both sides run in one process, on the same connection pool, interleaved round by round, so
-the ratio is measured side by side. Manager cycle: read the state (HGET + parse), then the
-versioned write (one pipeline: Lua CAS + TTL + stream event, user index, dirty mark).
-Raw cycle: GET the document, SET it back. Target: ratio >= 0.7 at concurrency 1 and 50.
+the ratio is measured side by side. Manager cycle: read the state (HMGET + decode), then the
+versioned write (one EVALSHA on a single node: version check, document, TTLs, stream event,
+user index, dirty mark). Raw cycle: GET the document, SET it back. Target: ratio >= 0.7 at
+concurrency 1 and 50.
 """
 
 from __future__ import annotations
