@@ -18,7 +18,7 @@ from backend.state.schemas import ConversationState, Event, encode_state
 from backend.state.service import ConversationStateManager
 from bench.common import bench_settings, median, timed
 
-ROUNDS = 5
+ROUNDS = 9
 CYCLES_PER_WORKER = {1: 1000, 50: 40}
 EVENT = Event(type="state.updated", data={})
 

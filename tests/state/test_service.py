@@ -392,6 +392,21 @@ async def test_lost_scripts_are_reloaded(make_manager: Any) -> None:
     assert await manager.append_event(state.session_id, Event(type="message.delta")) is not None
 
 
+async def test_lost_scripts_are_reloaded_under_concurrent_writes(make_manager: Any) -> None:
+    # Concurrent writers share pipelines (AutoPipeline): each refused write is sent again once
+    # the scripts are back, and none is applied twice.
+    manager = await make_manager()
+    states = [await manager.save_conversation_state(new_conversation()) for _ in range(20)]
+    await manager.redis.client.script_flush()
+    updated = await asyncio.gather(
+        *(manager.update(s.session_id, append("depois do restart")) for s in states)
+    )
+    assert [u.version for u in updated] == [2] * 20
+    for s in states:
+        stored = await manager.get_conversation_state(s.session_id)
+        assert stored is not None and [m.content for m in stored.messages] == ["depois do restart"]
+
+
 def test_settings_fixture_is_isolated(settings: Settings) -> None:
     assert settings.key_prefix.startswith("test-")
     assert settings.redis_url.endswith("/15")
