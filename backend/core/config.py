@@ -36,6 +36,8 @@ class Settings(BaseSettings):
     max_conversation_history: int = Field(default=100, gt=0)
     stream_maxlen: int = Field(default=2_000, gt=0)
     state_write_max_attempts: int = Field(default=128, gt=0)
+    # Conversations kept decoded per process, with their JSON (backend/state/decoded.py).
+    state_cache_sessions: int = Field(default=500, ge=0)
 
     # Conversation API: input limits and the per-user rate limit on posting messages.
     max_message_chars: int = Field(default=4_000, gt=0)

@@ -30,9 +30,11 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+# frozen: once appended a message never changes, so decoded messages can be shared (see
+# backend/state/decoded.py); its metadata holds JSON values and is not changed in place either.
 # gc=False: a message holds plain JSON data and is never part of a reference cycle, so the
 # cycle collector need not track the hundred of them every decoded conversation creates.
-class Message(msgspec.Struct, kw_only=True, gc=False):
+class Message(msgspec.Struct, kw_only=True, gc=False, frozen=True):
     seq: Annotated[int, msgspec.Meta(ge=1)]
     role: Role
     content: str
@@ -91,7 +93,11 @@ class ConversationState(_StateDocument, kw_only=True):
     ) -> Message:
         self.message_count += 1
         message = Message(
-            seq=self.message_count, role=role, content=content, metadata=metadata or {}
+            seq=self.message_count,
+            role=role,
+            content=content,
+            # As JSON would give it back (a tuple becomes a list), and a copy of the caller's.
+            metadata=msgspec.json.decode(_encoder.encode(metadata)) if metadata else {},
         )
         self.messages.append(message)
         self.trim_window(max_history)
@@ -113,6 +119,12 @@ class ConversationState(_StateDocument, kw_only=True):
         del self.messages[:drop]
         return max(0, drop - durable)
 
+    def clone(self) -> ConversationState:
+        """A copy to change freely: it shares only the (frozen) messages."""
+        return msgspec.structs.replace(
+            self, messages=list(self.messages), data=_copy_json(self.data)
+        )
+
     @property
     def durable_seq(self) -> int:
         return int(self.__dict__.get("_durable_seq", 0))
@@ -129,6 +141,17 @@ class OrchestrationState(_StateDocument, kw_only=True):
 
 
 StateDocument = ConversationState | OrchestrationState
+
+
+def _copy_json(value: Any) -> Any:
+    """A deep copy of JSON data (dicts and lists copied, everything else immutable)."""
+    if isinstance(value, dict):
+        return {k: _copy_json(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_copy_json(v) for v in value]
+    return value
+
+
 D = TypeVar("D", ConversationState, OrchestrationState, Message)
 
 _encoder = msgspec.json.Encoder()

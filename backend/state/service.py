@@ -36,6 +36,7 @@ from backend.core.autopipeline import AutoPipeline
 from backend.core.config import Settings
 from backend.core.errors import InvalidState, SessionNotFound, VersionConflict
 from backend.core.redis import RedisService, translate_errors
+from backend.state.decoded import DecodedConversations
 from backend.state.keys import Keys
 from backend.state.schemas import (
     ConversationState,
@@ -85,6 +86,7 @@ class ConversationStateManager:
         client = redis.client
         self._autopipe = AutoPipeline(client)
         self._single_node = not redis.is_cluster
+        self._decoded = DecodedConversations(settings.state_cache_sessions)
         self._write_script = client.register_script(_lua("write_state.lua"))
         self._event_script = client.register_script(_lua("append_event.lua"))
         self._index_script = client.register_script(_lua("touch_index.lua"))
@@ -117,10 +119,15 @@ class ConversationStateManager:
         raw, durable_seq = await self._autopipe.call(("HMGET", key, "doc", "durable_seq"), raw=True)
         if raw is None:
             return None
-        state = decode_state(model, raw)
-        if durable_seq is not None and isinstance(state, ConversationState):
-            state.set_durable_seq(int(durable_seq))
-        return state
+        if model is not ConversationState:
+            return decode_state(model, raw)
+        conversation = self._decoded.get(key, raw)
+        if conversation is None:
+            conversation = decode_state(ConversationState, raw)
+            self._decoded.decoded(key, raw, conversation)
+        if durable_seq is not None:
+            conversation.set_durable_seq(int(durable_seq))
+        return cast(S, conversation)
 
     async def mark_durable(self, sequences: dict[str, int]) -> None:
         """Record, per session, the highest message sequence PostgreSQL now holds.
@@ -271,6 +278,8 @@ class ConversationStateManager:
         ok, new_version, *rest = reply
         if not ok:
             return None
+        if isinstance(state, ConversationState):
+            self._decoded.written(keys[0], doc, state)
         return WriteResult(version=int(new_version), event_id=(rest[0] or None) if rest else None)
 
     async def _run_script(self, command: tuple[Any, ...]) -> Any:
@@ -548,6 +557,7 @@ class ConversationStateManager:
         (meta,) = await self.session_metas([session_id])
         with translate_errors():
             removed = int(await self.redis.client.delete(*self.keys.session_keys(session_id)))
+            self._decoded.forget(self.keys.conversation(session_id))
             if meta is not None:
                 await self.redis.client.zrem(
                     self.keys.user_index(meta["tenant_id"], meta["user_id"]), session_id

@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import pytest
 
 from backend.core.redis import RedisService
@@ -220,7 +221,7 @@ async def test_verify_reports_missing_and_differing_records(
     # Same version, different content: what a botched earlier import would leave behind.
     await manager.delete_session(ANA)
     wrong = convert_conversation(ANA, dump.conversations[ANA])
-    wrong.messages[1].content = "conteúdo trocado"
+    wrong.messages[1] = msgspec.structs.replace(wrong.messages[1], content="conteúdo trocado")
     assert await manager.restore_state("conversation", wrong)
 
     outcome = await migration.migrate(manager, dump, dry_run=True)
