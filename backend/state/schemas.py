@@ -11,6 +11,7 @@ Types and constraints are checked when a document is decoded or converted (`deco
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal, Self, TypeVar, cast
 
@@ -208,6 +209,16 @@ class StreamEntry(BaseModel):
     version: int
     data: dict[str, Any]
 
+    @classmethod
+    def from_redis(cls, entry_id: str, fields: Mapping[Any, Any]) -> StreamEntry:
+        """From a stream entry as XRANGE/XREAD return it (decoded to str)."""
+        return cls(
+            id=entry_id,
+            type=fields.get("type", "unknown"),
+            version=int(fields.get("version") or 0),
+            data=msgspec.json.decode(fields.get("data") or "{}"),
+        )
+
 
 class SessionSummary(BaseModel):
     """What a session list shows; read from the state hash's flat fields, not the document."""
@@ -219,6 +230,19 @@ class SessionSummary(BaseModel):
     message_count: int
     version: int
     updated_at: datetime
+
+    @classmethod
+    def from_meta(cls, session_id: str, meta: dict[str, Any]) -> SessionSummary:
+        """From the state hash's flat `meta` (plus `version`); `updated_at` is in us."""
+        return cls(
+            session_id=session_id,
+            kind=meta["kind"],
+            status=meta["status"],
+            title=meta["title"],
+            message_count=meta["message_count"],
+            version=meta["version"],
+            updated_at=datetime.fromtimestamp(meta["updated_at"] / 1_000_000, tz=UTC),
+        )
 
 
 class SessionPage(BaseModel):

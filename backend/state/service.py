@@ -22,7 +22,6 @@ import random
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from importlib.resources import files
 from typing import TYPE_CHECKING, Any, Literal, TypeVar, cast, overload
 
@@ -451,7 +450,8 @@ class ConversationStateManager:
                 min=f"({after}" if after != "0-0" else "-",
                 count=count,
             )
-        return [_entry(entry_id, fields) for entry_id, fields in rows or []]
+        entries = cast(list[tuple[str, dict[str, str]]], rows or [])
+        return [StreamEntry.from_redis(entry_id, fields) for entry_id, fields in entries]
 
     # ------------------------------------------------------------ listing, stats
 
@@ -483,7 +483,7 @@ class ConversationStateManager:
             if meta is None or meta.get("tenant_id") != tenant_id or meta.get("user_id") != user_id:
                 gone.append(sid)
                 continue
-            items.append(_summary(sid, meta))
+            items.append(SessionSummary.from_meta(sid, meta))
         if gone:
             with translate_errors():
                 await self.redis.client.zrem(index, *gone)
@@ -603,24 +603,3 @@ def _evalsha(sha: str, keys: list[str], args: list[Any]) -> tuple[Any, ...]:
     # A raw command: redis-py's ClusterPipeline blocks its `evalsha` method, yet routes a raw
     # EVALSHA by its keys' slot, which is all a single-slot script needs.
     return ("EVALSHA", sha, len(keys), *keys, *args)
-
-
-def _entry(entry_id: Any, fields: Any) -> StreamEntry:
-    return StreamEntry(
-        id=entry_id,
-        type=fields["type"],
-        version=int(fields.get("version", 0)),
-        data=json.loads(fields.get("data") or "{}"),
-    )
-
-
-def _summary(session_id: str, meta: dict[str, Any]) -> SessionSummary:
-    return SessionSummary(
-        session_id=session_id,
-        kind=meta["kind"],
-        status=meta["status"],
-        title=meta["title"],
-        message_count=meta["message_count"],
-        version=meta["version"],
-        updated_at=datetime.fromtimestamp(meta["updated_at"] / 1_000_000, tz=UTC),
-    )

@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass
-from typing import Any
 
 from redis import exceptions as redis_errors
 from sse_starlette import ServerSentEvent
@@ -109,15 +108,6 @@ async def check_resume(client: RedisClient, stream_key: str, after: str | None) 
     if first_id is None and wanted == last_id:
         return ResumePoint(after=after)
     return ResumePoint(after=last, reload=True, reason="trimmed" if trimmed else "unknown_id")
-
-
-def parse_entry(entry_id: str, fields: dict[str, Any]) -> StreamEntry:
-    return StreamEntry(
-        id=entry_id,
-        type=fields.get("type", "unknown"),
-        version=int(fields.get("version") or 0),
-        data=json.loads(fields.get("data") or "{}"),
-    )
 
 
 def to_sse(session_id: str, entry: StreamEntry) -> ServerSentEvent:

@@ -32,7 +32,7 @@ from backend.core.errors import StoreUnavailable
 from backend.core.redis import RedisClient, translate_errors
 from backend.state.keys import Keys
 from backend.state.schemas import StreamEntry
-from backend.streaming.events import check_resume, parse_entry, parse_stream_id
+from backend.streaming.events import check_resume, parse_stream_id
 from backend.streaming.keys import StreamKeys
 from backend.streaming.tasks import cancel_and_wait
 
@@ -181,7 +181,7 @@ class _Reader:
                 target = self.tails.get(key)
                 if target is None or not rows:
                     continue
-                batch = [parse_entry(entry_id, fields) for entry_id, fields in rows]
+                batch = [StreamEntry.from_redis(entry_id, fields) for entry_id, fields in rows]
                 target.cursor = batch[-1].id
                 for sub in tuple(target.subs):
                     sub.push(batch)
