@@ -49,7 +49,8 @@ class AutoPipeline:
         if self._draining:
             (reply,) = await self._enqueue((command,), raw)
             if isinstance(reply, Exception):
-                raise reply
+                with translate_errors():  # a full Redis refuses one command of a batch
+                    raise reply
             return reply
         self._draining = True
         try:

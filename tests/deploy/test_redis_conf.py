@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 import subprocess
 import time
@@ -107,5 +108,14 @@ async def test_the_service_answers_a_full_redis_with_store_unavailable(
             await manager.save_conversation_state(state)
         assert refused.value.status_code == 503
         assert await manager.get_conversation_state("full-1") is None  # reads still work
+        # Concurrent writers share round trips (AutoPipeline): each one is refused the same way.
+        states = [
+            ConversationState(session_id=f"full-{i}", user_id="ana", tenant_id="t1")
+            for i in range(2, 12)
+        ]
+        outcomes = await asyncio.gather(
+            *(manager.save_conversation_state(s) for s in states), return_exceptions=True
+        )
+        assert all(isinstance(o, StoreUnavailable) for o in outcomes), outcomes
     finally:
         await service.close()
