@@ -55,7 +55,7 @@ class AutoPipeline:
         self._draining = True
         try:
             return await self._client.execute_command(*command, **(_RAW if raw else _DECODED))
-        except UNAVAILABLE_ERRORS as exc:
+        except UNAVAILABLE_ERRORS as exc:  # translate_errors(), inlined on the hot path
             raise StoreUnavailable(f"Redis unavailable: {exc}") from exc
         finally:
             self._hand_over()
