@@ -3,13 +3,19 @@
 from __future__ import annotations
 
 import re
+import shutil
+import subprocess
+import time
 from pathlib import Path
 
+import httpx
+import pytest
 import yaml
 
 from backend.main import create_app
 from tests.conftest import make_settings
 from tests.deploy.nginx_conf import Block, parse, seconds
+from tests.redis_cluster import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 CONF = parse((ROOT / "deploy" / "nginx.conf").read_text())
@@ -105,3 +111,63 @@ def test_nginx_health_endpoint_matches_the_compose_healthcheck() -> None:
     assert "/nginx-health" in check
     loc = location_for("/nginx-health")
     assert loc.args == ["=", "/nginx-health"] and loc.get("return")[0] == "200"  # type: ignore[index]
+
+
+def test_tokens_in_urls_stay_out_of_the_access_log(tmp_path: Path) -> None:
+    """The file's own `map` and `log_format`, run by a real nginx on a loopback port."""
+    nginx = shutil.which("nginx") or (
+        "/usr/sbin/nginx" if Path("/usr/sbin/nginx").exists() else None
+    )
+    if nginx is None:
+        pytest.skip("nginx is not installed (apt-get install nginx-light)")
+    text = (ROOT / "deploy" / "nginx.conf").read_text()
+    found = re.search(r"^\s*map \$request \$loggable_request \{.*?^\s*\}", text, re.S | re.M)
+    log_format = re.search(r"^\s*log_format main .*?;", text, re.S | re.M)
+    assert found and log_format and '"$loggable_request"' in log_format.group(0)
+    port = free_port()
+    temp = " ".join(
+        f"{kind}_temp_path {tmp_path}/{kind};"
+        for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
+    )
+    (tmp_path / "nginx.conf").write_text(
+        f"""
+        worker_processes 1;
+        pid {tmp_path}/nginx.pid;
+        error_log {tmp_path}/error.log warn;
+        events {{ worker_connections 64; }}
+        http {{
+            {found.group(0)}
+            {log_format.group(0)}
+            access_log {tmp_path}/access.log main;
+            {temp}
+            server {{ listen 127.0.0.1:{port}; location / {{ return 204; }} }}
+        }}
+        """
+    )
+    proc = subprocess.Popen(
+        [nginx, "-c", str(tmp_path / "nginx.conf"), "-p", str(tmp_path), "-g", "daemon off;"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                httpx.get(f"http://127.0.0.1:{port}/ready", timeout=1)
+                break
+            except httpx.TransportError:
+                errors = (tmp_path / "error.log").read_text() if proc.poll() is not None else ""
+                assert proc.poll() is None, errors
+                assert time.monotonic() < deadline
+                time.sleep(0.05)
+        stream = "/api/conversations/sessions/s1/events"
+        httpx.get(f"http://127.0.0.1:{port}{stream}?access_token=eyJ.segredo-1&last_event_id=0-0")
+        httpx.get(f"http://127.0.0.1:{port}{stream}?last_event_id=0-0&access_token=eyJ.segredo-2")
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+    logged = (tmp_path / "access.log").read_text()
+    assert "segredo" not in logged
+    assert f"GET {stream}?access_token=[redacted]&last_event_id=0-0 HTTP/1.1" in logged
+    assert f"GET {stream}?last_event_id=0-0&access_token=[redacted] HTTP/1.1" in logged
+    assert '"GET /ready HTTP/1.1" 204' in logged  # everything else is logged as it was

@@ -20,9 +20,13 @@ def start_replicas(settings: Settings, redis_service: RedisService) -> Iterator[
     """
     started: list[Replica] = []
 
-    def start(n: int = 2, **env: Any) -> list[Replica]:
+    def start(n: int = 2, log_level: str = "warning", **env: Any) -> list[Replica]:
         replicas = [
-            Replica(chr(ord("A") + len(started) + i), replica_env(settings.key_prefix, **env))
+            Replica(
+                chr(ord("A") + len(started) + i),
+                replica_env(settings.key_prefix, **env),
+                log_level=log_level,
+            )
             for i in range(n)
         ]
         started.extend(replicas)

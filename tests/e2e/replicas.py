@@ -24,10 +24,11 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 class Replica:
-    def __init__(self, name: str, env: dict[str, str]) -> None:
+    def __init__(self, name: str, env: dict[str, str], log_level: str = "warning") -> None:
         self.name = name
         self.port = free_port()
         self.env = env
+        self.log_level = log_level
         self.proc: subprocess.Popen[bytes] | None = None
         self.log = Path(os.environ.get("TMPDIR", "/tmp")) / f"triage-e2e-{self.port}.log"
 
@@ -48,7 +49,7 @@ class Replica:
                     "--port",
                     str(self.port),
                     "--log-level",
-                    "warning",
+                    self.log_level,
                 ],
                 cwd=ROOT,
                 env={**os.environ, **self.env},

@@ -191,3 +191,22 @@ async def test_sigterm_past_the_grace_period_closes_and_hands_over(
     error = next(e for e in rest if e.event == "error")
     assert (error.data["reply_id"], error.data["retrying"]) == (reply_id, True)
     assert rest[-1].event == "message.completed" and rest[-1].data["reply_id"] != reply_id
+
+
+async def test_a_token_in_the_stream_url_stays_out_of_the_access_log(
+    start_replicas: StartReplicas,
+) -> None:
+    # EventSource cannot send headers, so the stream also takes ?access_token=.
+    (replica,) = start_replicas(1, log_level="info")
+    token = bearer()["Authorization"].removeprefix("Bearer ")
+    url = f"{replica.url}/api/conversations/sessions/nenhuma/events"
+    async with httpx.AsyncClient(timeout=GUARD) as client:
+        answer = await client.get(url, params={"access_token": token, "last_event_id": "0-0"})
+    assert answer.status_code == 404  # authenticated; the session is not the user's
+    deadline = asyncio.get_running_loop().time() + GUARD
+    while "/events?" not in replica.output():
+        assert asyncio.get_running_loop().time() < deadline, replica.output()
+        await asyncio.sleep(0.05)
+    logged = replica.output()
+    assert token not in logged
+    assert "access_token=[redacted]&last_event_id=0-0" in logged
