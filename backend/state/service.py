@@ -248,7 +248,7 @@ class ConversationStateManager:
             other_ttl,
             self.settings.stream_maxlen,
             event.type if event else "",
-            (_json(event.data) if event.data else b"{}") if event else "",
+            _json(event.data) if event else "",
             doc,
             _json(meta),
         ]
