@@ -45,7 +45,9 @@ class PostedMessage(BaseModel):
     events_url: str
 
 
-class SessionHistory(BaseModel):
+class SessionHead(BaseModel):
+    """What every view of a session shows."""
+
     session_id: str
     kind: str
     title: str | None
@@ -54,6 +56,12 @@ class SessionHistory(BaseModel):
     message_count: int
     created_at: datetime
     updated_at: datetime
+    last_event_id: str
+    reply_pending: bool
+    generating: GenerationInfo | None
+
+
+class SessionHistory(SessionHead):
     messages: list[MessageOut] = Field(
         description="The hot window: the last MAX_CONVERSATION_HISTORY messages."
     )
@@ -63,24 +71,11 @@ class SessionHistory(BaseModel):
         "Last-Event-ID (or ?last_event_id=) set to it. Read before the messages, so an event "
         "after it may already be reflected in them (deduplicate by message seq)."
     )
-    reply_pending: bool
-    generating: GenerationInfo | None
 
 
-class SessionInfo(BaseModel):
-    session_id: str
-    kind: str
-    title: str | None
-    status: str
-    version: int
-    message_count: int
+class SessionInfo(SessionHead):
     messages_in_window: int
-    created_at: datetime
-    updated_at: datetime
     expires_in_seconds: int | None
-    last_event_id: str
-    reply_pending: bool
-    generating: GenerationInfo | None
     stage: str | None = Field(description="The triage stage, once the orchestrator ran.")
 
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 from backend.agents import replies
 from backend.agents.runner import ReplyRunner
@@ -198,47 +198,45 @@ class IntelligentInterviewerService:
         return str(rows[0][0]) if rows else ZERO_ID
 
     async def get_history(self, principal: Principal, session_id: str) -> SessionHistory:
-        last_event_id = await self.last_event_id(session_id)  # before the document: see schema
-        state = await self.get_owned(principal, session_id)
-        await self.runner.ensure(state)
+        state, head = await self._head(principal, session_id)
         return SessionHistory(
-            session_id=session_id,
-            kind=state.kind,
-            title=state.title,
-            status=state.status,
-            version=state.version,
-            message_count=state.message_count,
-            created_at=state.created_at,
-            updated_at=state.updated_at,
+            **head,
             messages=MessageOut.of(state.messages),
             truncated=state.message_count > len(state.messages),
-            last_event_id=last_event_id,
-            reply_pending=replies.owes_reply(state),
-            generating=generation_info(state),
         )
 
     async def get_conversation_status(self, principal: Principal, session_id: str) -> SessionInfo:
-        last_event_id = await self.last_event_id(session_id)
-        state = await self.get_owned(principal, session_id)
-        await self.runner.ensure(state)
+        state, head = await self._head(principal, session_id)
         ttl = await self.manager.redis.get_ttl(self.manager.keys.conversation(session_id))
         orchestration = await self.manager.get_orchestration_state(session_id)
         return SessionInfo(
-            session_id=session_id,
-            kind=state.kind,
-            title=state.title,
-            status=state.status,
-            version=state.version,
-            message_count=state.message_count,
+            **head,
             messages_in_window=len(state.messages),
-            created_at=state.created_at,
-            updated_at=state.updated_at,
             expires_in_seconds=ttl,
-            last_event_id=last_event_id,
-            reply_pending=replies.owes_reply(state),
-            generating=generation_info(state),
             stage=orchestration.stage if orchestration else None,
         )
+
+    async def _head(
+        self, principal: Principal, session_id: str
+    ) -> tuple[ConversationState, dict[str, Any]]:
+        """The user's session (restarting an orphaned reply) and the `SessionHead` fields."""
+        last_event_id = await self.last_event_id(session_id)  # before the document: see schema
+        state = await self.get_owned(principal, session_id)
+        await self.runner.ensure(state)
+        head = {
+            "session_id": session_id,
+            "kind": state.kind,
+            "title": state.title,
+            "status": state.status,
+            "version": state.version,
+            "message_count": state.message_count,
+            "created_at": state.created_at,
+            "updated_at": state.updated_at,
+            "last_event_id": last_event_id,
+            "reply_pending": replies.owes_reply(state),
+            "generating": generation_info(state),
+        }
+        return state, head
 
     async def list_sessions(self, principal: Principal, offset: int, limit: int) -> SessionPage:
         return await self.manager.list_sessions(
