@@ -21,10 +21,13 @@ import asyncpg
 import httpx
 import pytest
 from alembic.config import Config
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from alembic import command
 from backend.core.config import Settings
+from backend.core.db import create_engine
 from backend.core.redis import RedisService
+from backend.durability.service import HybridConversationService
 from backend.state.service import ConversationStateManager
 from tests.redis_cluster import RedisClusterProcess
 
@@ -128,6 +131,25 @@ async def redis_service(settings: Settings) -> AsyncIterator[RedisService]:
 @pytest.fixture
 async def manager(settings: Settings, redis_service: RedisService) -> ConversationStateManager:
     return ConversationStateManager(redis_service, settings)
+
+
+@pytest.fixture
+async def engine(settings: Settings) -> AsyncIterator[AsyncEngine]:
+    engine = create_engine(settings, pool_size=2)
+    try:
+        yield engine
+    finally:
+        await engine.dispose()
+
+
+@pytest.fixture
+def hybrid(
+    manager: ConversationStateManager, engine: AsyncEngine, settings: Settings
+) -> HybridConversationService:
+    """The durability layer plugged into the test's state manager (read-through and all)."""
+    service = HybridConversationService(manager, engine, settings)
+    service.install()
+    return service
 
 
 # --------------------------------------------------------------------------- HTTP

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +11,6 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from backend.core.config import Settings
-from backend.core.db import create_engine
 from backend.durability.service import HybridConversationService
 from backend.state.schemas import ConversationState, OrchestrationState
 from backend.state.service import ConversationStateManager
@@ -22,24 +20,6 @@ from tests.conftest import make_settings
 @pytest.fixture
 def settings(tmp_path: Path) -> Settings:
     return make_settings(archive_dir=str(tmp_path / "archive"))
-
-
-@pytest.fixture
-async def engine(settings: Settings) -> AsyncIterator[AsyncEngine]:
-    engine = create_engine(settings, pool_size=2)
-    try:
-        yield engine
-    finally:
-        await engine.dispose()
-
-
-@pytest.fixture
-def hybrid(
-    manager: ConversationStateManager, engine: AsyncEngine, settings: Settings
-) -> HybridConversationService:
-    service = HybridConversationService(manager, engine, settings)
-    service.install()
-    return service
 
 
 def new_id() -> str:

@@ -21,13 +21,9 @@ from typing import Any
 
 import pytest
 import redis
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 from backend.core.config import Settings
-from backend.core.db import create_engine
 from backend.core.redis import RedisService
-from backend.durability.service import HybridConversationService
-from backend.state.service import ConversationStateManager
 from tests.conftest import make_settings
 from tests.redis_cluster import free_port
 
@@ -179,24 +175,6 @@ def start_worker(settings: Settings, tmp_path: Path) -> Iterator[Callable[..., W
     finally:
         for worker in started:
             worker.stop()
-
-
-@pytest.fixture
-async def engine(settings: Settings) -> AsyncIterator[AsyncEngine]:
-    engine = create_engine(settings, pool_size=2)
-    try:
-        yield engine
-    finally:
-        await engine.dispose()
-
-
-@pytest.fixture
-async def hybrid(
-    manager: ConversationStateManager, engine: AsyncEngine, settings: Settings
-) -> HybridConversationService:
-    service = HybridConversationService(manager, engine, settings)
-    service.install()
-    return service
 
 
 @pytest.fixture
