@@ -160,6 +160,13 @@ async def api(settings: Settings, redis_service: RedisService) -> AsyncIterator[
     """The app in-process (ASGITransport) inside its lifespan. Responses are buffered, so use
     it for REST and for finite SSE responses (the chat POST), not for open-ended streams.
     Depends on `redis_service` so the test's keys are purged after the app has stopped."""
+    async for client in client_for(settings):
+        yield client
+
+
+async def client_for(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
+    """An httpx client on the app built from `settings`, inside its lifespan
+    (`async for client in client_for(settings)`)."""
     from backend.main import create_app
 
     app = create_app(settings)

@@ -12,8 +12,8 @@ from backend.core.auth import create_token
 from backend.core.config import Settings
 from backend.durability.service import HybridConversationService
 from backend.state.service import ConversationStateManager
+from tests.conftest import client_for
 from tests.durability.conftest import chat, drop_hot, new_id, rows
-from tests.health.test_router import client_for
 
 TENANT = "escritorio-1"
 

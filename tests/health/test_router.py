@@ -6,17 +6,8 @@ import httpx
 import pytest
 
 from backend.core.config import Settings
-from backend.main import create_app
-from tests.conftest import make_settings
+from tests.conftest import client_for, make_settings
 from tests.redis_cluster import free_port
-
-
-async def client_for(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
-    app = create_app(settings)
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
-            yield client
 
 
 @pytest.fixture

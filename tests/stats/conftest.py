@@ -1,3 +1,3 @@
-from tests.durability.conftest import engine, hybrid, settings
+from tests.durability.conftest import settings
 
-__all__ = ["engine", "hybrid", "settings"]
+__all__ = ["settings"]

@@ -10,8 +10,8 @@ from backend.core.config import Settings
 from backend.durability.service import HybridConversationService
 from backend.state.service import ConversationStateManager
 from backend.stats.keys import stats_cache
+from tests.conftest import client_for
 from tests.durability.conftest import chat, new_id, triage
-from tests.health.test_router import client_for
 
 
 async def test_tenant_stats_count_messages_sessions_and_triage_outcomes(

@@ -10,16 +10,7 @@ import pytest
 from backend.core.auth import decode_token
 from backend.core.config import Settings
 from backend.core.redis import RedisService
-
-
-async def _client(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
-    from backend.main import create_app
-
-    app = create_app(settings)
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
-            yield client
+from tests.conftest import client_for
 
 
 @pytest.fixture
@@ -31,7 +22,7 @@ def dev_settings(settings: Settings) -> Settings:
 async def dev_api(
     dev_settings: Settings, redis_service: RedisService
 ) -> AsyncIterator[httpx.AsyncClient]:
-    async for client in _client(dev_settings):
+    async for client in client_for(dev_settings):
         yield client
 
 
@@ -132,7 +123,7 @@ async def test_dev_token_refuses_bad_names(dev_api: httpx.AsyncClient, body: obj
 async def test_no_dev_token_outside_development(
     environment: str, settings: Settings, redis_service: RedisService
 ) -> None:
-    async for client in _client(settings.model_copy(update={"environment": environment})):
+    async for client in client_for(settings.model_copy(update={"environment": environment})):
         response = await client.post("/api/dev/token", json={"user": "maria"})
         assert response.status_code == 404
         assert "access_token" not in response.text
