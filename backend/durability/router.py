@@ -6,16 +6,15 @@ import asyncio
 from typing import Annotated, Any
 
 from celery import Celery
-from fastapi import APIRouter, Path, Query
+from fastapi import APIRouter, Query
 
+from backend.conversations.router import SessionId
 from backend.core.auth import PrincipalDep
 from backend.core.db import health_check as db_health_check
 from backend.core.deps import CeleryDep, EngineDep, HybridDep, SettingsDep
 from backend.core.errors import SessionNotFound, TriageError
 from backend.durability.schemas import MessagePage, PurgeReport
 from workers.inspect import ping_workers, queue_depth
-
-SessionId = Annotated[str, Path(pattern=r"^[A-Za-z0-9_-]{1,64}$", description="session id")]
 
 router = APIRouter(prefix="/api/conversations/sessions", tags=["conversations"])
 health_router = APIRouter(prefix="/health", tags=["health"])
