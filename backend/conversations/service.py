@@ -160,7 +160,7 @@ class IntelligentInterviewerService:
         owner: Principal | None = None,
         current: ConversationState | None = None,
     ) -> Posted:
-        stored: list[Message] = []
+        stored: list[tuple[Message, Event]] = []  # the last attempt's (retries run `add` again)
 
         def add(state: ConversationState) -> Event:
             if owner is not None and not _owned_by(state, owner):
@@ -168,16 +168,16 @@ class IntelligentInterviewerService:
             message = state.append_message(
                 "user", text, max_history=self.settings.max_conversation_history
             )
-            stored[:] = [message]
-            return replies.user_message_event(message)
+            stored[:] = [(message, replies.user_message_event(message))]
+            return stored[0][1]
 
         state, event_id = await self.manager.update_returning_event(
             session_id, add, create=create, current=current
         )
-        event = replies.user_message_event(stored[0])
+        ((message, event),) = stored
         assert event_id is not None
         entry = StreamEntry(id=event_id, type=event.type, version=state.version, data=event.data)
-        return Posted(state, stored[0], entry, created=create is not None)
+        return Posted(state, message, entry, created=create is not None)
 
     # -------------------------------------------------------------------- reads
 
