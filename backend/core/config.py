@@ -12,9 +12,19 @@ from typing import Literal
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+# The development default. At least 32 bytes: PyJWT warns on every token signed with a shorter
+# HS256 key (RFC 7518, section 3.2), and refuses an empty one.
+DEV_JWT_SECRET = "dev-insecure-jwt-secret-change-me-outside-development"
+JWT_SECRET_MIN_BYTES = 32
 # Values that mean "nobody set a real secret". Accepted only in development.
-_PLACEHOLDER_SECRETS = {"", "change-me", "changeme", "secret", "dev-insecure-secret-change-me"}
-DEV_JWT_SECRET = "dev-insecure-secret-change-me"
+_PLACEHOLDER_SECRETS = {
+    "",
+    "change-me",
+    "changeme",
+    "secret",
+    "dev-insecure-secret-change-me",
+    DEV_JWT_SECRET,
+}
 
 
 class Settings(BaseSettings):
@@ -132,15 +142,23 @@ class Settings(BaseSettings):
                 "REPLY_GENERATOR=openai needs LLM_API_KEY (use any non-empty value for a local "
                 "server that ignores keys), or set REPLY_GENERATOR=offline"
             )
-        if self.environment != "development":
-            if self.jwt_secret.strip().lower() in _PLACEHOLDER_SECRETS:
-                raise ValueError(
-                    "JWT_SECRET is missing or a placeholder; set a random value of at least "
-                    "32 characters, e.g. from "
-                    "`python -c 'import secrets; print(secrets.token_urlsafe(48))'`"
-                )
-            if len(self.jwt_secret) < 32:
-                raise ValueError("JWT_SECRET must be at least 32 characters outside development")
+        if self.environment == "development":
+            # `.env.example` leaves JWT_SECRET empty: in development that means the default.
+            if not self.jwt_secret.strip():
+                self.jwt_secret = DEV_JWT_SECRET
+        elif self.jwt_secret.strip().lower() in _PLACEHOLDER_SECRETS:
+            raise ValueError(
+                "JWT_SECRET is missing or a placeholder; set a random value of at least "
+                f"{JWT_SECRET_MIN_BYTES} characters, e.g. from "
+                "`python -c 'import secrets; print(secrets.token_urlsafe(48))'`"
+            )
+        if len(self.jwt_secret.encode()) < JWT_SECRET_MIN_BYTES:
+            # Shorter HS256 keys are guessable, and PyJWT warns on every token signed with one.
+            raise ValueError(
+                f"JWT_SECRET must be at least {JWT_SECRET_MIN_BYTES} bytes (leave it empty in "
+                "development for the built-in placeholder), e.g. from "
+                "`python -c 'import secrets; print(secrets.token_urlsafe(48))'`"
+            )
         return self
 
 

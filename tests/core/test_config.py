@@ -3,6 +3,7 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
+from backend.core.auth import Principal, create_token, decode_token
 from backend.core.config import Settings
 
 
@@ -28,3 +29,20 @@ def test_settings_read_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("CONVERSATION_TTL", "0")
     with pytest.raises(ValidationError, match="conversation_ttl"):
         Settings(_env_file=None)  # type: ignore[call-arg]
+
+
+def test_development_default_secret_signs_tokens_without_a_warning() -> None:
+    # `.env.example` leaves JWT_SECRET empty; pytest turns PyJWT's short-key warning into an
+    # error, so signing and checking a token here fails if the default is under 32 bytes.
+    for settings in (
+        Settings(_env_file=None, environment="development"),  # type: ignore[call-arg]
+        Settings(_env_file=None, environment="development", jwt_secret=""),  # type: ignore[call-arg]
+    ):
+        assert len(settings.jwt_secret.encode()) >= 32
+        token = create_token(settings, "maria", "dev")
+        assert decode_token(settings, token) == Principal("maria", "dev")
+
+
+def test_a_short_secret_is_refused_even_in_development() -> None:
+    with pytest.raises(ValidationError, match="at least 32 bytes"):
+        Settings(_env_file=None, environment="development", jwt_secret="short")  # type: ignore[call-arg]

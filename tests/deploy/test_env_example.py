@@ -27,6 +27,13 @@ def documented() -> dict[str, str]:
     return out
 
 
+def test_each_variable_is_defined_once() -> None:
+    # A second `NAME=` silently wins over the first: whoever edits the first copy changes nothing.
+    names = re.findall(r"^([A-Z][A-Z0-9_]*)=", (ROOT / ".env.example").read_text(), re.M)
+    repeated = sorted({name for name in names if names.count(name) > 1})
+    assert not repeated, f"defined more than once in .env.example: {repeated}"
+
+
 def test_every_setting_is_in_env_example_with_a_comment() -> None:
     docs = documented()
     for name in Settings.model_fields:
