@@ -33,12 +33,25 @@ class Principal:
 
 
 def create_token(
-    settings: Settings, user_id: str, tenant_id: str, ttl_seconds: int = 86_400
+    settings: Settings,
+    user_id: str,
+    tenant_id: str,
+    ttl_seconds: int = 86_400,
+    *,
+    name: str | None = None,
 ) -> str:
+    """A signed token; `name` (a display name, any text) rides along for clients to show."""
     if not (is_valid_principal_id(user_id) and is_valid_principal_id(tenant_id)):
         raise ValueError("user and tenant ids may use letters, digits and _.@+:- (1-128 chars)")
     now = int(time.time())
-    claims = {"sub": user_id, "tenant": tenant_id, "iat": now, "exp": now + ttl_seconds}
+    claims: dict[str, str | int] = {
+        "sub": user_id,
+        "tenant": tenant_id,
+        "iat": now,
+        "exp": now + ttl_seconds,
+    }
+    if name is not None:
+        claims["name"] = name
     return jwt.encode(claims, settings.jwt_secret, algorithm=settings.jwt_algorithm)
 
 

@@ -4,11 +4,11 @@ The page is plain HTML, CSS and JavaScript served by the API itself: no front-en
 no third-party script, one origin (so the page needs no CORS and the API's bearer auth works
 unchanged). How the page talks to the API is explained at the top of `static/app.js`.
 
-Signing in: in development (`ENVIRONMENT=development`) the page asks for a user name and gets a
-token from `POST /api/dev/token`; that route is only mounted in development, so anywhere else it
-answers 404 and the page asks for a bearer token to paste instead. The page learns which of the
-two to show from one attribute of its `<body>`, set here, so it never probes a route it may not
-have.
+Signing in: in development (`ENVIRONMENT=development`) the page asks for a name and gets a
+token from `POST /api/dev/token` (how a name becomes a user id: `service.py`); that route is only
+mounted in development, so anywhere else it answers 404 and the page asks for a bearer token to
+paste instead. The page learns which of the two to show, and the longest message the API takes,
+from attributes of its `<body>`, set here, so it never probes a route it may not have.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from backend.core.auth import create_token
 from backend.core.deps import SettingsDep
 from backend.core.errors import TriageError
 from backend.web.schemas import DevToken, DevTokenRequest
+from backend.web.service import user_id_for_name
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
 _STATIC_TYPES = {
@@ -56,17 +57,23 @@ class NotFound(TriageError):
     code = "not_found"
 
 
-@lru_cache(maxsize=2)  # read once per process: the page changes with a deploy, not a request
-def _index_html(dev_login: bool) -> str:
+@lru_cache(maxsize=4)  # read once per process: the page changes with a deploy, not a request
+def _index_html(dev_login: bool, max_message_chars: int) -> str:
     html = (STATIC_DIR / "index.html").read_text(encoding="utf-8")
-    return html.replace('data-dev-login="false"', f'data-dev-login="{str(dev_login).lower()}"')
+    html = html.replace('data-dev-login="false"', f'data-dev-login="{str(dev_login).lower()}"')
+    # The page counts characters against the server's limit and refuses a longer message
+    # itself (a textarea `maxlength` would cut a pasted text silently).
+    return html.replace(
+        'data-max-message-chars="4000"', f'data-max-message-chars="{max_message_chars}"'
+    )
 
 
 @router.get("/", response_class=HTMLResponse)
 async def chat_page(settings: SettingsDep) -> HTMLResponse:
     """The browser chat client."""
     dev_login = settings.environment == "development"
-    return HTMLResponse(_index_html(dev_login), headers=_PAGE_HEADERS)
+    html = _index_html(dev_login, settings.max_message_chars)
+    return HTMLResponse(html, headers=_PAGE_HEADERS)
 
 
 @router.get("/static/{name}")
@@ -80,11 +87,18 @@ async def static_file(name: Annotated[str, PathParam(max_length=64)]) -> FileRes
 
 @dev_router.post("/token", response_model=DevToken)
 async def dev_token(body: DevTokenRequest, settings: SettingsDep) -> DevToken:
-    """Development only: a bearer token for the given user and tenant (the page signs in)."""
+    """Development only: a bearer token for the given name and tenant (the page signs in)."""
     if settings.environment != "development":
         # Only mounted in development; this guards an app wired by hand.
         raise NotFound("not found")
-    token = create_token(settings, body.user, body.tenant, ttl_seconds=DEV_TOKEN_TTL_SECONDS)
+    user_id = user_id_for_name(body.user)
+    token = create_token(
+        settings, user_id, body.tenant, ttl_seconds=DEV_TOKEN_TTL_SECONDS, name=body.user
+    )
     return DevToken(
-        access_token=token, user=body.user, tenant=body.tenant, expires_in=DEV_TOKEN_TTL_SECONDS
+        access_token=token,
+        user=user_id,
+        name=body.user,
+        tenant=body.tenant,
+        expires_in=DEV_TOKEN_TTL_SECONDS,
     )

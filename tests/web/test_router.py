@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 
 import httpx
+import jwt
 import pytest
 
 from backend.core.auth import decode_token
@@ -45,6 +46,16 @@ async def test_the_page_is_served_at_the_root(api: httpx.AsyncClient) -> None:
 async def test_in_development_the_page_signs_in_by_user_name(dev_api: httpx.AsyncClient) -> None:
     response = await dev_api.get("/")
     assert 'data-dev-login="true"' in response.text
+
+
+async def test_the_page_learns_the_message_limit_from_the_server(
+    settings: Settings, redis_service: RedisService
+) -> None:
+    async for client in client_for(settings.model_copy(update={"max_message_chars": 250})):
+        html = (await client.get("/")).text
+        assert 'data-max-message-chars="250"' in html
+        # No maxlength on the message box: it would cut a pasted text without a word.
+        assert "maxlength" not in html.split('id="message-input"')[1].split(">")[0]
 
 
 @pytest.mark.parametrize(
@@ -91,6 +102,50 @@ async def test_dev_token_signs_in_the_user(
     assert sessions.json()["items"] == []
 
 
+@pytest.mark.parametrize(
+    ("typed", "name", "user_id"),
+    [
+        ("maria", "maria", "maria"),  # already an id: the same user as `triage token --user maria`
+        ("  Maria   Silva ", "Maria Silva", "Maria-Silva-"),
+        ("joão", "joão", "joao-"),
+        ("João", "João", "Joao-"),
+        ("李雷", "李雷", "user-"),
+        ("Ana {admin}", "Ana {admin}", "Ana-admin-"),
+    ],
+)
+async def test_dev_token_takes_ordinary_names(
+    dev_api: httpx.AsyncClient, dev_settings: Settings, typed: str, name: str, user_id: str
+) -> None:
+    response = await dev_api.post("/api/dev/token", json={"user": typed})
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["name"] == name
+    assert body["user"].startswith(user_id)
+    token = body["access_token"]
+    principal = decode_token(dev_settings, token)
+    assert principal.user_id == body["user"]
+    assert jwt.decode(token, options={"verify_signature": False})["name"] == name
+    # The same name always signs in as the same user, who finds their sessions again.
+    again = await dev_api.post("/api/dev/token", json={"user": typed})
+    assert again.json()["user"] == body["user"]
+    headers = {"Authorization": f"Bearer {token}"}
+    created = await dev_api.post("/api/triage", json={"message": "Fui demitido."}, headers=headers)
+    assert created.status_code == 201, created.text
+    listed = await dev_api.get(
+        "/api/conversations/sessions",
+        headers={"Authorization": f"Bearer {again.json()['access_token']}"},
+    )
+    assert [s["session_id"] for s in listed.json()["items"]] == [created.json()["session_id"]]
+
+
+async def test_names_that_fold_alike_are_different_users(dev_api: httpx.AsyncClient) -> None:
+    users = set()
+    for typed in ("João", "Joao", "joão", "Joāo"):
+        response = await dev_api.post("/api/dev/token", json={"user": typed})
+        users.add(response.json()["user"])
+    assert len(users) == 4
+
+
 async def test_dev_token_tenant_defaults_to_dev(
     dev_api: httpx.AsyncClient, dev_settings: Settings
 ) -> None:
@@ -103,8 +158,9 @@ async def test_dev_token_tenant_defaults_to_dev(
     "body",
     [
         {"user": ""},
-        {"user": "maria{x}"},
-        {"user": "a b"},
+        {"user": "   "},
+        {"user": "maria\u0000"},
+        {"user": "a\nb"},
         {"user": "x" * 129},
         {"user": 7},
         {"user": "maria", "tenant": "t/1"},
@@ -117,6 +173,13 @@ async def test_dev_token_refuses_bad_names(dev_api: httpx.AsyncClient, body: obj
     assert response.status_code == 422
     assert response.json()["error"]["message"]
     assert "access_token" not in response.text
+
+
+async def test_a_refused_name_is_told_what_a_name_is(dev_api: httpx.AsyncClient) -> None:
+    response = await dev_api.post("/api/dev/token", json={"user": "ana\u0007"})
+    assert response.status_code == 422
+    message = response.json()["error"]["message"]
+    assert message.startswith("body.user: ") and "e.g. Maria Silva" in message
 
 
 @pytest.mark.parametrize("environment", ["test", "production"])

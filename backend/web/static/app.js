@@ -26,7 +26,12 @@
  *   over REST and goes on from the id the event carries.
  *
  * - The token lives in sessionStorage (this tab only), never in a URL. In development the page
- *   gets one from POST /api/dev/token for the user name typed; elsewhere the user pastes one.
+ *   gets one from POST /api/dev/token for the name typed; elsewhere the user pastes one.
+ *
+ * - The longest message the API takes comes from the page itself (`data-max-message-chars` on
+ *   <body>, filled in by the server from MAX_MESSAGE_CHARS). The page counts characters as the
+ *   server does (code points, after trimming) and refuses a longer message with the count,
+ *   rather than a textarea `maxlength`, which would cut a pasted text without a word.
  *
  * Everything users or the model wrote is rendered with textContent, never as HTML.
  */
@@ -35,6 +40,7 @@ const $ = (id) => document.getElementById(id);
 const TOKEN_KEY = "triagem.token";
 const USER_KEY = "triagem.user";
 const DEV_LOGIN = document.body.dataset.devLogin === "true";
+const MAX_MESSAGE_CHARS = Number(document.body.dataset.maxMessageChars) || 4000;
 // Silence longer than this on an open stream means a dead connection (the server pings every
 // 15 s by default): abort it and reconnect instead of waiting for TCP to notice.
 const STALL_MS = 45_000;
@@ -710,6 +716,7 @@ function newSession() {
 }
 
 function markCurrentSession() {
+  updateDeleteButton();
   for (const button of $("session-list").querySelectorAll("button.session")) {
     const on = current !== null && button.dataset.sessionId === current.sessionId;
     if (on) button.setAttribute("aria-current", "true");
@@ -723,6 +730,16 @@ async function send(event) {
   const input = $("message-input");
   const text = input.value.trim();
   if (!text || sending) return;
+  const length = messageLength(text);
+  if (length > MAX_MESSAGE_CHARS) {
+    // Refused here, text untouched: the server would answer 422 anyway.
+    showNotice(
+      `A mensagem tem ${formatCount(length)} caracteres; o limite é ` +
+        `${formatCount(MAX_MESSAGE_CHARS)}. Encurte-a para enviar.`,
+    );
+    input.focus();
+    return;
+  }
   sending = true;
   updateComposer();
   hideNotice();
@@ -731,7 +748,7 @@ async function send(event) {
   appendToLog(bubble);
   const sent = { text, el: bubble };
   input.value = "";
-  autoGrow();
+  onComposerInput();
   // The view the message was written in; the user may switch to another while it posts.
   const view = current;
   try {
@@ -750,7 +767,10 @@ async function send(event) {
   } catch (err) {
     bubble.remove();
     if (view) view.pending = view.pending.filter((p) => p !== sent);
-    if (current === view) input.value = text;
+    if (current === view) {
+      input.value = text;
+      onComposerInput();
+    }
     if (err.status !== 401) showNotice(err.message);
   } finally {
     sending = false;
@@ -766,6 +786,7 @@ function startedSession(started, sent) {
   current.lastId = "0-0";
   setChatTitle(sent.text);
   history.replaceState(null, "", `#${started.session_id}`);
+  updateDeleteButton();
   current.stream = new EventStream(current);
   current.stream.start();
 }
@@ -781,6 +802,65 @@ function autoGrow() {
   const input = $("message-input");
   input.style.height = "auto";
   input.style.height = `${Math.min(input.scrollHeight, 160)}px`;
+}
+
+/** Characters as the server counts them: code points (an emoji is one), after trimming. */
+function messageLength(text) {
+  return [...text.trim()].length;
+}
+
+function formatCount(n) {
+  return n.toLocaleString("pt-BR");
+}
+
+function updateCharCount() {
+  const length = messageLength($("message-input").value);
+  const over = length > MAX_MESSAGE_CHARS;
+  const counter = $("char-count");
+  counter.textContent = `${formatCount(length)} / ${formatCount(MAX_MESSAGE_CHARS)}`;
+  counter.classList.toggle("over", over);
+  counter.dataset.over = String(over);
+  if (over) $("message-input").setAttribute("aria-invalid", "true");
+  else $("message-input").removeAttribute("aria-invalid");
+}
+
+function onComposerInput() {
+  autoGrow();
+  updateCharCount();
+}
+
+// ------------------------------------------------------------------ deleting a session
+
+function updateDeleteButton() {
+  $("delete-session").hidden = current === null;
+}
+
+/** Ask first; then DELETE the open session and start a new conversation. */
+function askDeleteSession() {
+  if (current === null) return;
+  $("delete-dialog").showModal();
+  $("delete-cancel").focus();
+}
+
+async function deleteSession() {
+  $("delete-dialog").close();
+  const view = current;
+  if (view === null) return;
+  // Stop its stream first: the server ends it on delete, and that is not news to show.
+  view.close();
+  try {
+    await api(`/api/conversations/sessions/${view.sessionId}`, { method: "DELETE" });
+  } catch (err) {
+    if (err.status === 401) return;
+    if (err.status !== 404) {
+      openSession(view.sessionId); // still there: show it again, with the reason
+      showNotice(`Não foi possível apagar a conversa: ${err.message}`);
+      return;
+    }
+  }
+  if (current === view) newSession();
+  showNotice("Conversa apagada.", { transient: true });
+  refreshSessions();
 }
 
 // ------------------------------------------------------------------------- signing in/out
@@ -810,8 +890,10 @@ function onUnauthorized() {
 function tokenSubject(token) {
   try {
     const payload = token.split(".")[1].replace(/-/g, "+").replace(/_/g, "/");
-    const claims = JSON.parse(atob(payload));
-    return `${claims.sub} (${claims.tenant})`;
+    // atob gives bytes as Latin-1 characters: decode them as UTF-8 ("João", not "JoÃ£o").
+    const bytes = Uint8Array.from(atob(payload), (c) => c.charCodeAt(0));
+    const claims = JSON.parse(new TextDecoder().decode(bytes));
+    return `${claims.name || claims.sub} (${claims.tenant})`;
   } catch {
     return "";
   }
@@ -886,6 +968,9 @@ function init() {
   $("new-session").addEventListener("click", newSession);
   $("logout").addEventListener("click", signOut);
   $("menu-button").addEventListener("click", toggleSidebar);
+  $("delete-session").addEventListener("click", askDeleteSession);
+  $("delete-confirm").addEventListener("click", deleteSession);
+  $("delete-cancel").addEventListener("click", () => $("delete-dialog").close());
   // The open drawer (phone width) closes on Escape or a tap outside it.
   document.addEventListener("keydown", (event) => {
     if (event.key === "Escape") closeSidebar();
@@ -894,7 +979,8 @@ function init() {
     if (!$("sidebar").contains(event.target)) closeSidebar();
   });
   const input = $("message-input");
-  input.addEventListener("input", autoGrow);
+  input.addEventListener("input", onComposerInput);
+  updateCharCount();
   input.addEventListener("keydown", (event) => {
     // Enter sends, Shift+Enter breaks the line (as in every chat app).
     if (event.key === "Enter" && !event.shiftKey && !event.isComposing) {
