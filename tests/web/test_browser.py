@@ -268,3 +268,96 @@ def test_outside_development_the_page_asks_for_a_token(
     assert sid not in page.driver.current_url
     page.wait(lambda: page.find_all("#session-list button.session") == [], "the list to empty")
     page.screenshot("session-deleted")
+
+
+def page_client(page: ChatPage, base: str) -> httpx.Client:
+    """The API as the signed-in page sees it (its own token, from sessionStorage)."""
+    token = page.driver.execute_script("return sessionStorage.getItem('triagem.token')")
+    return httpx.Client(base_url=base, headers={"Authorization": f"Bearer {token}"}, timeout=GUARD)
+
+
+def test_the_counter_refuses_an_over_long_message_and_never_cuts_it(
+    start_replicas: StartReplicas, page: ChatPage
+) -> None:
+    (api,) = start_replicas(1, environment="development", max_message_chars=40)
+    page.open(api.url)
+    # An ordinary name signs in, and is shown as typed.
+    page.dev_sign_in("Maria Silva")
+    assert page.find("#who").get_attribute("textContent") == "Maria Silva (dev)"
+    assert page.find("#char-count").text == "0 / 40"
+
+    too_long = "Fui demitido e não recebi as verbas, é sério"  # 44 characters
+    page.find("#message-input").send_keys(too_long)
+    counter = page.find("#char-count")
+    assert counter.text == "44 / 40" and counter.get_attribute("data-over") == "true"
+    page.screenshot("over-the-limit")
+    page.find("#send").click()
+    page.wait(lambda: page.visible("notice"), "the page to refuse the message")
+    assert page.find("#notice").text == (
+        "A mensagem tem 44 caracteres; o limite é 40. Encurte-a para enviar."
+    )
+    # Refused whole: nothing sent, nothing cut, the text is still there to shorten.
+    assert page.find("#message-input").get_attribute("value") == too_long
+    assert page.find_all("#messages .bubble") == []
+    with page_client(page, api.url) as client:
+        assert client.get("/api/conversations/sessions").json()["items"] == []
+    page.screenshot("refused")
+
+    # Characters are counted as the server counts them: an emoji is one, not two.
+    page.driver.execute_script(
+        "const box = document.getElementById('message-input');"
+        "box.value = '\\u{1F642}'.repeat(40); box.dispatchEvent(new Event('input'));"
+    )
+    assert counter.text == "40 / 40" and counter.get_attribute("data-over") == "false"
+
+    page.driver.execute_script(
+        "const box = document.getElementById('message-input');"
+        "box.value = ''; box.dispatchEvent(new Event('input'));"
+    )
+    fits = too_long[:40]
+    page.send(fits)
+    page.wait(lambda: page.bubble_texts("user") == [fits], "the message to be sent")
+    page.wait(lambda: len(page.replies()) == 1 and page.streaming_text() is None, "the reply")
+    assert page.find("#char-count").text == "0 / 40"
+    with page_client(page, api.url) as client:
+        (item,) = client.get("/api/conversations/sessions").json()["items"]
+        history = client.get(f"/api/conversations/sessions/{item['session_id']}").json()
+    assert history["messages"][0]["content"] == fits
+
+
+def test_deleting_a_conversation_asks_first(start_replicas: StartReplicas, page: ChatPage) -> None:
+    (api,) = start_replicas(1, environment="development")
+    page.open(api.url)
+    page.dev_sign_in("joão")
+    assert not page.visible("delete-session")  # a new conversation has nothing to delete
+    page.send(EVICTION)
+    page.wait(lambda: len(page.replies()) == 1 and page.streaming_text() is None, "the reply")
+    sid = session_id_of(page)
+    assert page.visible("delete-session")
+
+    # Cancelled: nothing happens.
+    page.find("#delete-session").click()
+    dialog = page.find("#delete-dialog")
+    page.wait(lambda: dialog.get_attribute("open") is not None, "the confirmation")
+    assert "Apagar esta conversa?" in dialog.text
+    page.screenshot("confirm-delete")
+    page.find("#delete-cancel").click()
+    page.wait(lambda: dialog.get_attribute("open") is None, "the confirmation to close")
+    assert page.bubble_texts("user") == [EVICTION] and session_id_of(page) == sid
+    with page_client(page, api.url) as client:
+        assert client.get(f"/api/conversations/sessions/{sid}").status_code == 200
+
+    # Confirmed: the session is deleted and the page starts a new conversation.
+    page.find("#delete-session").click()
+    page.wait(lambda: dialog.get_attribute("open") is not None, "the confirmation")
+    page.find("#delete-confirm").click()
+    page.wait(lambda: page.find("#notice").text == "Conversa apagada.", "the deletion")
+    assert page.replies() == [] and page.find("#chat-title").text == "Nova conversa"
+    assert session_id_of(page) == "" and not page.visible("delete-session")
+    assert page.connection() == "idle"
+    page.open_menu()
+    page.wait(lambda: page.find_all("#session-list button.session") == [], "the list to empty")
+    page.screenshot("deleted")
+    with page_client(page, api.url) as client:
+        assert client.get(f"/api/conversations/sessions/{sid}").status_code == 404
+        assert client.get("/api/conversations/sessions").json()["items"] == []
