@@ -9,6 +9,11 @@ where it stopped. Deltas are also checked by position (`reply_id`, `index`), so 
 printed twice; if the replica generating the reply died, the server restarts the reply (an
 `error` event with `retrying`), and the client says so and prints the new attempt. A `reload`
 event (the events after our id are gone) is answered by reading the history over REST.
+
+What the terminal shows (`Terminal`): prompts and replies on stdout, notices (in Portuguese,
+like the prompts) on stderr, each on a line of its own even in the middle of a reply; the
+triage result once the server has one (`triage.updated`), after the reply it came with. No
+server answering exits 3, a bad `--url` or a refused token 2, like the other commands.
 """
 
 from __future__ import annotations
@@ -20,22 +25,45 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Annotated, Any
+from typing import Annotated, Any, TextIO
 
 import httpx
 import typer
 from httpx_sse import EventSource, ServerSentEvent, aconnect_sse
+from rich.console import Console
 
 from backend.cli import app
-from backend.cli.common import EXIT_CONFIG, err_console, fail, load_settings
+from backend.cli.common import EXIT_CONFIG, EXIT_STORE, err_console, fail, load_settings
 from backend.core.auth import create_token
 
 # Connection failures after which the client reconnects rather than giving up.
 _DROPPED = (httpx.TransportError, httpx.StreamError)
 
 
+# What the client tells the person at the terminal (the prompts are Portuguese too).
+RESUMING = "conexão perdida; retomando após o evento {last_id} em {url}"
+RESTARTED = "a resposta foi interrompida no servidor e recomeça do início"
+RELOADING = "alguns eventos se perderam; lendo o histórico"
+RETRYING = "nenhum servidor respondeu em {url}; tentando de novo"
+STREAM_CLOSED = "o servidor encerrou o fluxo de eventos ({code}); reconectando"
+
+
 class ChatError(Exception):
     """The conversation cannot go on (a refused message, a deleted session, no server)."""
+
+    exit_code = 1
+
+
+class ServerUnreachable(ChatError):
+    """No server answered (within the reconnect timeout)."""
+
+    exit_code = EXIT_STORE
+
+
+class TokenRefused(ChatError):
+    """The server refused the bearer token: a configuration problem, like a bad secret."""
+
+    exit_code = EXIT_CONFIG
 
 
 @dataclass
@@ -48,6 +76,8 @@ class Reply:
     reconnects: int = 0  # streams re-opened after a drop
     restarts: int = 0  # times the server started the reply over (its generator died)
     deltas: list[tuple[str, int]] = field(default_factory=list)  # (reply_id, index) printed
+    # The triage result, when this turn brought a new one (`triage.updated`).
+    triage: dict[str, Any] | None = None
 
 
 @dataclass
@@ -62,6 +92,7 @@ class _Turn:
     final: str | None = None
     restarts: int = 0
     printed: list[tuple[str, int]] = field(default_factory=list)
+    triage: dict[str, Any] | None = None
 
     def answers(self, data: dict[str, Any]) -> bool:
         return self.seq is not None and int(data.get("in_reply_to") or 0) >= self.seq
@@ -83,6 +114,8 @@ class ChatClient:
         self.headers = {"Authorization": f"Bearer {token}"}
         self.on_text, self.on_notice = on_text, on_notice
         self.reconnect_timeout = reconnect_timeout
+        # The last triage result shown per session: the server repeats it as the case grows.
+        self._triage_shown: dict[str, dict[str, Any]] = {}
         # The server pings idle streams every 15 s: a longer silence is a dead connection.
         self.http = httpx.AsyncClient(timeout=httpx.Timeout(10.0, read=read_timeout))
 
@@ -95,6 +128,11 @@ class ChatClient:
         response = await self.http.get(
             f"{self.url}/api/conversations/sessions/{session_id}", headers=self.headers
         )
+        await _raise_for_error(response)
+        return dict(response.json())
+
+    async def triage_status(self, session_id: str) -> dict[str, Any]:
+        response = await self.http.get(f"{self.url}/api/triage/{session_id}", headers=self.headers)
         await _raise_for_error(response)
         return dict(response.json())
 
@@ -125,7 +163,9 @@ class ChatClient:
             except (httpx.ConnectError, httpx.ConnectTimeout):
                 # Nothing reached a server: posting again, to the next URL, sends it once.
                 if time.monotonic() > deadline:
-                    raise ChatError(f"no server answered at {self.url}") from None
+                    raise ServerUnreachable(f"nenhum servidor respondeu em {self.url}") from None
+                if attempt == 0:
+                    self.on_notice(RETRYING.format(url=self.url))
                 self.url = next(self._urls)
                 await asyncio.sleep(_backoff(attempt))
             except _DROPPED:
@@ -152,9 +192,7 @@ class ChatClient:
                 self.url = next(self._urls)
                 await asyncio.sleep(_backoff(attempt))
                 reconnects += 1
-                self.on_notice(
-                    f"connection lost; resuming after event {turn.last_id} at {self.url}"
-                )
+                self.on_notice(RESUMING.format(last_id=turn.last_id, url=self.url))
             dropped = True
             try:
                 if turn.seq is None:
@@ -174,7 +212,10 @@ class ChatClient:
             except _DROPPED:
                 pass
             if time.monotonic() > deadline:
-                raise ChatError(f"could not resume the reply within {self.reconnect_timeout:g} s")
+                raise ServerUnreachable(
+                    f"não foi possível retomar a resposta em {self.reconnect_timeout:g} s "
+                    f"(último servidor tentado: {self.url})"
+                )
         raise AssertionError("unreachable")
 
     async def _locate(self, turn: _Turn) -> None:
@@ -185,12 +226,16 @@ class ChatClient:
             m for m in history["messages"] if m["role"] == "user" and m["content"] == turn.message
         ]
         if not mine:
-            raise ChatError("the message was not stored; send it again")
+            raise ChatError("a mensagem não foi guardada; envie-a de novo")
         turn.seq = int(mine[-1]["seq"])
         turn.last_id, turn.gap = history["last_event_id"], True
-        self._from_history(turn, history)
+        await self._from_history(turn, history)
 
-    def _from_history(self, turn: _Turn, history: dict[str, Any]) -> None:
+    async def _from_history(self, turn: _Turn, history: dict[str, Any]) -> None:
+        assert turn.session_id is not None
+        # Events were missed, maybe a `triage.updated` among them: read the triage too.
+        status = await self.triage_status(turn.session_id)
+        self._triage(turn, status.get("triage_result"))
         for m in history["messages"]:
             if m["role"] == "assistant" and int(
                 (m.get("metadata") or {}).get("in_reply_to") or 0
@@ -212,8 +257,8 @@ class ChatClient:
         if sse.event == "error" and "reply_id" not in data:
             # About this connection, not stored in the stream (no id of its own).
             if data.get("code") == "session_not_found":
-                raise ChatError(data.get("message") or "the session is gone")
-            self.on_notice(data.get("message") or "the stream was closed")
+                raise ChatError("a conversa não existe mais (foi apagada ou expirou)")
+            self.on_notice(STREAM_CLOSED.format(code=data.get("code") or "sem código"))
             return False
         if sse.id:
             turn.last_id = sse.id
@@ -223,11 +268,13 @@ class ChatClient:
             message = data["message"]
             if message["role"] == "user":
                 turn.seq = int(message["seq"])
+        elif kind == "triage.updated":
+            self._triage(turn, data.get("triage_result"))
         elif kind == "reload":
-            self.on_notice("events were missed; reading the history")
+            self.on_notice(RELOADING)
             turn.gap = True
             assert turn.session_id is not None
-            self._from_history(turn, await self.history(turn.session_id))
+            await self._from_history(turn, await self.history(turn.session_id))
             return turn.final is not None
         elif not turn.answers(data):
             return False  # another reply on the same session
@@ -252,12 +299,19 @@ class ChatClient:
             return True
         elif kind == "error":
             if not data.get("retrying"):
-                raise ChatError(data.get("message") or "the reply failed")
+                raise ChatError(f"a resposta falhou: {data.get('message') or data.get('code')}")
             self._restart(turn)
         return False
 
+    def _triage(self, turn: _Turn, result: Any) -> None:
+        """Keep a triage result that is new for this session, to show after the reply."""
+        assert turn.session_id is not None
+        if isinstance(result, dict) and result != self._triage_shown.get(turn.session_id):
+            self._triage_shown[turn.session_id] = result
+            turn.triage = result
+
     def _restart(self, turn: _Turn) -> None:
-        self.on_notice("the reply was interrupted on the server and starts over")
+        self.on_notice(RESTARTED)
         turn.restarts += 1
         turn.parts, turn.reply_id, turn.gap = [], None, False
 
@@ -278,6 +332,7 @@ class ChatClient:
             reconnects=reconnects,
             restarts=turn.restarts,
             deltas=turn.printed,
+            triage=turn.triage,
         )
 
 
@@ -297,58 +352,158 @@ async def _raise_for_error(response: httpx.Response) -> None:
         detail = response.reason_phrase
     if response.status_code >= 500:
         raise httpx.TransportError(f"{response.status_code} {detail}")
+    if response.status_code == 401:
+        raise TokenRefused(f"token recusado pelo servidor: {response.status_code} {detail}")
     raise ChatError(f"{response.status_code} {detail}")
 
 
 # ------------------------------------------------------------------ the command
 
 
-def _write(text: str) -> None:
-    sys.stdout.write(text)
-    sys.stdout.flush()
+_AREAS = {
+    "trabalhista": "Direito trabalhista",
+    "consumidor": "Direito do consumidor",
+    "familia": "Direito de família",
+    "previdenciario": "Direito previdenciário",
+    "criminal": "Direito criminal",
+    "civil": "Direito civil",
+    "tributario": "Direito tributário",
+    "imobiliario": "Direito imobiliário",
+    "indefinida": "a definir",
+}
+_LEVELS = {"baixa": "baixa", "media": "média", "alta": "alta", "urgente": "URGENTE"}
 
 
-def _notice(text: str) -> None:
-    err_console.print(f"[dim]({text})[/]", highlight=False, soft_wrap=True)
+def triage_lines(result: dict[str, Any]) -> list[str]:
+    """A triage result as the terminal shows it."""
+    area = _AREAS.get(str(result.get("area")), str(result.get("area")))
+    if result.get("sub_area"):
+        area += f" · {result['sub_area']}"
+    urgency = _LEVELS.get(str(result.get("urgency")), str(result.get("urgency")))
+    missing = [str(m) for m in result.get("missing_information") or []]
+    return [
+        "── resultado da triagem ──",
+        f"área: {area}",
+        f"urgência: {urgency} ({result.get('urgency_reason')})",
+        f"complexidade: {_LEVELS.get(str(result.get('complexity')), result.get('complexity'))}",
+        f"resumo: {result.get('summary')}",
+        f"próximo passo: {result.get('recommended_next_step')}",
+        "ainda falta: "
+        + ("; ".join(missing) if missing else "nada, as informações essenciais foram dadas"),
+    ]
+
+
+class Terminal:
+    """What the person at the terminal sees: prompts, replies and the triage on stdout,
+    notices on stderr.
+
+    A notice can come in the middle of a reply (a dropped connection); it must not land inside
+    the reply's line, so the terminal ends that line first, and the reply goes on after the
+    notice on a new line with its prompt again.
+    """
+
+    REPLY_PROMPT = "triagem> "
+
+    def __init__(self, out: TextIO | None = None, err: TextIO | None = None) -> None:
+        self.out = out or sys.stdout
+        self.err = Console(file=err, highlight=False, soft_wrap=True) if err else err_console
+        self.at_line_start = True
+        self.in_reply = False
+
+    def write(self, text: str) -> None:
+        if text:
+            self.out.write(text)
+            self.out.flush()
+            self.at_line_start = text.endswith("\n")
+
+    def end_line(self) -> None:
+        if not self.at_line_start:
+            self.write("\n")
+
+    def start_reply(self) -> None:
+        self.end_line()
+        self.write(self.REPLY_PROMPT)
+        self.in_reply = True
+
+    def reply_text(self, chunk: str) -> None:
+        if chunk and self.in_reply and self.at_line_start:
+            self.write(self.REPLY_PROMPT)
+        self.write(chunk)
+
+    def end_reply(self) -> None:
+        self.end_line()
+        self.in_reply = False
+
+    def notice(self, text: str) -> None:
+        self.end_line()
+        self.err.print(f"[dim]({text})[/]", highlight=False, soft_wrap=True)
+
+    def triage(self, result: dict[str, Any]) -> None:
+        self.end_line()
+        self.write("\n".join(triage_lines(result)) + "\n")
 
 
 async def _chat(
-    urls: list[str], token: str, session_id: str | None, messages: list[str], reconnect_s: float
+    urls: list[str],
+    token: str,
+    session_id: str | None,
+    messages: list[str],
+    reconnect_s: float,
+    term: Terminal | None = None,
 ) -> None:
+    term = term or Terminal()
     client = ChatClient(
-        urls, token, on_text=_write, on_notice=_notice, reconnect_timeout=reconnect_s
+        urls, token, on_text=term.reply_text, on_notice=term.notice, reconnect_timeout=reconnect_s
     )
     try:
         if session_id:
-            history = await client.history(session_id)
+            try:
+                history = await client.history(session_id)
+            except httpx.TransportError as exc:
+                raise ServerUnreachable(f"nenhum servidor respondeu em {client.url}") from exc
             for m in history["messages"][-10:]:
                 who = "você" if m["role"] == "user" else "triagem"
-                _write(f"{who}> {m['content']}\n")
+                term.write(f"{who}> {m['content']}\n")
         scripted = bool(messages)
         while True:
             if scripted:
                 if not messages:
                     return
                 text = messages.pop(0)
-                _write(f"você> {text}\n")
+                term.write(f"você> {text}\n")
             else:
                 try:
                     text = (await asyncio.to_thread(input, "você> ")).strip()
                 except EOFError:
-                    _write("\n")
+                    term.write("\n")
                     return
                 if text in ("/sair", "/exit", "/quit"):
                     return
                 if not text:
                     continue
-            _write("triagem> ")
+            term.start_reply()
             reply = await client.send(text, session_id)
-            _write("\n")
+            term.end_reply()
+            if reply.triage is not None:
+                term.triage(reply.triage)
             if session_id is None:
-                _notice(f"session {reply.session_id}; continue it with --session")
+                term.notice(
+                    f"conversa {reply.session_id}; para continuá-la: --session {reply.session_id}"
+                )
             session_id = reply.session_id
     finally:
+        term.end_line()
         await client.aclose()
+
+
+def _check_url(url: str) -> str:
+    try:
+        parsed = httpx.URL(url)
+    except httpx.InvalidURL:
+        parsed = None
+    if parsed is None or parsed.scheme not in ("http", "https") or not parsed.host:
+        raise fail(f"--url {url!r} is not an http(s) URL, e.g. http://127.0.0.1:8000", EXIT_CONFIG)
+    return url
 
 
 @app.command()
@@ -380,7 +535,9 @@ def chat(
 ) -> None:
     """Chat with the interviewer in the terminal over SSE; resumes after a dropped connection.
 
-    Type a message and Enter; the reply streams as it is generated. /sair (or Ctrl-D) quits.
+    Type a message and Enter; the reply streams as it is generated, then the triage result
+    when the server has one. /sair (or Ctrl-D) quits. Exit status: 0, 1 (a message or the
+    session refused), 2 (bad usage or a refused token), 3 (no server answered).
     """
     if token is None:
         if not (user and tenant):
@@ -389,18 +546,10 @@ def chat(
             token = create_token(load_settings(), user, tenant)
         except ValueError as exc:
             raise fail(str(exc), EXIT_CONFIG) from None
+    urls = [_check_url(u) for u in url or ["http://127.0.0.1:8000"]]
     try:
-        asyncio.run(
-            _chat(
-                url or ["http://127.0.0.1:8000"],
-                token,
-                session,
-                list(message or []),
-                reconnect_timeout,
-            )
-        )
+        asyncio.run(_chat(urls, token, session, list(message or []), reconnect_timeout))
     except ChatError as exc:
-        _write("\n")
-        raise fail(str(exc)) from None
+        raise fail(str(exc), exc.exit_code) from None
     except KeyboardInterrupt:
         raise typer.Exit(130) from None
