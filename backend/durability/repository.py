@@ -60,6 +60,18 @@ class ConversationHead(msgspec.Struct, kw_only=True):
 _head_decoder = msgspec.json.Decoder(ConversationHead)
 
 
+class _MessageSeq(msgspec.Struct):
+    seq: int
+
+
+class _WindowSeqs(msgspec.Struct):
+    messages: list[_MessageSeq] = msgspec.field(default_factory=list)
+
+
+# The sequences of a document's hot window (the rest of each message is skipped, not parsed).
+_window_decoder = msgspec.json.Decoder(_WindowSeqs)
+
+
 @dataclass(frozen=True)
 class Snapshot:
     """What Redis held for one session: the raw conversation document, and its head.
@@ -108,7 +120,8 @@ class WriteReport:
     purged: list[str] = field(default_factory=list)
     sessions_written: int = 0
     messages_written: int = 0
-    # Messages that left the hot window before any snapshot saw them (see README).
+    # Messages that left the hot window before any snapshot saw them, and that PostgreSQL
+    # does not hold either: lost (see README, "The hot window waits for snapshots").
     messages_missed: int = 0
 
     def merge(self, other: WriteReport) -> None:
@@ -235,9 +248,6 @@ async def write_snapshots(
             continue
         already = row["message_count"] if row is not None else 0
         newer.append((snap, already))
-        # The hot window holds the last `max_history` messages: older ones it no longer has.
-        first_in_window = max(1, snap.head.message_count - max_history + 1)
-        report.messages_missed += max(0, first_in_window - already - 1)
 
     if newer:
         await conn.execute(_UPSERT_SESSIONS, _session_params([s for s, _ in newer], retention))
@@ -253,16 +263,61 @@ async def write_snapshots(
             report.messages_written = int(
                 (await conn.execute(_INSERT_MESSAGES, params)).scalar_one()
             )
+            report.messages_missed = await _count_missed(conn, fresh, max_history)
     orchestrated = [s for s in writable if s.orchestration is not None]
     if orchestrated:
         await conn.execute(_UPSERT_ORCHESTRATIONS, _orchestration_params(orchestrated))
-    if report.messages_missed:
-        log.warning(
-            "snapshot: %d message(s) left the hot window before being snapshotted",
-            report.messages_missed,
-        )
     report.done = [s.session_id for s in writable]
     return report
+
+
+_HELD_BEFORE = text(
+    """
+    SELECT u.session_id, count(m.seq) AS held
+    FROM unnest(CAST(:sids AS text[]), CAST(:firsts AS int[])) AS u(session_id, first_seq)
+    LEFT JOIN messages m ON m.session_id = u.session_id AND m.seq < u.first_seq
+    GROUP BY u.session_id
+    """
+)
+
+
+async def _count_missed(
+    conn: AsyncConnection, fresh: list[tuple[Snapshot, int]], max_history: int
+) -> int:
+    """Messages older than a snapshot's hot window that PostgreSQL does not hold; each session
+    with some is logged. Called after the batch's messages are inserted.
+
+    The window keeps every message not yet snapshotted (up to its hard cap), so it can hold far
+    more than `max_history`: its real first sequence is read from the document. A gap is only
+    possible when the session grew by more than `max_history` since PostgreSQL last saw it;
+    only those documents are looked at, and PostgreSQL counts what it holds below the window.
+    """
+    firsts: dict[str, int] = {}
+    for snap, after in fresh:
+        if snap.head.message_count - after <= max_history:
+            continue  # the window (at least `max_history` long) reaches back to `after`
+        window = _window_decoder.decode(snap.document).messages
+        first = window[0].seq if window else snap.head.message_count + 1
+        if first > after + 1:
+            firsts[snap.session_id] = first
+    if not firsts:
+        return 0
+    params = {"sids": list(firsts), "firsts": list(firsts.values())}
+    missed = 0
+    for row in (await conn.execute(_HELD_BEFORE, params)).mappings():
+        first = firsts[row["session_id"]]
+        lost = first - 1 - int(row["held"])
+        if lost > 0:
+            missed += lost
+            log.warning(
+                "snapshot: session %s: %d message(s) left the hot window before being "
+                "snapshotted (PostgreSQL holds %d of seq 1-%d)",
+                row["session_id"],
+                lost,
+                int(row["held"]),
+                first - 1,
+            )
+    return missed
 
 
 def _session_params(snaps: list[Snapshot], retention: timedelta) -> dict[str, Any]:
