@@ -853,7 +853,8 @@ async function deleteSession() {
   } catch (err) {
     if (err.status === 401) return;
     if (err.status !== 404) {
-      openSession(view.sessionId); // still there: show it again, with the reason
+      // Still there: show it again (unless another one was opened meanwhile), with the reason.
+      if (current === view) await openSession(view.sessionId);
       showNotice(`Não foi possível apagar a conversa: ${err.message}`);
       return;
     }
