@@ -4,10 +4,12 @@ import pytest
 from pydantic import ValidationError
 
 from backend.core.auth import Principal, create_token, decode_token
-from backend.core.config import Settings
+from backend.core.config import DEV_JWT_SECRET, Settings
 
 
-@pytest.mark.parametrize("secret", ["", "change-me", "dev-insecure-secret-change-me", "short"])
+@pytest.mark.parametrize(
+    "secret", ["", "change-me", "dev-insecure-secret-change-me", DEV_JWT_SECRET, "short"]
+)
 def test_production_refuses_missing_or_placeholder_secret(secret: str) -> None:
     with pytest.raises(ValidationError, match="JWT_SECRET"):
         Settings(_env_file=None, environment="production", jwt_secret=secret)  # type: ignore[call-arg]
