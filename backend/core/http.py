@@ -244,8 +244,8 @@ async def _http_error(request: Request, exc: Exception) -> JSONResponse:
 class UnhandledErrors:
     """Any exception that escapes the app answers a 500 in the error shape, never plain text.
 
-    The outermost middleware, so it also catches what the other middlewares and the body of a
-    response raise. It logs the traceback once, with the request id, and puts that id in the
+    The outermost of the app's middlewares, so it also catches what the others and the body of
+    a response raise. It logs the traceback once, with the request id, and puts that id in the
     body so a client's report can be matched to the log. When the response had already started
     (a stream) nothing can be sent any more: the exception goes on to the server, which cuts
     the connection so the client sees a broken response rather than a clean end.
@@ -275,13 +275,18 @@ class UnhandledErrors:
             await response(scope, receive, send)
 
 
+_LOGGED = "triage.error_logged"  # scope key: this request's exception is in the log already
+
+
 def _internal_error(scope: Scope) -> JSONResponse:
     """Log the exception being handled with its traceback and request id; the 500 to send."""
     # Set by CorrelationIdMiddleware, inside which the exception was raised (same task).
     request_id = correlation_id.get() or "-"
-    logger.exception(
-        "unhandled error in %s %s (request_id=%s)", scope["method"], scope["path"], request_id
-    )
+    if not scope.get(_LOGGED):  # Starlette's last resort sees what UnhandledErrors re-raises
+        scope[_LOGGED] = True
+        logger.exception(
+            "unhandled error in %s %s (request_id=%s)", scope["method"], scope["path"], request_id
+        )
     return JSONResponse(
         {
             "error": {

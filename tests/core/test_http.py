@@ -3,17 +3,21 @@ exceptions (in a route or in a middleware), and the request id that ties a 500 t
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import uuid
 from collections.abc import AsyncIterator
 
 import httpx
 import pytest
+import uvicorn
 from fastapi import FastAPI
+from fastapi.responses import StreamingResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from backend.core.config import Settings
 from backend.main import create_app
+from tests.redis_cluster import free_port
 from tests.sse_helpers import bearer
 
 SESSION = "/api/conversations/sessions/s-missing"
@@ -117,3 +121,39 @@ async def test_an_exception_in_a_middleware_is_a_500_in_the_error_shape(
     assert any(
         r.exc_info is not None and isinstance(r.exc_info[1], RuntimeError) for r in caplog.records
     )
+
+
+async def test_an_exception_in_a_started_stream_cuts_the_connection_and_is_logged_once(
+    settings: Settings, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Once a streamed body has begun no 500 can be sent: the client must see a broken
+    response, not a clean end it would take for the whole answer."""
+    app = create_app(settings)
+
+    async def chunks() -> AsyncIterator[bytes]:
+        yield b"first part\n"
+        raise ValueError("a bug in the middle of a stream")
+
+    async def stream() -> StreamingResponse:
+        return StreamingResponse(chunks(), media_type="text/plain")
+
+    app.add_api_route("/stream", stream)
+    port = free_port()
+    server = uvicorn.Server(
+        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="critical", lifespan="off")
+    )
+    task = asyncio.create_task(server.serve())
+    try:
+        while not server.started:
+            assert not task.done(), task
+            await asyncio.sleep(0.02)
+        request_id = uuid.uuid4().hex
+        with caplog.at_level(logging.ERROR, logger="backend.core.http"):
+            async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as client:
+                with pytest.raises(httpx.RemoteProtocolError):
+                    await client.get("/stream", headers={"X-Request-ID": request_id})
+    finally:
+        server.should_exit = True
+        await asyncio.wait_for(task, 30)
+    [record] = [r for r in caplog.records if r.name == "backend.core.http"]
+    assert request_id in record.getMessage()
