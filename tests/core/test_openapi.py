@@ -32,8 +32,9 @@ from tests.e2e.replicas import Replica, replica_env
 from tests.sse_helpers import bearer
 
 # The document the replica serves (same code, same default limits), built without connecting.
+# Development, so that the dev token route is in it too.
 schema = (
-    schemathesis.openapi.from_dict(create_app(make_settings()).openapi())
+    schemathesis.openapi.from_dict(create_app(make_settings(environment="development")).openapi())
     # Never ends: an open event stream.
     .exclude(path="/api/conversations/sessions/{session_id}/events")
     # Answers its documented 503 here, where no Celery worker runs (tests/workers covers it).
@@ -59,7 +60,12 @@ def replica() -> Iterator[str]:
     prefix = make_settings().key_prefix
     server = Replica(
         "contract",
-        replica_env(prefix, offline_chunk_delay_ms=0, celery_queue=f"{prefix}:celery"),
+        replica_env(
+            prefix,
+            environment="development",
+            offline_chunk_delay_ms=0,
+            celery_queue=f"{prefix}:celery",
+        ),
     )
     try:
         yield server.spawn().wait_ready().url
