@@ -232,7 +232,10 @@ async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     elif exc.status_code == 400:
         code, message = "invalid_body", _body_problem(exc)
     else:
-        phrase = HTTPStatus(exc.status_code).phrase
+        try:
+            phrase = HTTPStatus(exc.status_code).phrase
+        except ValueError:  # a status the standard does not name
+            phrase = "HTTP error"
         code, message = phrase.lower().replace(" ", "_").replace("-", "_"), str(exc.detail)
     return JSONResponse(
         {"error": {"code": code, "message": message, **details}},
