@@ -113,3 +113,18 @@ def test_request_schemas_carry_the_limits_the_server_enforces() -> None:
         # Not empty, not blank, at most MAX_MESSAGE_CHARS of this app's settings.
         assert (message["minLength"], message["pattern"], message["maxLength"]) == (1, r"\S", 321)
     assert schemas["ChatRequest"]["properties"]["session_id"]["anyOf"][0]["pattern"]
+
+
+def test_every_route_declares_the_errors_its_plumbing_can_answer() -> None:
+    """What no route code raises itself is still declared: 401 wherever a token is needed,
+    400/413/422 wherever a JSON body is read (a new route cannot forget them silently)."""
+    document = create_app(make_settings(environment="development")).openapi()
+    for path, operations in document["paths"].items():
+        for method, operation in operations.items():
+            declared = set(operation["responses"])
+            if operation.get("security"):
+                assert "401" in declared, (method, path)
+            if "requestBody" in operation:
+                assert {"400", "413", "422"} <= declared, (method, path)
+            if "{session_id}" in path:
+                assert {"404", "422"} <= declared, (method, path)
