@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from fastapi_offline import FastAPIOffline
 
 from backend.agents.router import router as agents_router
 from backend.agents.runtime import ConversationRuntime
@@ -16,6 +17,7 @@ from backend.core.db import create_engine
 from backend.core.errors import register_error_handlers
 from backend.core.http import install_http_plumbing
 from backend.core.logging import configure_logging
+from backend.core.openapi import install_openapi
 from backend.core.redis import RedisService
 from backend.durability.router import health_router as durability_health_router
 from backend.durability.router import router as durability_router
@@ -64,13 +66,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             await engine.dispose()
             await redis.close()
 
-    app = FastAPI(
+    # /docs and /redoc load Swagger UI and ReDoc from files the app serves itself (shipped by
+    # fastapi-offline), not from a CDN: they work on a machine without internet access.
+    app = FastAPIOffline(
         title="Triagem inteligente: conversation state service",
         version="0.1.0",
         lifespan=lifespan,
     )
     register_error_handlers(app)
     install_http_plumbing(app, settings.max_body_bytes)
+    install_openapi(app, settings)
     app.include_router(health_router)
     app.include_router(durability_health_router)
     app.include_router(durability_router)

@@ -8,13 +8,13 @@ from sse_starlette import EventSourceResponse
 from backend.conversations.schemas import ChatRequest
 from backend.core.auth import PrincipalDep
 from backend.core.deps import RuntimeDep, SettingsDep, StateManagerDep
-from backend.core.http import error_responses
+from backend.core.http import BODY_ERRORS, error_responses
 from backend.state.schemas import StreamEntry
 from backend.streaming.events import ResumePoint
 from backend.streaming.sse import SSE_RESPONSES, EntryTest, session_events, sse_response
 
 router = APIRouter(prefix="/api/agents", tags=["agents"])
-_ERRORS = error_responses(401, 404, 413, 422, 429, 503)
+_ERRORS = error_responses(*BODY_ERRORS, 401, 404, 409, 429, 503)
 
 _REPLY_EVENTS = {"message.started", "message.delta", "message.completed", "error"}
 

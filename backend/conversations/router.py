@@ -22,9 +22,14 @@ from backend.conversations.schemas import (
 )
 from backend.core.auth import Principal, PrincipalDep, Unauthorized, decode_token
 from backend.core.deps import RuntimeDep, SettingsDep, StateManagerDep
-from backend.core.http import error_responses
+from backend.core.http import BODY_ERRORS, error_responses
 from backend.state.schemas import SessionPage
-from backend.streaming.events import check_resume, format_stream_id, parse_stream_id
+from backend.streaming.events import (
+    STREAM_ID_SCHEMA,
+    check_resume,
+    format_stream_id,
+    parse_stream_id,
+)
 from backend.streaming.sse import SSE_RESPONSES, session_events, sse_response
 
 router = APIRouter(
@@ -33,7 +38,7 @@ router = APIRouter(
     responses=error_responses(401, 422, 503),
 )
 _SESSION = error_responses(404)
-_POST = error_responses(404, 413, 429)
+_POST = error_responses(*BODY_ERRORS, 404, 409, 429)
 
 SessionId = Annotated[
     str, Path(pattern=SESSION_ID_PATTERN, description="The session id (letters, digits, _ -).")
@@ -111,7 +116,10 @@ async def post_message(
 
 
 @router.delete(
-    "/sessions/{session_id}", status_code=204, response_class=Response, responses=_SESSION
+    "/sessions/{session_id}",
+    status_code=204,
+    response_class=Response,
+    responses=error_responses(404, 409),
 )
 async def delete_session(
     session_id: SessionId, principal: PrincipalDep, runtime: RuntimeDep
@@ -133,11 +141,21 @@ async def stream_events(
     manager: StateManagerDep,
     settings: SettingsDep,
     last_event_id_header: Annotated[
-        str | None, Header(alias="Last-Event-ID", include_in_schema=True)
+        str | None,
+        Header(
+            alias="Last-Event-ID",
+            description="Resume after this event id (as sent in an event's `id`).",
+            json_schema_extra=STREAM_ID_SCHEMA,
+        ),
     ] = None,
     last_event_id: Annotated[
         str | None,
-        Query(max_length=64, description="Resume after this event id (when no header)."),
+        # Checked by the route (400, as for the header), not by FastAPI (422): the schema
+        # only documents the form.
+        Query(
+            description="Resume after this event id (when no header).",
+            json_schema_extra=STREAM_ID_SCHEMA,
+        ),
     ] = None,
 ) -> EventSourceResponse:
     """The session's event stream (SSE); resumes after Last-Event-ID (header or query)."""

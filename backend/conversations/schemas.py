@@ -5,10 +5,17 @@ from __future__ import annotations
 from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict, Field, StrictStr
+from pydantic.config import JsonDict
 
+from backend.core.openapi import MAX_MESSAGE_CHARS_MARK
 from backend.state.schemas import MessageOut
 
 SESSION_ID_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
+
+# OpenAPI only: what the service accepts as a message text. It trims and checks the text
+# itself (with clearer errors than a failed pattern): not blank, at most MAX_MESSAGE_CHARS
+# (a setting: `backend.core.openapi` turns the mark into `maxLength`).
+MESSAGE_TEXT_SCHEMA: JsonDict = {"minLength": 1, "pattern": r"\S", MAX_MESSAGE_CHARS_MARK: True}
 
 
 class PostMessageRequest(BaseModel):
@@ -17,6 +24,7 @@ class PostMessageRequest(BaseModel):
     message: StrictStr = Field(
         description="The user's message (trimmed; empty or over MAX_MESSAGE_CHARS is refused).",
         examples=["Fui demitido sem justa causa e não recebi as verbas rescisórias."],
+        json_schema_extra=MESSAGE_TEXT_SCHEMA,
     )
 
 

@@ -1,21 +1,31 @@
-"""HTTP plumbing shared by every route: body size limit and validation errors as JSON.
+"""HTTP plumbing shared by every route: body size limit, request ids, and every error that
+does not come from a domain error (validation, routing, body decoding, unexpected exceptions).
 
-Both answer in the service's one error shape, `{"error": {"code", "message", ...}}`, so a
-client handles every 4xx the same way.
+All of them answer in the service's one error shape, `{"error": {"code", "message", ...}}`, so
+a client handles every 4xx and 5xx the same way; `error_responses` declares that shape in the
+OpenAPI for the statuses a route can answer.
 """
 
 from __future__ import annotations
 
 import json
+import logging
+from http import HTTPStatus
 from typing import Any
 
+from asgi_correlation_id import CorrelationIdMiddleware, correlation_id
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict
+from starlette.exceptions import HTTPException
+from starlette.routing import Match, Mount
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+logger = logging.getLogger(__name__)
+
 _BODY_METHODS = {"POST", "PUT", "PATCH"}
+REQUEST_ID_HEADER = "X-Request-ID"
 
 
 class ErrorDetail(BaseModel):
@@ -32,17 +42,41 @@ class ErrorBody(BaseModel):
 
 
 def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
-    """OpenAPI entries for the error statuses a route can answer."""
-    meaning = {
-        400: "Malformed input (bad JSON, bad Last-Event-ID)",
-        401: "Missing, expired or invalid bearer token",
-        404: "No such session for this user (another user's session looks the same)",
-        413: "Request body too large",
-        422: "Invalid input (types, lengths, ids, pagination)",
-        429: "Rate limit on posting messages; see Retry-After",
-        503: "Redis unavailable; retry later",
+    """OpenAPI entries for the error statuses a route can answer, all with the one error
+    schema. Routes declare their statuses through this (and `BODY_ERRORS`), never by hand."""
+    return {s: {"model": ErrorBody, **_ERROR_RESPONSES[s]} for s in statuses}
+
+
+_RETRY_AFTER = {
+    "Retry-After": {
+        "description": "Seconds to wait before retrying.",
+        "schema": {"type": "integer", "minimum": 1},
     }
-    return {s: {"model": ErrorBody, "description": meaning[s]} for s in statuses}
+}
+_ERROR_RESPONSES: dict[int, dict[str, Any]] = {
+    400: {
+        "description": "Malformed input: a body that is not UTF-8 JSON (or is nested too "
+        "deeply), a bad Content-Length, a bad Last-Event-ID"
+    },
+    401: {"description": "Missing, expired or invalid bearer token"},
+    403: {"description": "Not allowed for this caller (e.g. another tenant's stats)"},
+    404: {"description": "No such session for this user (another user's session looks the same)"},
+    409: {
+        "description": "The session kept changing under this write; retry",
+        "headers": _RETRY_AFTER,
+    },
+    413: {"description": "Request body larger than MAX_BODY_BYTES"},
+    422: {"description": "Invalid input (types, lengths, ids, pagination)"},
+    429: {"description": "Rate limited; see Retry-After", "headers": _RETRY_AFTER},
+    503: {
+        "description": "A store (Redis, PostgreSQL, archive) or the workers are unavailable; "
+        "retry later",
+        "headers": _RETRY_AFTER,
+    },
+}
+
+# The statuses every route with a JSON body can answer before its own code runs.
+BODY_ERRORS = (400, 413, 422)
 
 
 def _error_body(code: str, message: str, **details: Any) -> bytes:
@@ -151,6 +185,135 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     )
 
 
+def _body_problem(exc: HTTPException) -> str:
+    cause = exc.__cause__
+    if isinstance(cause, UnicodeDecodeError):
+        return "the body is not valid UTF-8"
+    if isinstance(cause, RecursionError):
+        return "the body's JSON is nested too deeply"
+    return "the body could not be decoded as JSON"
+
+
+_METHODS = ("DELETE", "GET", "HEAD", "OPTIONS", "PATCH", "POST", "PUT")
+
+
+def _allowed_methods(request: Request) -> list[str]:
+    # Starlette answers 405 from the first route whose path matches and lists only that
+    # route's methods; a path served by several routes (GET and DELETE of a session) allows
+    # the union of them. Ask every route whether it would take the request with each method
+    # (mounts take any method: they answer their own 405s).
+    allowed = []
+    for method in _METHODS:
+        probe = {**request.scope, "method": method}
+        for route in request.app.router.routes:
+            if not isinstance(route, Mount) and route.matches(probe)[0] is Match.FULL:
+                allowed.append(method)
+                break
+    return allowed
+
+
+async def _http_error(request: Request, exc: Exception) -> JSONResponse:
+    """Errors Starlette and FastAPI raise themselves: unknown route, wrong method, undecodable
+    body, and the static file mount's."""
+    assert isinstance(exc, HTTPException)
+    headers = dict(exc.headers or {})
+    details: dict[str, Any] = {}
+    method, path = request.method, request.url.path[:200]
+    if exc.status_code == 404:
+        code, message = "not_found", f"no route matches {method} {path}"
+    elif exc.status_code == 405:
+        allowed = _allowed_methods(request) or [
+            m.strip() for m in headers.get("Allow", "").split(",") if m.strip()
+        ]
+        headers["Allow"] = ", ".join(allowed)
+        code = "method_not_allowed"
+        message = f"{method} is not allowed on {path}; allowed: {headers['Allow'] or 'none'}"
+        details["allowed"] = allowed
+    elif exc.status_code == 400:
+        code, message = "invalid_body", _body_problem(exc)
+    else:
+        try:
+            phrase = HTTPStatus(exc.status_code).phrase
+        except ValueError:  # a status the standard does not name
+            phrase = "HTTP error"
+        code, message = phrase.lower().replace(" ", "_").replace("-", "_"), str(exc.detail)
+    return JSONResponse(
+        {"error": {"code": code, "message": message, **details}},
+        status_code=exc.status_code,
+        headers=headers,
+    )
+
+
+class UnhandledErrors:
+    """Any exception that escapes the app answers a 500 in the error shape, never plain text.
+
+    The outermost of the app's middlewares, so it also catches what the others and the body of
+    a response raise. It logs the traceback once, with the request id, and puts that id in the
+    body so a client's report can be matched to the log. When the response had already started
+    (a stream) nothing can be sent any more: the exception goes on to the server, which cuts
+    the connection so the client sees a broken response rather than a clean end.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def tracked(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, receive, tracked)
+        except Exception:
+            response = _internal_error(scope)
+            if started:
+                raise
+            await response(scope, receive, send)
+
+
+_LOGGED = "triage.error_logged"  # scope key: this request's exception is in the log already
+
+
+def _internal_error(scope: Scope) -> JSONResponse:
+    """Log the exception being handled with its traceback and request id; the 500 to send."""
+    # Set by CorrelationIdMiddleware, inside which the exception was raised (same task).
+    request_id = correlation_id.get() or "-"
+    if not scope.get(_LOGGED):  # Starlette's last resort sees what UnhandledErrors re-raises
+        scope[_LOGGED] = True
+        logger.exception(
+            "unhandled error in %s %s (request_id=%s)", scope["method"], scope["path"], request_id
+        )
+    return JSONResponse(
+        {
+            "error": {
+                "code": "internal_error",
+                "message": "internal server error; quote the request_id when reporting it",
+                "request_id": request_id,
+            }
+        },
+        status_code=500,
+        headers={REQUEST_ID_HEADER: request_id},
+    )
+
+
+async def _server_error(request: Request, exc: Exception) -> JSONResponse:
+    # Starlette's last resort (its ServerErrorMiddleware wraps every middleware), for an
+    # exception raised outside `UnhandledErrors`, e.g. by a middleware added after it.
+    return _internal_error(request.scope)
+
+
 def install_http_plumbing(app: FastAPI, max_body_bytes: int) -> None:
+    # add_middleware wraps: the last one added is the outermost.
     app.add_middleware(BodySizeLimit, max_bytes=max_body_bytes)
+    app.add_middleware(CorrelationIdMiddleware, header_name=REQUEST_ID_HEADER)
+    app.add_middleware(UnhandledErrors)
     app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(HTTPException, _http_error)
+    app.add_exception_handler(Exception, _server_error)

@@ -13,11 +13,16 @@ from backend.core.auth import PrincipalDep
 from backend.core.db import health_check as db_health_check
 from backend.core.deps import CeleryDep, EngineDep, HybridDep, SettingsDep
 from backend.core.errors import SessionNotFound, TriageError
+from backend.core.http import error_responses
 from backend.durability.schemas import MessagePage, PurgeReport
 from workers.inspect import ping_workers, queue_depth
 
-router = APIRouter(prefix="/api/conversations/sessions", tags=["conversations"])
-health_router = APIRouter(prefix="/health", tags=["health"])
+router = APIRouter(
+    prefix="/api/conversations/sessions",
+    tags=["conversations"],
+    responses=error_responses(401, 404, 422, 503),
+)
+health_router = APIRouter(prefix="/health", tags=["health"], responses=error_responses(503))
 
 
 class WorkersUnavailable(TriageError):
@@ -41,7 +46,7 @@ async def list_messages(
     return await hybrid.page_messages(principal, session_id, before=before, limit=limit)
 
 
-@router.post("/{session_id}/purge")
+@router.post("/{session_id}/purge", responses=error_responses(400, 413))
 async def purge_session(
     session_id: SessionId, principal: PrincipalDep, hybrid: HybridDep
 ) -> PurgeReport:

@@ -9,9 +9,10 @@ from fastapi import APIRouter, Query
 from backend.core.auth import PrincipalDep
 from backend.core.deps import StatsDep
 from backend.core.errors import TriageError
+from backend.core.http import error_responses
 from backend.stats.schemas import TenantStats
 
-router = APIRouter(prefix="/api", tags=["stats"])
+router = APIRouter(prefix="/api", tags=["stats"], responses=error_responses(401, 403, 422, 503))
 
 
 class ForbiddenTenant(TriageError):

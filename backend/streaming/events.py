@@ -12,6 +12,7 @@ import json
 import re
 from dataclasses import dataclass
 
+from pydantic.config import JsonDict
 from redis import exceptions as redis_errors
 from sse_starlette import ServerSentEvent
 
@@ -23,6 +24,8 @@ StreamId = tuple[int, int]
 
 ZERO_ID = "0-0"
 _ID = re.compile(r"^(\d{1,20})-(\d{1,20})$")
+# OpenAPI only: the form of a stream id (`parse_stream_id` checks it, and its range, with 400).
+STREAM_ID_SCHEMA: JsonDict = {"pattern": _ID.pattern, "maxLength": 41}
 _MAX_PART = 2**64 - 1  # Redis stream ids are two unsigned 64-bit integers
 
 # Sent as the first event's `retry:` field: an EventSource whose replica went away reconnects

@@ -23,6 +23,7 @@ from backend.state.schemas import StreamEntry
 from backend.state.service import ConversationStateManager
 from backend.streaming.events import (
     RECONNECT_MS,
+    STREAM_ID_SCHEMA,
     ResumePoint,
     error_event,
     format_stream_id,
@@ -134,10 +135,32 @@ def sse_response(
     )
 
 
+# One event of the stream. Before OpenAPI 3.2 (`itemSchema`), the convention is that the
+# `schema` of `text/event-stream` describes each event, as an object of its fields.
+SSE_EVENT_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["event", "data"],
+    "properties": {
+        "event": {"type": "string", "description": "The event type (see the SSE contract)."},
+        "id": {
+            **STREAM_ID_SCHEMA,
+            "type": "string",
+            "description": "The Redis Stream entry id: resume after it with Last-Event-ID. "
+            "Absent on events that are not stored in the stream.",
+        },
+        "data": {
+            "type": "string",
+            "contentMediaType": "application/json",
+            "contentSchema": {"type": "object", "required": ["session_id"]},
+        },
+        "retry": {"type": "integer", "minimum": 0},
+    },
+}
+
 SSE_RESPONSES: dict[int | str, dict[str, Any]] = {
     200: {
         "description": "Server-Sent Events (see the README's SSE contract): each event has "
         "`id` (the Redis Stream entry id), `event` (its type) and JSON `data`.",
-        "content": {"text/event-stream": {"schema": {"type": "string"}}},
+        "content": {"text/event-stream": {"schema": SSE_EVENT_SCHEMA}},
     }
 }

@@ -6,10 +6,15 @@ from fastapi import APIRouter
 
 from backend.core.auth import PrincipalDep
 from backend.core.deps import SummariesDep
+from backend.core.http import error_responses
 from backend.durability.router import SessionId
 from backend.summaries.schemas import SessionSummaryOut
 
-router = APIRouter(prefix="/api/conversations/sessions", tags=["conversations"])
+router = APIRouter(
+    prefix="/api/conversations/sessions",
+    tags=["conversations"],
+    responses=error_responses(401, 404, 422, 503),
+)
 
 
 @router.get("/{session_id}/summary")

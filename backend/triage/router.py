@@ -10,13 +10,18 @@ from backend.conversations.router import SessionId
 from backend.conversations.schemas import PostedMessage, PostMessageRequest
 from backend.core.auth import PrincipalDep
 from backend.core.deps import RuntimeDep
-from backend.core.http import error_responses
+from backend.core.http import BODY_ERRORS, error_responses
 from backend.triage.schemas import StartTriageRequest, TriageStarted, TriageStatus
 
 router = APIRouter(prefix="/api/triage", tags=["triage"], responses=error_responses(401, 422, 503))
 
 
-@router.post("", status_code=201, response_model=TriageStarted, responses=error_responses(413, 429))
+@router.post(
+    "",
+    status_code=201,
+    response_model=TriageStarted,
+    responses=error_responses(*BODY_ERRORS, 429),
+)
 async def start_triage(
     principal: PrincipalDep,
     runtime: RuntimeDep,
@@ -31,7 +36,7 @@ async def start_triage(
     "/{session_id}/messages",
     status_code=202,
     response_model=PostedMessage,
-    responses=error_responses(404, 413, 429),
+    responses=error_responses(*BODY_ERRORS, 404, 409, 429),
 )
 async def post_triage_message(
     session_id: SessionId, body: PostMessageRequest, principal: PrincipalDep, runtime: RuntimeDep

@@ -6,7 +6,7 @@ from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict, Field, StrictStr
 
-from backend.conversations.schemas import GenerationInfo, PostedMessage
+from backend.conversations.schemas import MESSAGE_TEXT_SCHEMA, GenerationInfo, PostedMessage
 from backend.interviewer.base import CaseAnalysis, TriageResult
 
 
@@ -17,6 +17,7 @@ class StartTriageRequest(BaseModel):
         default=None,
         description="The client's first message; omit to open an empty triage session.",
         examples=["Meu locador quer me despejar e a audiência é semana que vem."],
+        json_schema_extra=MESSAGE_TEXT_SCHEMA,
     )
 
 

@@ -24,6 +24,7 @@ from fastapi.responses import FileResponse, HTMLResponse
 from backend.core.auth import create_token
 from backend.core.deps import SettingsDep
 from backend.core.errors import TriageError
+from backend.core.http import BODY_ERRORS, error_responses
 from backend.web.schemas import DevToken, DevTokenRequest
 from backend.web.service import user_id_for_name
 
@@ -85,7 +86,7 @@ async def static_file(name: Annotated[str, PathParam(max_length=64)]) -> FileRes
     return FileResponse(STATIC_DIR / name, media_type=media_type, headers=_PAGE_HEADERS)
 
 
-@dev_router.post("/token", response_model=DevToken)
+@dev_router.post("/token", response_model=DevToken, responses=error_responses(*BODY_ERRORS))
 async def dev_token(body: DevTokenRequest, settings: SettingsDep) -> DevToken:
     """Development only: a bearer token for the given name and tenant (the page signs in)."""
     if settings.environment != "development":

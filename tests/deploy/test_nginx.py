@@ -5,11 +5,15 @@ from __future__ import annotations
 import re
 import subprocess
 import time
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import httpx
 import yaml
 
+from backend.core.config import Settings
 from backend.main import create_app
 from tests.conftest import make_settings
 from tests.deploy.nginx_conf import Block, parse, seconds
@@ -174,3 +178,104 @@ def test_tokens_in_urls_stay_out_of_the_access_log(tmp_path: Path) -> None:
     assert f"GET {stream}?access_token=[redacted]&last_event_id=0-0 HTTP/1.1" in logged
     assert f"GET {stream}?last_event_id=0-0&access_token=[redacted] HTTP/1.1" in logged
     assert '"GET /ready HTTP/1.1" 204' in logged  # everything else is logged as it was
+
+
+# --------------------------------------------------------------------------- the whole file, run
+
+
+@contextmanager
+def running_nginx(tmp_path: Path, upstream_port: int) -> Iterator[str]:
+    """deploy/nginx.conf run by a real nginx on a loopback port, its upstream one local port.
+
+    Only what ties it to Docker is replaced: the DNS resolver, the `api` host (and `resolve`,
+    newer than Debian's nginx), the listen port, and stdout/stderr logs and paths."""
+    nginx = "/usr/sbin/nginx"
+    installed = subprocess.run(
+        ["bash", str(ROOT / "scripts" / "apt_install.sh"), nginx, "nginx-light"],
+        capture_output=True,
+        text=True,
+        timeout=900,
+        check=False,
+    )
+    assert installed.returncode == 0, f"nginx could not be installed: {installed.stderr}"
+    port = free_port()
+    text = (ROOT / "deploy" / "nginx.conf").read_text()
+    temp = " ".join(
+        f"{kind}_temp_path {tmp_path}/{kind};"
+        for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
+    )
+    for old, new in [
+        ("worker_processes auto;", f"worker_processes 1; pid {tmp_path}/nginx.pid;"),
+        ("resolver 127.0.0.11 valid=10s ipv6=off;", temp),
+        ("server api:8000 resolve;", f"server 127.0.0.1:{upstream_port};"),
+        ("listen 80;", f"listen 127.0.0.1:{port};"),
+        ("access_log /dev/stdout main;", f"access_log {tmp_path}/access.log main;"),
+        ("error_log /dev/stderr warn;", f"error_log {tmp_path}/error.log warn;"),
+    ]:
+        assert text.count(old) == 1, old
+        text = text.replace(old, new)
+    (tmp_path / "nginx.conf").write_text(text)
+    proc = subprocess.Popen(
+        [nginx, "-c", str(tmp_path / "nginx.conf"), "-p", str(tmp_path), "-g", "daemon off;"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                httpx.get(f"{url}/nginx-health", timeout=1)
+                break
+            except httpx.TransportError:
+                errors = (tmp_path / "error.log").read_text() if proc.poll() is not None else ""
+                assert proc.poll() is None, errors
+                assert time.monotonic() < deadline
+                time.sleep(0.05)
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+def assert_json_error(response: httpx.Response, status: int, code: str) -> dict[str, Any]:
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"].startswith("application/json")
+    error = response.json()["error"]
+    assert error["code"] == code and error["message"], error
+    return error
+
+
+def test_nginx_answers_its_own_errors_in_the_api_error_shape(tmp_path: Path) -> None:
+    """No replica answering, or a body over nginx's limit: JSON like the API, never HTML."""
+    with running_nginx(tmp_path, upstream_port=free_port()) as url:  # nothing listens there
+        down = httpx.get(f"{url}/api/conversations/sessions", timeout=10)
+        error = assert_json_error(down, 502, "upstream_unavailable")
+        assert down.headers["retry-after"] == "1"
+        assert error["request_id"] == down.headers["x-request-id"]
+        huge = httpx.post(f"{url}/api/triage", content=b"x" * 300_000, timeout=10)
+        assert_json_error(huge, 413, "body_too_large")
+    assert "rid=" + error["request_id"] in (tmp_path / "access.log").read_text()
+
+
+async def test_nginx_passes_the_apis_answers_through_with_one_request_id(
+    tmp_path: Path, settings: Settings, serve: Callable[[Settings], Awaitable[str]]
+) -> None:
+    """The replica's own errors (its 503 too) are not replaced, and nginx's request id is the
+    API's."""
+    # A broker nobody listens on: /health/celery answers its own 503 whatever workers other
+    # tests run.
+    dead_broker = f"redis://127.0.0.1:{free_port()}/0"
+    live_api = await serve(settings.model_copy(update={"celery_broker_url": dead_broker}))
+    upstream_port = int(live_api.rsplit(":", 1)[1])
+    with running_nginx(tmp_path, upstream_port) as url:
+        async with httpx.AsyncClient(base_url=url, timeout=10) as client:
+            missing = await client.get("/api/nothing-here")
+            unauthorized = await client.get("/api/conversations/sessions")
+            no_workers = await client.get("/health/celery")  # the API's own 503
+    assert_json_error(missing, 404, "not_found")
+    assert_json_error(unauthorized, 401, "unauthorized")
+    assert_json_error(no_workers, 503, "workers_unavailable")
+    logged = (tmp_path / "access.log").read_text()
+    for response in (missing, unauthorized, no_workers):
+        assert f"rid={response.headers['x-request-id']}" in logged
