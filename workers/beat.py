@@ -46,7 +46,7 @@ class LockedScheduler(PersistentScheduler):
         self.check_every = settings.beat_lock_seconds / 3
         # The holder's name in the value tells an operator which beat schedules.
         self.token = f"{socket.gethostname()}:{secrets.token_hex(6)}"
-        self.holding = False
+        self.holding: bool | None = None  # None until the first tick: its outcome is logged
         timeout = min(5.0, self.check_every)
         self.lock_redis = redis.Redis.from_url(
             settings.broker_url, socket_timeout=timeout, socket_connect_timeout=timeout
