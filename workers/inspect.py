@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import redis
 from celery import Celery
+from kombu import Connection
 from kombu.exceptions import ChannelError, KombuError
 from kombu.exceptions import ConnectionError as BrokerConnectionError
 
@@ -24,11 +25,18 @@ BROKER_ERRORS: tuple[type[Exception], ...] = (
 )
 
 
+def _connect(conn: Connection) -> None:
+    # Fail fast: a health check must answer while the broker is down (kombu's default
+    # retries would hold it for seconds).
+    conn.ensure_connection(max_retries=1, interval_start=0, interval_step=0.2, interval_max=0.2)
+
+
 def queue_depth(celery: Celery, queue: str) -> int | None:
     """Messages waiting in `queue`: 0 when the queue was never declared, None when the broker
     cannot be read."""
     try:
         with celery.connection_for_read() as conn:
+            _connect(conn)
             return int(conn.default_channel.queue_declare(queue=queue, passive=True).message_count)
     except BROKER_ERRORS as exc:
         if "NOT_FOUND" in str(exc) or "no queue" in str(exc).lower():
@@ -40,6 +48,7 @@ def ping_workers(celery: Celery, timeout: float = 1.0) -> list[str]:
     """Names of the workers that answered within `timeout`, sorted. Raises one of
     BROKER_ERRORS when the broker cannot be reached."""
     with celery.connection_for_write() as conn:
+        _connect(conn)
         replies = celery.control.ping(timeout=timeout, connection=conn) or []
     return sorted(name for reply in replies for name in reply)
 
@@ -48,5 +57,6 @@ def beat_lock_holder(celery: Celery, key: str) -> str | None:
     """The token of the beat holding the scheduler lock (workers/beat.py), None when no beat
     holds it. Raises one of BROKER_ERRORS when the broker cannot be reached."""
     with celery.connection_for_read() as conn:
+        _connect(conn)
         value = conn.default_channel.client.get(key)
     return value.decode() if isinstance(value, bytes) else value
