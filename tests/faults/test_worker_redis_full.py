@@ -25,7 +25,8 @@ async def test_a_full_redis_neither_ends_the_worker_nor_loses_an_acknowledged_me
     engine: AsyncEngine,
 ) -> None:
     worker = start_celery("worker")
-    beat = start_celery("beat")
+    # A short lock: the beat renews it several times while Redis is full.
+    beat = start_celery("beat", beat_lock_seconds=1.5)
     chat = Chat(api, settings)
     for _ in range(4):
         await chat.start()
@@ -48,6 +49,8 @@ async def test_a_full_redis_neither_ends_the_worker_nor_loses_an_acknowledged_me
         await chat.post_round()
     assert chat.refused > 0, "Redis was not full"
     worker.wait_for_line("OutOfMemoryError")
+    # The beat still holds its lock and tries (only the holder sends): Redis refuses the task.
+    beat.wait_for_line("Couldn't apply scheduled task")
     for _ in range(3):
         await chat.post_round()
     assert worker.alive() and beat.alive()
@@ -59,3 +62,5 @@ async def test_a_full_redis_neither_ends_the_worker_nor_loses_an_acknowledged_me
     # The same processes, still running: nobody had to restart them.
     assert worker.alive() and beat.alive()
     assert "Unrecoverable error" not in worker.output()
+    # Renewing the beat's lock needs no memory: it kept scheduling throughout.
+    assert "standing by" not in beat.output()
