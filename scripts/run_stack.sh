@@ -16,7 +16,7 @@ stop() {
   trap - INT TERM EXIT
   for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
   wait
-  exit 0
+  exit "${status:-0}"
 }
 trap stop INT TERM EXIT
 
@@ -30,4 +30,5 @@ pids+=($!)
 pids+=($!)
 
 wait -n
-echo "[run] a process exited; stopping the others" >&2
+status=$?  # passed on, so whatever runs `make run` sees a worker that gave up as a failure
+echo "[run] a process exited with status $status; stopping the others" >&2

@@ -51,7 +51,14 @@ def create_celery_app(settings: Settings) -> Celery:
     limit = settings.celery_task_time_limit
     app.conf.update(
         broker_url=settings.broker_url,
+        # Ride out a restarting or full broker: reconnect with backoff instead of ending the
+        # worker. A full Redis answers OutOfMemoryError, a ResponseError that kombu counts as
+        # a channel error, which without broker_channel_error_retry ends the worker
+        # ("Unrecoverable error"). Past the retries the worker exits non-zero (supervisor).
+        broker_connection_retry=True,
         broker_connection_retry_on_startup=True,
+        broker_channel_error_retry=True,
+        broker_connection_max_retries=settings.celery_broker_max_retries or None,
         broker_transport_options={"visibility_timeout": settings.celery_visibility_timeout},
         task_default_queue=settings.celery_queue,
         task_acks_late=True,
@@ -65,6 +72,8 @@ def create_celery_app(settings: Settings) -> Celery:
         timezone=settings.celery_timezone,
         enable_utc=True,
         beat_schedule=beat_schedule(settings),
+        # Several beats may run; only the holder of a Redis lock schedules (workers/beat.py).
+        beat_scheduler="workers.beat:LockedScheduler",
         include=["workers.tasks"],
     )
     return app

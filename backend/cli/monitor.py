@@ -27,7 +27,7 @@ from backend.core.config import Settings
 from backend.core.redis import translate_errors
 from backend.state.service import ConversationStateManager
 from workers.config import create_celery_app
-from workers.inspect import ping_workers, queue_depth
+from workers.inspect import BROKER_ERRORS, ping_workers, queue_depth
 
 
 @dataclass
@@ -43,7 +43,12 @@ class Frame:
 def _queue_and_workers(celery: Celery, queue: str, ping: bool) -> tuple[int | None, list[str]]:
     """Depth of the task queue and the workers answering a ping (none asked when unreachable)."""
     depth = queue_depth(celery, queue)
-    return depth, ping_workers(celery) if ping and depth is not None else []
+    if not ping or depth is None:
+        return depth, []
+    try:
+        return depth, ping_workers(celery)
+    except BROKER_ERRORS:
+        return depth, []
 
 
 async def take_frame(

@@ -20,9 +20,18 @@ _PASS_THROUGH = {"allow_extra_args": True, "ignore_unknown_options": True}
 
 def _celery(argv: list[str]) -> None:
     load_settings()
+    from celery.bin.celery import celery as celery_command
+
     from workers.app import celery_app
 
-    raise typer.Exit(celery_app.start(argv) or 0)
+    # Not `celery_app.start(argv)`: it drops the exit status of the worker (a worker that
+    # gave up on its broker would exit 0, and a supervisor would not restart it).
+    celery_command.params[0].default = celery_app
+    try:
+        status = celery_command.main(args=argv, standalone_mode=False)
+    finally:
+        celery_command.params[0].default = None
+    raise typer.Exit(status if isinstance(status, int) else 0)
 
 
 @app.command(context_settings=_PASS_THROUGH)
@@ -54,5 +63,5 @@ def beat(
     ] = Path("celerybeat-schedule"),
     loglevel: Annotated[str, typer.Option(help="DEBUG, INFO, WARNING...")] = "INFO",
 ) -> None:
-    """Run Celery beat: the periodic flush, archive, cleanup and summaries. Run exactly one."""
+    """Run Celery beat: the periodic flush, archive, cleanup and summaries (run one or more)."""
     _celery(["beat", f"--schedule={schedule}", f"--loglevel={loglevel}", *ctx.args])

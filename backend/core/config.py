@@ -83,6 +83,15 @@ class Settings(BaseSettings):
     celery_visibility_timeout: int = Field(default=3_600, gt=0)
     celery_task_time_limit: int = Field(default=600, gt=0)
     celery_timezone: str = "America/Sao_Paulo"
+    # Reconnect attempts (with backoff) a worker makes when the broker is unreachable or
+    # refuses writes before it exits non-zero for its supervisor to restart it; 0: forever.
+    celery_broker_max_retries: int = Field(default=100, ge=0)
+    # Two or more beats may run: the one holding this Redis lock schedules, the others stand
+    # by and take over within this many seconds of its death (workers/beat.py).
+    beat_lock_seconds: float = Field(default=30.0, gt=0)
+    # /health/celery reports snapshots lagging once the oldest dirty session has waited this
+    # many DIRTY_FLUSH_INTERVALs.
+    snapshot_lag_intervals: float = Field(default=6.0, gt=0)
     snapshot_batch_size: int = Field(default=500, gt=0)
     snapshot_max_batches: int = Field(default=50, gt=0)
     snapshot_concurrency: int = Field(default=2, gt=0)

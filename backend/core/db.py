@@ -64,6 +64,13 @@ def create_engine(settings: Settings, **overrides: Any) -> AsyncEngine:
     return create_async_engine(settings.database_url, **options)
 
 
+async def ping(engine: AsyncEngine) -> None:
+    """One round trip to PostgreSQL; DatabaseUnavailable when it does not answer."""
+    with translate_db_errors():
+        async with engine.connect() as conn:
+            await conn.execute(text("select 1"))
+
+
 async def health_check(engine: AsyncEngine) -> dict[str, Any]:
     started = time.perf_counter()
     with translate_db_errors():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from dataclasses import dataclass, field
 from typing import Annotated, Any
 
 from celery import Celery
@@ -15,7 +16,8 @@ from backend.core.deps import CeleryDep, EngineDep, HybridDep, SettingsDep
 from backend.core.errors import SessionNotFound, TriageError
 from backend.core.http import error_responses
 from backend.durability.schemas import MessagePage, PurgeReport
-from workers.inspect import ping_workers, queue_depth
+from workers.inspect import BROKER_ERRORS, beat_lock_holder, ping_workers, queue_depth
+from workers.keys import beat_lock
 
 router = APIRouter(
     prefix="/api/conversations/sessions",
@@ -30,6 +32,20 @@ class WorkersUnavailable(TriageError):
 
     status_code = 503
     code = "workers_unavailable"
+
+
+class BrokerUnavailable(TriageError):
+    """The Celery broker could not be read (down, restarting or refusing commands)."""
+
+    status_code = 503
+    code = "broker_unavailable"
+
+
+class SnapshotsLagging(TriageError):
+    """Workers answer, but sessions have waited too long for their snapshot."""
+
+    status_code = 503
+    code = "snapshots_lagging"
 
 
 @router.get("/{session_id}/messages")
@@ -70,26 +86,46 @@ async def postgres_health(engine: EngineDep) -> dict[str, Any]:
 async def celery_health(
     celery: CeleryDep, hybrid: HybridDep, settings: SettingsDep
 ) -> dict[str, Any]:
-    """Workers answering a ping, the task queue's depth and the snapshot backlog."""
-    workers, depth = await asyncio.to_thread(_ping_and_measure, celery, settings.celery_queue)
+    """Workers answering a ping, the queue's depth and the snapshot backlog; 503 if degraded."""
+    lock_key = beat_lock(settings.key_prefix)
+    broker = await asyncio.to_thread(_look_at_broker, celery, settings.celery_queue, lock_key)
     dirty, lag = await hybrid.manager.dirty_backlog()
+    lag_limit = settings.snapshot_lag_intervals * settings.dirty_flush_interval
     body = {
-        "workers": workers,
+        "workers": broker.workers,
         "queue": settings.celery_queue,
-        "queue_depth": depth,
+        "queue_depth": broker.depth,
         "dirty_sessions": dirty,
         "snapshot_lag_seconds": lag,
+        "snapshot_lag_limit_seconds": lag_limit,
+        "beat_scheduler": broker.beat,
     }
-    if not workers:
+    if broker.error is not None:
+        raise BrokerUnavailable(f"the Celery broker cannot be read: {broker.error}", **body)
+    if not broker.workers:
         raise WorkersUnavailable("no Celery worker answered a ping", **body)
+    if lag > lag_limit:
+        raise SnapshotsLagging(
+            f"the oldest unsnapshotted session has waited {lag:.0f}s (limit {lag_limit:g}s): "
+            "snapshots are failing (is PostgreSQL up?) or not scheduled (is a beat running?)",
+            **body,
+        )
     return {"status": "ok", **body}
 
 
-def _ping_and_measure(celery: Celery, queue: str) -> tuple[list[str], int | None]:
+@dataclass
+class _BrokerView:
+    workers: list[str] = field(default_factory=list)
+    depth: int | None = None
+    beat: str | None = None
+    error: str | None = None
+
+
+def _look_at_broker(celery: Celery, queue: str, lock_key: str) -> _BrokerView:
     depth = queue_depth(celery, queue)
     if depth is None:  # the broker cannot be read: no worker can be reached either
-        return [], None
+        return _BrokerView(error="no answer to a queue length request")
     try:
-        return ping_workers(celery), depth
-    except OSError:
-        return [], None
+        return _BrokerView(ping_workers(celery), depth, beat_lock_holder(celery, lock_key))
+    except BROKER_ERRORS as exc:
+        return _BrokerView(depth=depth, error=f"{type(exc).__name__}: {exc}")

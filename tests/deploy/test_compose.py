@@ -74,8 +74,16 @@ def test_valid_against_the_compose_schema() -> None:
 def test_the_services_of_the_deployment() -> None:
     assert set(SERVICES) == {"redis", "postgres", "migrate", "api", "worker", "beat", "nginx"}
     assert SERVICES["api"]["deploy"]["replicas"] == 2
-    assert "replicas" not in SERVICES["beat"].get("deploy", {})  # exactly one beat
+    # Two beats: one schedules (Redis lock), the other takes over if it dies.
+    assert SERVICES["beat"]["deploy"]["replicas"] == 2
     assert SERVICES["migrate"]["restart"] == "no"
+
+
+def test_a_supervisor_restarts_every_long_running_service() -> None:
+    # A worker or beat that gives up on its broker exits non-zero; so does a crashed replica.
+    assert {name: SERVICES[name].get("restart") for name in LONG_RUNNING} == {
+        name: "unless-stopped" for name in LONG_RUNNING
+    }
     # Only nginx is published; Redis, PostgreSQL and the replicas stay on the compose network.
     assert [name for name, svc in SERVICES.items() if "ports" in svc] == ["nginx"]
 

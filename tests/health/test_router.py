@@ -33,3 +33,26 @@ async def test_ready_is_503_with_a_clear_error_when_redis_is_down() -> None:
         assert ready.status_code == 503
         assert ready.json()["error"]["code"] == "store_unavailable"
         assert ready.headers["retry-after"] == "1"
+
+
+async def test_ready_without_postgres_still_serves_and_says_degraded() -> None:
+    settings = make_settings(
+        database_url=f"postgresql+asyncpg://postgres@127.0.0.1:{free_port()}/triage"
+    )
+    async for client in client_for(settings):
+        ready = await client.get("/health/ready")
+        assert ready.status_code == 200
+        body = ready.json()
+        assert body["status"] == "degraded"
+        assert body["checks"] == {"redis": "ok", "postgres": "unavailable"}
+        assert "history older than the hot window" in body["unavailable"]
+
+
+async def test_celery_health_is_a_503_with_the_reason_when_the_broker_is_down() -> None:
+    settings = make_settings(celery_broker_url=f"redis://127.0.0.1:{free_port()}/0")
+    async for client in client_for(settings):
+        response = await client.get("/health/celery")
+        assert response.status_code == 503
+        error = response.json()["error"]
+        assert error["code"] == "broker_unavailable" and error["workers"] == []
+        assert error["message"]
