@@ -272,10 +272,10 @@ async def test_nginx_passes_the_apis_answers_through_with_one_request_id(
         async with httpx.AsyncClient(base_url=url, timeout=10) as client:
             missing = await client.get("/api/nothing-here")
             unauthorized = await client.get("/api/conversations/sessions")
-            no_workers = await client.get("/health/celery")  # the API's own 503
+            no_broker = await client.get("/health/celery")  # the API's own 503
     assert_json_error(missing, 404, "not_found")
     assert_json_error(unauthorized, 401, "unauthorized")
-    assert_json_error(no_workers, 503, "workers_unavailable")
+    assert_json_error(no_broker, 503, "broker_unavailable")
     logged = (tmp_path / "access.log").read_text()
-    for response in (missing, unauthorized, no_workers):
+    for response in (missing, unauthorized, no_broker):
         assert f"rid={response.headers['x-request-id']}" in logged
