@@ -39,7 +39,7 @@ def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
         404: "No such session for this user (another user's session looks the same)",
         413: "Request body too large",
         422: "Invalid input (types, lengths, ids, pagination)",
-        429: "Rate limit on posting messages; see Retry-After",
+        429: "Rate limit (messages, new sessions, development tokens); see Retry-After",
         503: "Redis unavailable; retry later",
     }
     return {s: {"model": ErrorBody, "description": meaning[s]} for s in statuses}

@@ -332,6 +332,9 @@ class HybridConversationService:
         client = self.manager.redis.client
         with translate_errors():
             hot = await self.manager.redis.delete(*self.keys.session_keys(session_id))
+            # DELETE keeps the Idempotency-Key records (a retry still gets its first answer);
+            # erasure takes them too.
+            await self.manager.redis.delete(*self.keys.idempotency(session_id))
             await client.zrem(self.keys.dirty(), session_id)
             if meta is not None:
                 await client.zrem(

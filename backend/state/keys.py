@@ -43,6 +43,11 @@ class Keys:
     def lease(self, session_id: str) -> str:
         return self._session(session_id, "lease")
 
+    def idempotency(self, session_id: str) -> tuple[str, str]:
+        """The session's Idempotency-Key records: the current hash and the previous one (a
+        full hash is renamed to the previous, so a session keeps its newest records only)."""
+        return self._session(session_id, "idem"), self._session(session_id, "idem:old")
+
     def state_keys(self, session_id: str) -> tuple[str, str, str]:
         """The conversation hash, the orchestration hash and the event stream (one check of
         the id for the three: this is on every state write)."""
