@@ -25,6 +25,12 @@
  * - A `reload` event (the server no longer holds the events after our id) re-reads the history
  *   over REST and goes on from the id the event carries.
  *
+ * - Every message is posted with an Idempotency-Key of its own. When the answer does not arrive
+ *   (the connection dropped, a replica died: the page cannot know whether the message was
+ *   stored), the post is sent again with the same key, a few times with backoff; the server
+ *   answers a repeat with the first answer and never stores the message twice. If it still
+ *   fails, the text goes back to the composer with its key, so sending it again is still a retry.
+ *
  * - The token lives in sessionStorage (this tab only), never in a URL. In development the page
  *   gets one from POST /api/dev/token for the user name typed; elsewhere the user pastes one.
  *
@@ -40,6 +46,8 @@ const DEV_LOGIN = document.body.dataset.devLogin === "true";
 const STALL_MS = 45_000;
 const BACKOFF_MIN_MS = 300;
 const BACKOFF_MAX_MS = 8_000;
+// Attempts at posting one message before the page gives up and hands the text back.
+const POST_ATTEMPTS = 4;
 
 const AREAS = {
   trabalhista: "Direito trabalhista",
@@ -90,8 +98,8 @@ function authHeaders() {
 }
 
 /** JSON call to the API; errors become ApiError with the server's message (one shape). */
-async function api(path, { method = "GET", body, signal } = {}) {
-  const headers = { Accept: "application/json", ...authHeaders() };
+async function api(path, { method = "GET", body, signal, headers: extra = {} } = {}) {
+  const headers = { Accept: "application/json", ...authHeaders(), ...extra };
   if (body !== undefined) headers["Content-Type"] = "application/json";
   let response;
   try {
@@ -717,12 +725,40 @@ function markCurrentSession() {
   }
 }
 
+/** A fresh Idempotency-Key (crypto.randomUUID needs a secure context; this does not). */
+function newIdempotencyKey() {
+  const bytes = crypto.getRandomValues(new Uint8Array(16));
+  return Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
+}
+
+/** POST with an Idempotency-Key, again with the same key while no answer comes back. */
+async function postOnce(path, body, key) {
+  for (let attempt = 1; ; attempt += 1) {
+    try {
+      return await api(path, { method: "POST", body, headers: { "Idempotency-Key": key } });
+    } catch (err) {
+      const unanswered = err.status === 0 || err.status >= 500;
+      if (!unanswered || attempt >= POST_ATTEMPTS) throw err;
+      const base = Math.min(BACKOFF_MAX_MS, BACKOFF_MIN_MS * 2 ** attempt);
+      await new Promise((resolve) => setTimeout(resolve, base / 2 + Math.random() * (base / 2)));
+    }
+  }
+}
+
+// The message handed back to the composer after its post failed, with its key: sending the
+// same text to the same place again is a retry of that post, not a second message.
+let unsent = null;
+
 /** Send the composer's text: into the open session, or as the first message of a new one. */
 async function send(event) {
   event.preventDefault();
   const input = $("message-input");
   const text = input.value.trim();
   if (!text || sending) return;
+  const target = current ? current.sessionId : null;
+  const key =
+    unsent && unsent.text === text && unsent.target === target ? unsent.key : newIdempotencyKey();
+  unsent = null;
   sending = true;
   updateComposer();
   hideNotice();
@@ -737,13 +773,11 @@ async function send(event) {
   try {
     if (view) {
       view.pending.push(sent);
-      const posted = await api(`/api/conversations/sessions/${view.sessionId}/messages`, {
-        method: "POST",
-        body: { message: text },
-      });
+      const path = `/api/conversations/sessions/${view.sessionId}/messages`;
+      const posted = await postOnce(path, { message: text }, key);
       view.confirm(sent, posted.message);
     } else {
-      const started = await api("/api/triage", { method: "POST", body: { message: text } });
+      const started = await postOnce("/api/triage", { message: text }, key);
       if (current === null) startedSession(started, sent);
     }
     refreshSessions();
@@ -751,6 +785,7 @@ async function send(event) {
     bubble.remove();
     if (view) view.pending = view.pending.filter((p) => p !== sent);
     if (current === view) input.value = text;
+    if (err.status === 0 || err.status >= 500) unsent = { text, target, key };
     if (err.status !== 401) showNotice(err.message);
   } finally {
     sending = false;
