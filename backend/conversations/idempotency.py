@@ -19,7 +19,8 @@ How it stays correct with duplicates in flight, crashes and several replicas:
 * Records hold no message text (a hash of the request, the session, `seq`, `created_at`,
   `event_id`, `version`): the answer is rebuilt from them and the retried body, which must be
   the same. They live for the session TTL after their post, survive DELETE (a retry after it
-  still gets its first answer, never a second session) and go with a purge.
+  still gets its first answer, never a second session) and go with a purge, together with
+  the mapping of the key that opened the session.
 """
 
 from __future__ import annotations
@@ -109,6 +110,11 @@ class OpenedSessions:
         if raw is None:  # expired between SET NX and GET: a TTL ago, so nothing to replay
             return await self.claim(principal, key, fp)
         return self._session_of(raw, fp, key)
+
+    def mapping_key(self, principal: Principal, key: str) -> str:
+        """The Redis key of the mapping: an opening post's record names it, so that a purge of
+        the session can erase the mapping too (a retry after it then opens a new session)."""
+        return self._key(principal, key)
 
     def _key(self, principal: Principal, key: str) -> str:
         return self.keys.opened_session(principal.tenant_id, principal.user_id, key)

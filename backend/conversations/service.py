@@ -152,7 +152,8 @@ class IntelligentInterviewerService:
         else:
             await self._count_start(principal, text)
             session_id = await self.opened.claim(principal, key, fp)
-        stamp = IdempotentWrite(key, {"fp": fp, "session_id": session_id})
+        opened_by = self.opened.mapping_key(principal, key)
+        stamp = IdempotentWrite(key, {"fp": fp, "session_id": session_id, "opened": opened_by})
         try:
             return await self._start(principal, session_id, text, kind, stamp)
         except AlreadyWritten as done:

@@ -242,3 +242,12 @@ async def test_a_retry_after_delete_gets_no_second_session(
     retry = await api.post("/api/triage", json={}, headers=keyed(key))
     assert retry.status_code == 404 and retry.json()["error"]["code"] == "session_not_found"
     assert (await api.get("/api/conversations/sessions", headers=bearer())).json()["total"] == 0
+    # DELETE kept the key's record (that is what answers the retry); erasure takes it too.
+    records = manager.keys.idempotency(sid)
+    assert await manager.redis.client.exists(*records) == 1
+    purge = await api.post(f"/api/conversations/sessions/{sid}/purge", headers=bearer())
+    assert purge.status_code == 200, purge.text
+    assert await manager.redis.client.exists(*records) == 0
+    # After erasure the key is a new request: a new session, never the erased id again.
+    after = await api.post("/api/triage", json={}, headers=keyed(key))
+    assert after.status_code == 201 and after.json()["session_id"] != sid
