@@ -15,6 +15,8 @@ from typing import Any
 import httpx
 import pytest
 
+from backend.conversations.idempotency import OpenedSessions, fingerprint
+from backend.core.auth import Principal
 from backend.core.config import Settings
 from backend.state.service import ConversationStateManager
 from tests.conftest import client_for
@@ -251,3 +253,23 @@ async def test_a_retry_after_delete_gets_no_second_session(
     # After erasure the key is a new request: a new session, never the erased id again.
     after = await api.post("/api/triage", json={}, headers=keyed(key))
     assert after.status_code == 201 and after.json()["session_id"] != sid
+
+
+async def test_a_retry_finishes_an_opening_that_died_between_its_two_steps(
+    api: httpx.AsyncClient, manager: ConversationStateManager, settings: Settings
+) -> None:
+    """The key was mapped to a session id (step one), then the replica died before writing
+    the session (step two): the retry writes that very session, once."""
+    key = str(uuid.uuid4())
+    opened = OpenedSessions(manager.redis, settings.key_prefix, settings.conversation_ttl)
+    fp = fingerprint("open:triage", None, STORY)
+    sid = await opened.claim(Principal(user_id="alice", tenant_id="acme"), key, fp)
+    assert await manager.get_conversation_state(sid) is None
+    retries = await asyncio.gather(
+        *[api.post("/api/triage", json={"message": STORY}, headers=keyed(key)) for _ in range(3)]
+    )
+    assert [r.status_code for r in retries] == [201, 201, 201]
+    assert {r.json()["session_id"] for r in retries} == {sid}
+    assert await user_messages(api, sid) == [STORY]
+    sessions = (await api.get("/api/conversations/sessions", headers=bearer())).json()
+    assert [s["session_id"] for s in sessions["items"]] == [sid]
