@@ -278,12 +278,11 @@ class ConversationStateManager:
         }
         if isinstance(state, ConversationState):
             meta |= {"kind": state.kind, "title": state.title, "message_count": state.message_count}
-        conversation, orchestration, events = self.keys.state_keys(sid)
+        conversation, orchestration, events, idem, idem_old = self.keys.state_keys(sid)
         if kind == "conversation":
-            keys = [conversation, orchestration, events]
+            keys = [conversation, orchestration, events, idem, idem_old]
         else:
-            keys = [orchestration, conversation, events]
-        keys += self.keys.idempotency(sid)
+            keys = [orchestration, conversation, events, idem, idem_old]
         args: list[Any] = [
             mode,
             version,
@@ -326,15 +325,15 @@ class ConversationStateManager:
             self._decoded.written(keys[0], doc, state)
         return WriteResult(version=int(new_version), event_id=(rest[0] or None) if rest else None)
 
-    def _idempotency_args(self, idempotency: IdempotentWrite | None) -> list[Any]:
+    def _idempotency_args(self, idempotency: IdempotentWrite | None) -> tuple[Any, ...]:
         if idempotency is None:
-            return ["", "", "", ""]
-        return [
+            return _NO_IDEMPOTENCY
+        return (
             idempotency.key,
             _json(idempotency.record),
             self.settings.idempotency_keys_per_session,
             self.settings.conversation_ttl,
-        ]
+        )
 
     async def _run_script(self, command: tuple[Any, ...]) -> Any:
         """One EVALSHA; on NOSCRIPT (a restarted Redis lost its script cache: the command did
@@ -655,6 +654,7 @@ class ConversationStateManager:
 
 
 _json = msgspec.json.Encoder().encode
+_NO_IDEMPOTENCY = ("", "", "", "")  # write_state.lua's ARGV[14..17] for an untagged write
 
 
 def _evalsha(sha: str, keys: list[str], args: list[Any]) -> tuple[Any, ...]:
