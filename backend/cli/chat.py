@@ -117,22 +117,33 @@ class ChatClient:
         for attempt in itertools.count():
             try:
                 async with aconnect_sse(
-                    self.http, "POST", f"{self.url}/api/agents/chat", json=body, headers=headers
+                    self.http,
+                    "POST",
+                    f"{self.url}/api/agents/chat",
+                    json=body,
+                    headers=headers,
                 ) as source:
                     await _raise_for_error(source.response)
                     turn.session_id = source.response.headers.get("x-session-id") or session_id
                     if await self._consume(source, turn):
                         return self._finish(turn, reconnects=0)
-                # The stream ended early (the replica is shutting down).
+                    if turn.seq is not None:
+                        break  # the stream ended early (the replica is shutting down)
+                    raise httpx.RemoteProtocolError("the stream ended before message.created")
+            except (httpx.ConnectError, httpx.ConnectTimeout):
+                # Nothing reached a server: posting again, to the next URL, sends it once.
+                if time.monotonic() > deadline:
+                    raise ChatError(f"no server answered at {self.url}") from None
+                self.url = next(self._urls)
+                await asyncio.sleep(_backoff(attempt))
             except _DROPPED:
-                pass
-            if turn.seq is not None:
-                break  # our message.created arrived: the message is stored, resume its reply
-            # Stored or not, we cannot tell: post again with the same key (next URL).
-            if time.monotonic() > deadline:
-                raise ChatError(f"no server answered at {self.url}")
-            self.url = next(self._urls)
-            await asyncio.sleep(_backoff(attempt))
+                if turn.seq is not None:
+                    break  # our message.created arrived: it is stored; resume its reply
+                # Stored or not, we cannot tell: post it again with the same key (next URL).
+                if time.monotonic() > deadline:
+                    raise ChatError(f"no complete answer from {self.url}") from None
+                self.url = next(self._urls)
+                await asyncio.sleep(_backoff(attempt))
         return await self._resume(turn, dropped=True)
 
     async def follow(self, session_id: str, seq: int, after: str | None) -> Reply:
