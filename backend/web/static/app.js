@@ -755,10 +755,6 @@ async function send(event) {
   const input = $("message-input");
   const text = input.value.trim();
   if (!text || sending) return;
-  const target = current ? current.sessionId : null;
-  const key =
-    unsent && unsent.text === text && unsent.target === target ? unsent.key : newIdempotencyKey();
-  unsent = null;
   sending = true;
   updateComposer();
   hideNotice();
@@ -770,6 +766,10 @@ async function send(event) {
   autoGrow();
   // The view the message was written in; the user may switch to another while it posts.
   const view = current;
+  const target = view ? view.sessionId : null;
+  const key =
+    unsent && unsent.text === text && unsent.target === target ? unsent.key : newIdempotencyKey();
+  unsent = null;
   try {
     if (view) {
       view.pending.push(sent);
@@ -782,10 +782,10 @@ async function send(event) {
     }
     refreshSessions();
   } catch (err) {
+    if (err.status === 0 || err.status >= 500) unsent = { text, target, key };
     bubble.remove();
     if (view) view.pending = view.pending.filter((p) => p !== sent);
     if (current === view) input.value = text;
-    if (err.status === 0 || err.status >= 500) unsent = { text, target, key };
     if (err.status !== 401) showNotice(err.message);
   } finally {
     sending = false;
