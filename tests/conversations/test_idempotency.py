@@ -273,3 +273,17 @@ async def test_a_retry_finishes_an_opening_that_died_between_its_two_steps(
     assert await user_messages(api, sid) == [STORY]
     sessions = (await api.get("/api/conversations/sessions", headers=bearer())).json()
     assert [s["session_id"] for s in sessions["items"]] == [sid]
+
+
+async def test_a_key_whose_record_is_gone_never_adds_to_the_session_it_opened(
+    api: httpx.AsyncClient, manager: ConversationStateManager
+) -> None:
+    key = str(uuid.uuid4())
+    opened = await api.post("/api/triage", json={"message": STORY}, headers=keyed(key))
+    sid = opened.json()["session_id"]
+    await settle(api, sid)
+    await manager.redis.delete(*manager.keys.idempotency(sid))  # rotated out, or expired
+    retry = await api.post("/api/triage", json={"message": STORY}, headers=keyed(key))
+    assert retry.status_code == 422
+    assert retry.json()["error"]["code"] == "idempotency_key_expired"
+    assert await user_messages(api, sid) == [STORY]
