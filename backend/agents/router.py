@@ -5,12 +5,13 @@ from __future__ import annotations
 from fastapi import APIRouter
 from sse_starlette import EventSourceResponse
 
+from backend.conversations.idempotency import IdempotencyKey
 from backend.conversations.schemas import ChatRequest
 from backend.core.auth import PrincipalDep
 from backend.core.deps import RuntimeDep, SettingsDep, StateManagerDep
 from backend.core.http import BODY_ERRORS, error_responses
 from backend.state.schemas import StreamEntry
-from backend.streaming.events import ResumePoint
+from backend.streaming.events import ResumePoint, check_resume
 from backend.streaming.sse import SSE_RESPONSES, EntryTest, session_events, sse_response
 
 router = APIRouter(prefix="/api/agents", tags=["agents"])
@@ -51,23 +52,32 @@ async def chat(
     runtime: RuntimeDep,
     manager: StateManagerDep,
     settings: SettingsDep,
+    idempotency_key: IdempotencyKey = None,
 ) -> EventSourceResponse:
     """Send a message (new session without session_id) and stream its reply as SSE."""
     if body.session_id is None:
-        _, posted = await runtime.interviewer.start_conversation(principal, body.message)
+        _, posted = await runtime.interviewer.start_conversation(
+            principal, body.message, idempotency_key=idempotency_key
+        )
         assert posted is not None
     else:
         posted = await runtime.interviewer.continue_conversation(
-            principal, body.session_id, body.message
+            principal, body.session_id, body.message, idempotency_key=idempotency_key
         )
+    point = ResumePoint(after=posted.entry.id)
+    if posted.replayed:
+        # A retry: the reply may have gone on (or be over) since. Stream it from the stored
+        # message on, as a reconnect with Last-Event-ID would (a `reload` if the stream lost it).
+        events_key = manager.keys.events(posted.session_id)
+        point = await check_resume(manager.redis.client, events_key, posted.entry.id)
     ends, skip = reply_filters(posted.message.seq)
     sub = runtime.hub.new_subscription(posted.session_id)
     content = session_events(
         runtime.hub,
         manager,
         sub,
-        ResumePoint(after=posted.entry.id),
-        first=[posted.entry],
+        point,
+        first=[] if point.reload else [posted.entry],
         ends=ends,
         skip=skip,
     )

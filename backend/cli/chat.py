@@ -1,6 +1,10 @@
 """`triage chat`: a terminal chat client over SSE that survives dropped connections.
 
-Each message is posted to `POST /api/agents/chat`, whose response streams the reply as SSE.
+Each message is posted to `POST /api/agents/chat`, whose response streams the reply as SSE,
+with an `Idempotency-Key` of its own: when the connection drops before the message's
+`message.created` event arrived (so the client cannot know whether it was stored), the client
+posts it again with the same key, to the next `--url`, and the server answers with the first
+post's session and stream instead of storing it twice.
 Every event carries its Redis stream id, and the client remembers the last one it handled.
 When the connection drops (a replica restarted or was killed, a proxy cut it), the client
 reconnects, to the next `--url` in turn, to `GET /api/conversations/sessions/{id}/events` with
@@ -23,6 +27,7 @@ import itertools
 import json
 import sys
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Annotated, Any, TextIO
@@ -144,6 +149,8 @@ class ChatClient:
         body: dict[str, Any] = {"message": message}
         if session_id:
             body["session_id"] = session_id
+        # One key per message, sent unchanged with every retry of it (see the module doc).
+        headers = {**self.headers, "Idempotency-Key": str(uuid.uuid4())}
         deadline = time.monotonic() + self.reconnect_timeout
         for attempt in itertools.count():
             try:
@@ -152,14 +159,15 @@ class ChatClient:
                     "POST",
                     f"{self.url}/api/agents/chat",
                     json=body,
-                    headers=self.headers,
+                    headers=headers,
                 ) as source:
                     await _raise_for_error(source.response)
-                    # From here the message is stored: it is never posted again, only resumed.
                     turn.session_id = source.response.headers.get("x-session-id") or session_id
                     if await self._consume(source, turn):
                         return self._finish(turn, reconnects=0)
-                    break  # the stream ended early (the replica is shutting down)
+                    if turn.seq is not None:
+                        break  # the stream ended early (the replica is shutting down)
+                    raise httpx.RemoteProtocolError("the stream ended before message.created")
             except (httpx.ConnectError, httpx.ConnectTimeout):
                 # Nothing reached a server: posting again, to the next URL, sends it once.
                 if time.monotonic() > deadline:
@@ -169,11 +177,13 @@ class ChatClient:
                 self.url = next(self._urls)
                 await asyncio.sleep(_backoff(attempt))
             except _DROPPED:
-                if turn.session_id is None:
-                    raise ChatError(
-                        "the connection dropped before the message was stored; send it again"
-                    ) from None
-                break
+                if turn.seq is not None:
+                    break  # our message.created arrived: it is stored; resume its reply
+                # Stored or not, we cannot tell: post it again with the same key (next URL).
+                if time.monotonic() > deadline:
+                    raise ChatError(f"no complete answer from {self.url}") from None
+                self.url = next(self._urls)
+                await asyncio.sleep(_backoff(attempt))
         return await self._resume(turn, dropped=True)
 
     async def follow(self, session_id: str, seq: int, after: str | None) -> Reply:
@@ -195,10 +205,6 @@ class ChatClient:
                 self.on_notice(RESUMING.format(last_id=turn.last_id, url=self.url))
             dropped = True
             try:
-                if turn.seq is None:
-                    await self._locate(turn)  # dropped before our message's event arrived
-                    if turn.final is not None:
-                        return self._finish(turn, reconnects)
                 headers = dict(self.headers)
                 if turn.last_id:
                     headers["Last-Event-ID"] = turn.last_id
@@ -217,19 +223,6 @@ class ChatClient:
                     f"(último servidor tentado: {self.url})"
                 )
         raise AssertionError("unreachable")
-
-    async def _locate(self, turn: _Turn) -> None:
-        """Find our message (and maybe its reply) in the history after an early drop."""
-        assert turn.session_id is not None
-        history = await self.history(turn.session_id)
-        mine = [
-            m for m in history["messages"] if m["role"] == "user" and m["content"] == turn.message
-        ]
-        if not mine:
-            raise ChatError("a mensagem não foi guardada; envie-a de novo")
-        turn.seq = int(mine[-1]["seq"])
-        turn.last_id, turn.gap = history["last_event_id"], True
-        await self._from_history(turn, history)
 
     async def _from_history(self, turn: _Turn, history: dict[str, Any]) -> None:
         assert turn.session_id is not None

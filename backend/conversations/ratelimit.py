@@ -1,8 +1,9 @@
-"""Per-user rate limit on posting messages, kept in Redis so every replica shares it.
+"""Rate limits kept in Redis so every replica shares them: posting messages and opening
+sessions (per user), minting development tokens (per client address).
 
 A fixed window (INCR + PEXPIRE in one Lua script) rather than a sliding log: one key and one
-round trip per post, and the worst case (twice the limit across a window boundary) is fine for
-abuse protection. The key carries the user's hash tag, so it runs unchanged on a cluster.
+round trip per hit, and the worst case (twice the limit across a window boundary) is fine for
+abuse protection. Each key carries its own hash tag, so it runs unchanged on a cluster.
 """
 
 from __future__ import annotations
@@ -21,26 +22,50 @@ class RateLimited(TriageError):
     code = "rate_limited"
 
 
-class MessageRateLimiter:
-    def __init__(self, redis: RedisService, settings: Settings) -> None:
-        self.redis = redis
-        self.keys = ConversationKeys(settings.key_prefix)
-        self.limit = settings.rate_limit_messages
-        self.window_ms = settings.rate_limit_window_seconds * 1000
+class FixedWindowLimiter:
+    """At most `limit` hits per key in each window of `window_seconds`."""
+
+    def __init__(self, redis: RedisService, limit: int, window_seconds: int, what: str) -> None:
+        self.limit = limit
+        self.window_ms = window_seconds * 1000
+        self.what = what  # "messages", "new sessions", ...: for the error message
         script = files("backend.conversations").joinpath("lua", "rate_limit.lua").read_text()
         self._script = redis.client.register_script(script)
 
-    async def hit(self, tenant_id: str, user_id: str) -> None:
-        """Count one posted message; raise `RateLimited` (429) past the limit."""
-        keys = [self.keys.message_rate(tenant_id, user_id)]
+    async def hit(self, key: str) -> None:
+        """Count one hit on `key`; raise `RateLimited` (429 + Retry-After) past the limit."""
         with translate_errors():
-            hits, ttl_ms = await self._script(keys=keys, args=[self.window_ms])
+            hits, ttl_ms = await self._script(keys=[key], args=[self.window_ms])
         if int(hits) > self.limit:
             retry_after = max(1, math.ceil(int(ttl_ms) / 1000))
             raise RateLimited(
-                f"too many messages: at most {self.limit} per "
+                f"too many {self.what}: at most {self.limit} per "
                 f"{self.window_ms // 1000} s; retry in {retry_after} s",
                 limit=self.limit,
                 window_seconds=self.window_ms // 1000,
                 retry_after=retry_after,
             )
+
+
+class MessageRateLimiter:
+    """The per-user limits of the conversation API: messages posted, sessions opened."""
+
+    def __init__(self, redis: RedisService, settings: Settings) -> None:
+        self.keys = ConversationKeys(settings.key_prefix)
+        self.messages = FixedWindowLimiter(
+            redis, settings.rate_limit_messages, settings.rate_limit_window_seconds, "messages"
+        )
+        self.sessions = FixedWindowLimiter(
+            redis,
+            settings.rate_limit_sessions,
+            settings.rate_limit_sessions_window_seconds,
+            "new sessions",
+        )
+
+    async def hit(self, tenant_id: str, user_id: str) -> None:
+        """Count one posted message; raise `RateLimited` (429) past the limit."""
+        await self.messages.hit(self.keys.message_rate(tenant_id, user_id))
+
+    async def open_session(self, tenant_id: str, user_id: str) -> None:
+        """Count one opened session; raise `RateLimited` (429) past the limit."""
+        await self.sessions.hit(self.keys.session_rate(tenant_id, user_id))

@@ -12,6 +12,7 @@ from fastapi import APIRouter, Depends, Header, Path, Query, Request, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sse_starlette import EventSourceResponse
 
+from backend.conversations.idempotency import IdempotencyKey
 from backend.conversations.schemas import (
     SESSION_ID_PATTERN,
     DeletedSessions,
@@ -108,10 +109,16 @@ async def get_info(
     responses=_POST,
 )
 async def post_message(
-    session_id: SessionId, body: PostMessageRequest, principal: PrincipalDep, runtime: RuntimeDep
+    session_id: SessionId,
+    body: PostMessageRequest,
+    principal: PrincipalDep,
+    runtime: RuntimeDep,
+    idempotency_key: IdempotencyKey = None,
 ) -> PostedMessage:
     """Store a user message; its reply streams on the session's events (from `event_id`)."""
-    posted = await runtime.interviewer.continue_conversation(principal, session_id, body.message)
+    posted = await runtime.interviewer.continue_conversation(
+        principal, session_id, body.message, idempotency_key=idempotency_key
+    )
     return posted.public()
 
 

@@ -8,7 +8,8 @@ Posting a message: validate (trimmed, non-empty, at most MAX_MESSAGE_CHARS), che
 belongs to the caller (404 otherwise, the same body as a missing session), count it against the
 caller's rate limit, then one versioned write stores it with its `message.created` event, and
 the runner is told a reply is owed. Rejected input writes nothing (the rate-limit counter
-aside).
+aside). A post with an Idempotency-Key is stored at most once; a retry gets the first answer
+back (`Posted.replayed`), see `backend/conversations/idempotency.py`.
 """
 
 from __future__ import annotations
@@ -16,10 +17,17 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, Literal
 
 from backend.agents import replies
 from backend.agents.runner import ReplyRunner
+from backend.conversations.idempotency import (
+    IdempotencyKeyExpired,
+    OpenedSessions,
+    check_same_request,
+    fingerprint,
+)
 from backend.conversations.ratelimit import MessageRateLimiter
 from backend.conversations.schemas import (
     GenerationInfo,
@@ -40,8 +48,10 @@ from backend.state.schemas import (
     SessionPage,
     StreamEntry,
 )
-from backend.state.service import ConversationStateManager
+from backend.state.service import AlreadyWritten, ConversationStateManager, IdempotentWrite
 from backend.streaming.events import ZERO_ID
+
+Kind = Literal["conversation", "triage"]
 
 
 class InvalidMessage(TriageError):
@@ -57,6 +67,7 @@ class Posted:
     message: Message
     entry: StreamEntry
     created: bool
+    replayed: bool = False  # the first answer to this Idempotency-Key, sent again
 
     @property
     def session_id(self) -> str:
@@ -90,6 +101,7 @@ class IntelligentInterviewerService:
         self.runner = runner
         self.limiter = limiter
         self.settings = settings
+        self.opened = OpenedSessions(manager.redis, manager.keys.prefix, settings.conversation_ttl)
 
     # ------------------------------------------------------------------ posting
 
@@ -110,14 +122,64 @@ class IntelligentInterviewerService:
         principal: Principal,
         message: str | None,
         *,
-        kind: Literal["conversation", "triage"] = "conversation",
+        kind: Kind = "conversation",
+        idempotency_key: str | None = None,
     ) -> tuple[ConversationState, Posted | None]:
         """A new session for the caller, with its first message when one is given."""
         text = self.clean_message(message) if message is not None else None
+        if idempotency_key is not None:
+            return await self._start_once(principal, message, text, kind, idempotency_key)
+        await self._count_start(principal, text)
+        return await self._start(principal, uuid.uuid4().hex, text, kind)
+
+    async def _count_start(self, principal: Principal, text: str | None) -> None:
+        await self.limiter.open_session(principal.tenant_id, principal.user_id)
         if text is not None:
             await self.limiter.hit(principal.tenant_id, principal.user_id)
-        session_id = uuid.uuid4().hex
 
+    async def _start_once(
+        self, principal: Principal, message: str | None, text: str | None, kind: Kind, key: str
+    ) -> tuple[ConversationState, Posted | None]:
+        """`start_conversation` with an Idempotency-Key: one session per key and user."""
+        fp = fingerprint(f"open:{kind}", None, message)
+        session_id = await self.opened.find(principal, key, fp)
+        if session_id is not None:
+            record = await self.manager.idempotency_record(session_id, key)
+            if record is not None:
+                return await self._replay_start(principal, record, fp, key, text)
+            # Mapped but not written: the first post is in flight or died before its write.
+            # Writing the same session id now is safe: the script lets one of the two through.
+        else:
+            await self._count_start(principal, text)
+            session_id = await self.opened.claim(principal, key, fp)
+        opened_by = self.opened.mapping_key(principal, key)
+        stamp = IdempotentWrite(key, {"fp": fp, "session_id": session_id, "opened": opened_by})
+        try:
+            return await self._start(principal, session_id, text, kind, stamp)
+        except AlreadyWritten as done:
+            return await self._replay_start(principal, done.record, fp, key, text)
+
+    async def _replay_start(
+        self,
+        principal: Principal,
+        record: dict[str, Any],
+        fp: str,
+        key: str,
+        text: str | None,
+    ) -> tuple[ConversationState, Posted | None]:
+        check_same_request(record, fp, key)
+        state = await self.get_owned(principal, record["session_id"])
+        await self.runner.ensure(state)
+        return state, (_replayed(state, record, text) if text is not None else None)
+
+    async def _start(
+        self,
+        principal: Principal,
+        session_id: str,
+        text: str | None,
+        kind: Kind,
+        stamp: IdempotentWrite | None = None,
+    ) -> tuple[ConversationState, Posted | None]:
         def create() -> ConversationState:
             return ConversationState(
                 session_id=session_id,
@@ -126,28 +188,53 @@ class IntelligentInterviewerService:
                 kind=kind,
             )
 
+        def opened(state: ConversationState) -> Event:
+            if state.version:
+                # Only a conflict re-read gets here: the session exists, yet the script found
+                # no record of this key (expired or rotated out). Never add to it blindly.
+                raise _key_expired(session_id)
+            return Event(type="session.created", data={"kind": kind})
+
         # The id was just minted: there is nothing to read (nor to restore from PostgreSQL),
         # so the write starts from a fresh state (its version check still guards the key).
         if text is None:
             state, _ = await self.manager.update_returning_event(
-                session_id,
-                lambda s: Event(type="session.created", data={"kind": kind}),
-                create=create,
-                current=create(),
+                session_id, opened, create=create, current=create(), idempotency=stamp
             )
             return state, None
-        posted = await self._append(session_id, text, create=create, current=create())
+        posted = await self._append(session_id, text, create=create, current=create(), stamp=stamp)
         self.runner.kick(session_id)
         return posted.conversation, posted
 
     async def continue_conversation(
-        self, principal: Principal, session_id: str, message: str
+        self,
+        principal: Principal,
+        session_id: str,
+        message: str,
+        *,
+        idempotency_key: str | None = None,
     ) -> Posted:
         """Store the caller's next message in their session; its reply is generated next."""
         text = self.clean_message(message)
         current = await self.get_owned(principal, session_id)
+        stamp = None
+        if idempotency_key is not None:
+            fp = fingerprint("message", session_id, message)
+            record = await self.manager.idempotency_record(session_id, idempotency_key)
+            if record is not None:
+                check_same_request(record, fp, idempotency_key)
+                await self.runner.ensure(current)
+                return _replayed(current, record, text)
+            stamp = IdempotentWrite(idempotency_key, {"fp": fp, "session_id": session_id})
         await self.limiter.hit(principal.tenant_id, principal.user_id)
-        posted = await self._append(session_id, text, owner=principal, current=current)
+        try:
+            posted = await self._append(
+                session_id, text, owner=principal, current=current, stamp=stamp
+            )
+        except AlreadyWritten as done:  # an identical post won the race
+            assert idempotency_key is not None and stamp is not None
+            check_same_request(done.record, stamp.record["fp"], idempotency_key)
+            return _replayed(current, done.record, text)
         self.runner.kick(session_id)
         return posted
 
@@ -159,20 +246,25 @@ class IntelligentInterviewerService:
         create: Callable[[], ConversationState] | None = None,
         owner: Principal | None = None,
         current: ConversationState | None = None,
+        stamp: IdempotentWrite | None = None,
     ) -> Posted:
         stored: list[tuple[Message, Event]] = []  # the last attempt's (retries run `add` again)
 
         def add(state: ConversationState) -> Event:
             if owner is not None and not _owned_by(state, owner):
                 raise not_found(session_id)  # replaced between our read and this write
+            if create is not None and stamp is not None and state.version:
+                raise _key_expired(session_id)  # see `opened` in `_start`
             message = state.append_message(
                 "user", text, max_history=self.settings.max_conversation_history
             )
             stored[:] = [(message, replies.user_message_event(message))]
+            if stamp is not None:
+                stamp.record.update(seq=message.seq, created_at=message.created_at.isoformat())
             return stored[0][1]
 
         state, event_id = await self.manager.update_returning_event(
-            session_id, add, create=create, current=current
+            session_id, add, create=create, current=current, idempotency=stamp
         )
         ((message, event),) = stored
         assert event_id is not None
@@ -264,6 +356,29 @@ class IntelligentInterviewerService:
         await self.manager.delete_session(session_id)
         with translate_errors():
             await self.manager.redis.client.zrem(self.runner.due_key, session_id)
+
+
+def _replayed(state: ConversationState, record: dict[str, Any], text: str | None) -> Posted:
+    """The first answer to a keyed post, rebuilt from its record and the (identical) body."""
+    message = Message(
+        seq=int(record["seq"]),
+        role="user",
+        content=text or "",
+        created_at=datetime.fromisoformat(record["created_at"]),
+    )
+    event = replies.user_message_event(message)
+    entry = StreamEntry(
+        id=record["event_id"], type=event.type, version=int(record["version"]), data=event.data
+    )
+    return Posted(state, message, entry, created=False, replayed=True)
+
+
+def _key_expired(session_id: str) -> IdempotencyKeyExpired:
+    return IdempotencyKeyExpired(
+        "the session this Idempotency-Key opened no longer holds a record of it; "
+        "use a new key for a new request",
+        session_id=session_id,
+    )
 
 
 def _owned_by(state: ConversationState, principal: Principal) -> bool:

@@ -54,6 +54,14 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(default=65_536, ge=1_024)
     rate_limit_messages: int = Field(default=30, gt=0)
     rate_limit_window_seconds: int = Field(default=60, gt=0)
+    # Abuse limits: sessions one user may open per window, development tokens one client
+    # address may mint per window (429 + Retry-After past them).
+    rate_limit_sessions: int = Field(default=30, gt=0)
+    rate_limit_sessions_window_seconds: int = Field(default=600, gt=0)
+    rate_limit_dev_tokens: int = Field(default=20, gt=0)
+    rate_limit_dev_tokens_window_seconds: int = Field(default=60, gt=0)
+    # Idempotency-Key records kept per session: the newest N to 2N (older ones rotate out).
+    idempotency_keys_per_session: int = Field(default=500, gt=0)
     # Reply generation: one generator per session, held by an expiring lease.
     generation_lease_ms: int = Field(default=10_000, ge=300)
     generation_sweep_seconds: float = Field(default=2.0, gt=0)

@@ -67,7 +67,10 @@ _ERROR_RESPONSES: dict[int, dict[str, Any]] = {
     },
     413: {"description": "Request body larger than MAX_BODY_BYTES"},
     422: {"description": "Invalid input (types, lengths, ids, pagination)"},
-    429: {"description": "Rate limited; see Retry-After", "headers": _RETRY_AFTER},
+    429: {
+        "description": "Rate limited (messages, new sessions, development tokens); see Retry-After",
+        "headers": _RETRY_AFTER,
+    },
     503: {
         "description": "A store (Redis, PostgreSQL, archive) or the workers are unavailable; "
         "retry later",

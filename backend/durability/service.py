@@ -21,6 +21,7 @@ How the tiers meet (invariants 6, 7, 8 and 11):
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
 from collections.abc import AsyncIterator
@@ -332,6 +333,7 @@ class HybridConversationService:
         client = self.manager.redis.client
         with translate_errors():
             hot = await self.manager.redis.delete(*self.keys.session_keys(session_id))
+            await self._purge_idempotency_records(session_id)
             await client.zrem(self.keys.dirty(), session_id)
             if meta is not None:
                 await client.zrem(
@@ -342,6 +344,17 @@ class HybridConversationService:
                 warm = await repo.purge_session(conn, session_id)
         cold = await self.archive.delete(session_id)
         return PurgeReport(session_id=session_id, hot=hot > 0, warm=warm, cold=cold)
+
+    async def _purge_idempotency_records(self, session_id: str) -> None:
+        """DELETE keeps a session's Idempotency-Key records (a retry still gets its first
+        answer); erasure takes them, and the user's mapping of the key that opened the session
+        (named in its record), so a retry after it opens a new session, not this id again."""
+        records = self.keys.idempotency(session_id)
+        client = self.manager.redis.client
+        with translate_errors():
+            values = [v for key in records for v in await client.hvals(key)]
+        opened = {str(json.loads(v).get("opened") or "") for v in values} - {""}
+        await self.manager.redis.delete(*records, *sorted(opened))
 
     # ----------------------------------------------------------- owner, paging
 

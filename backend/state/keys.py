@@ -43,13 +43,18 @@ class Keys:
     def lease(self, session_id: str) -> str:
         return self._session(session_id, "lease")
 
-    def state_keys(self, session_id: str) -> tuple[str, str, str]:
-        """The conversation hash, the orchestration hash and the event stream (one check of
-        the id for the three: this is on every state write)."""
+    def idempotency(self, session_id: str) -> tuple[str, str]:
+        """The session's Idempotency-Key records: the current hash and the previous one (a
+        full hash is renamed to the previous, so a session keeps its newest records only)."""
+        return self._session(session_id, "idem"), self._session(session_id, "idem:old")
+
+    def state_keys(self, session_id: str) -> tuple[str, str, str, str, str]:
+        """The conversation hash, the orchestration hash, the event stream and the two
+        idempotency hashes (one check of the id for all: this is on every state write)."""
         if not is_valid_session_id(session_id):
             raise ValueError(f"invalid session id: {session_id!r}")
         base = f"{self.prefix}:s:{{{session_id}}}:"
-        return f"{base}conv", f"{base}orch", f"{base}events"
+        return f"{base}conv", f"{base}orch", f"{base}events", f"{base}idem", f"{base}idem:old"
 
     def session_keys(self, session_id: str) -> list[str]:
         return [

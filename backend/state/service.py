@@ -74,6 +74,30 @@ class WriteResult:
     event_id: str | None
 
 
+@dataclass(frozen=True)
+class IdempotentWrite:
+    """Tags a write with a client's Idempotency-Key: at most one write per key and session.
+
+    `record` (a JSON object) is stored with the write, in the same script, under the session's
+    hash tag; the script adds the write's `event_id` and `version`. A later write carrying the
+    same key writes nothing and raises `AlreadyWritten` with that record instead.
+    """
+
+    key: str
+    record: dict[str, Any]
+
+
+class AlreadyWritten(Exception):
+    """A write carried an Idempotency-Key already used in this session (nothing was written).
+
+    Not a TriageError: callers turn it into the first write's answer (or a 422).
+    """
+
+    def __init__(self, record: dict[str, Any]) -> None:
+        super().__init__("idempotency key already used")
+        self.record = record
+
+
 class ConversationStateManager:
     def __init__(self, redis: RedisService, settings: Settings, *, prefix: str | None = None):
         self.redis = redis
@@ -143,6 +167,14 @@ class ConversationStateManager:
             ]
         )
 
+    async def idempotency_record(self, session_id: str, key: str) -> dict[str, Any] | None:
+        """The record a write tagged with Idempotency-Key `key` stored, if any (see
+        `IdempotentWrite`)."""
+        current, previous = self.keys.idempotency(session_id)
+        found = await self._pipeline([("HGET", current, key), ("HGET", previous, key)])
+        raw = found[0] or found[1]
+        return None if raw is None else cast(dict[str, Any], json.loads(raw))
+
     async def get_version(self, session_id: str, kind: Kind = "conversation") -> int:
         """The stored version (0 when absent): a cheap read that does not parse the document."""
         with translate_errors():
@@ -179,11 +211,18 @@ class ConversationStateManager:
         return (await self._save_returning_event(kind, state, expected_version, event))[0]
 
     async def _save_returning_event(
-        self, kind: Kind, state: S, expected_version: int | None, event: Event | None
+        self,
+        kind: Kind,
+        state: S,
+        expected_version: int | None,
+        event: Event | None,
+        idempotency: IdempotentWrite | None = None,
     ) -> tuple[S, str | None]:
         expected = state.version if expected_version is None else expected_version
         new = state.with_version(expected + 1)
-        result = await self._write(kind, new, mode="cas", version=expected, event=event)
+        result = await self._write(
+            kind, new, mode="cas", version=expected, event=event, idempotency=idempotency
+        )
         if result is None:
             actual = await self.get_version(state.session_id, kind)
             raise VersionConflict(
@@ -223,7 +262,10 @@ class ConversationStateManager:
         version: int,
         event: Event | None,
         mark_dirty: bool = True,
+        idempotency: IdempotentWrite | None = None,
     ) -> WriteResult | None:
+        """One run of write_state.lua. None on a version conflict; `AlreadyWritten` when
+        `idempotency` names a key this session already used."""
         sid = state.session_id
         own_ttl, other_ttl = self._ttls(kind)
         doc = encode_state(state)
@@ -236,11 +278,11 @@ class ConversationStateManager:
         }
         if isinstance(state, ConversationState):
             meta |= {"kind": state.kind, "title": state.title, "message_count": state.message_count}
-        conversation, orchestration, events = self.keys.state_keys(sid)
+        conversation, orchestration, events, idem, idem_old = self.keys.state_keys(sid)
         if kind == "conversation":
-            keys = [conversation, orchestration, events]
+            keys = [conversation, orchestration, events, idem, idem_old]
         else:
-            keys = [orchestration, conversation, events]
+            keys = [orchestration, conversation, events, idem, idem_old]
         args: list[Any] = [
             mode,
             version,
@@ -258,13 +300,13 @@ class ConversationStateManager:
         dirty_score = time.time() if mark_dirty else ""
         if self._single_node:
             keys += [index_key, self.keys.dirty()]
-            args += [sid, index_score, ttl, dirty_score]
+            args += [sid, index_score, ttl, dirty_score, *self._idempotency_args(idempotency)]
             reply = await self._run_script(_evalsha(self._write_script.sha, keys, args))
         else:
             # Pipeline, not MULTI: on a cluster the index and dirty set sit in other slots. If
             # the versioned write loses, the extra ZADDs are harmless (the session exists and is
             # at least as new as this score); if we crash after the script, both are rebuildable.
-            args += [sid, "", ttl, ""]
+            args += [sid, "", ttl, "", *self._idempotency_args(idempotency)]
             commands = [_evalsha(self._write_script.sha, keys, args)]
             if index_score != "":
                 prune = int(mode == "restore" or version == 0)  # a new session, as in the script
@@ -275,11 +317,23 @@ class ConversationStateManager:
                 commands.append(("ZADD", self.keys.dirty(), "NX", dirty_score, sid))
             reply = (await self._pipeline(commands))[0]
         ok, new_version, *rest = reply
+        if ok == 2:
+            raise AlreadyWritten(json.loads(new_version))
         if not ok:
             return None
         if isinstance(state, ConversationState):
             self._decoded.written(keys[0], doc, state)
         return WriteResult(version=int(new_version), event_id=(rest[0] or None) if rest else None)
+
+    def _idempotency_args(self, idempotency: IdempotentWrite | None) -> tuple[Any, ...]:
+        if idempotency is None:
+            return _NO_IDEMPOTENCY
+        return (
+            idempotency.key,
+            _json(idempotency.record),
+            self.settings.idempotency_keys_per_session,
+            self.settings.conversation_ttl,
+        )
 
     async def _run_script(self, command: tuple[Any, ...]) -> Any:
         """One EVALSHA; on NOSCRIPT (a restarted Redis lost its script cache: the command did
@@ -397,12 +451,15 @@ class ConversationStateManager:
         kind: Kind = "conversation",
         create: Callable[[], Any] | None = None,
         current: StateDocument | None = None,
+        idempotency: IdempotentWrite | None = None,
     ) -> tuple[Any, str | None]:
         """`update()`, also returning the stream id of the event written with the state.
 
         SSE routes need that id: a client resumes after it (Last-Event-ID). `current` is a
         state the caller has just read (and hands over: it is changed in place): the first
         attempt starts from it instead of reading again; a conflict re-reads as usual.
+        `idempotency` tags the write (see `IdempotentWrite`): if its key was used already, no
+        attempt writes and `AlreadyWritten` is raised.
         """
         attempts = self.settings.state_write_max_attempts
         last: VersionConflict | None = None
@@ -424,7 +481,7 @@ class ConversationStateManager:
             if isinstance(event, Awaitable):
                 event = await event
             try:
-                return await self._save_returning_event(kind, state, None, event)
+                return await self._save_returning_event(kind, state, None, event, idempotency)
             except VersionConflict as exc:
                 last = exc
                 # Exponential backoff with full jitter: writers that keep losing spread out
@@ -597,6 +654,7 @@ class ConversationStateManager:
 
 
 _json = msgspec.json.Encoder().encode
+_NO_IDEMPOTENCY = ("", "", "", "")  # write_state.lua's ARGV[14..17] for an untagged write
 
 
 def _evalsha(sha: str, keys: list[str], args: list[Any]) -> tuple[Any, ...]:

@@ -6,6 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Body
 
+from backend.conversations.idempotency import IdempotencyKey
 from backend.conversations.router import SessionId
 from backend.conversations.schemas import PostedMessage, PostMessageRequest
 from backend.core.auth import PrincipalDep
@@ -26,10 +27,11 @@ async def start_triage(
     principal: PrincipalDep,
     runtime: RuntimeDep,
     body: Annotated[StartTriageRequest | None, Body()] = None,
+    idempotency_key: IdempotencyKey = None,
 ) -> TriageStarted:
     """Open a triage session, optionally with the first message (its reply streams as events)."""
     message = body.message if body is not None else None
-    return await runtime.orchestrator.start_intelligent_triage(principal, message)
+    return await runtime.orchestrator.start_intelligent_triage(principal, message, idempotency_key)
 
 
 @router.post(
@@ -39,11 +41,15 @@ async def start_triage(
     responses=error_responses(*BODY_ERRORS, 404, 409, 429),
 )
 async def post_triage_message(
-    session_id: SessionId, body: PostMessageRequest, principal: PrincipalDep, runtime: RuntimeDep
+    session_id: SessionId,
+    body: PostMessageRequest,
+    principal: PrincipalDep,
+    runtime: RuntimeDep,
+    idempotency_key: IdempotencyKey = None,
 ) -> PostedMessage:
     """Answer the interviewer in a triage session; the reply streams on its events."""
     posted = await runtime.orchestrator.continue_intelligent_triage(
-        principal, session_id, body.message
+        principal, session_id, body.message, idempotency_key
     )
     return posted.public()
 

@@ -44,13 +44,19 @@ class IntelligentTriageOrchestrator:
         self.interviewer = interviewer
 
     async def start_intelligent_triage(
-        self, principal: Principal, message: str | None
+        self, principal: Principal, message: str | None, idempotency_key: str | None = None
     ) -> TriageStarted:
         """A new triage session for the caller, with its first message when one is given."""
         conversation, posted = await self.interviewer.start_conversation(
-            principal, message, kind="triage"
+            principal, message, kind="triage", idempotency_key=idempotency_key
         )
-        status = self._status(conversation, None)
+        # With a key this may be a retry, answered from a session that moved on since.
+        orchestration = (
+            await self.manager.get_orchestration_state(conversation.session_id)
+            if idempotency_key is not None
+            else None
+        )
+        status = self._status(conversation, orchestration)
         return TriageStarted(
             **status.model_dump(),
             message=posted.public() if posted else None,
@@ -60,9 +66,15 @@ class IntelligentTriageOrchestrator:
         )
 
     async def continue_intelligent_triage(
-        self, principal: Principal, session_id: str, message: str
+        self,
+        principal: Principal,
+        session_id: str,
+        message: str,
+        idempotency_key: str | None = None,
     ) -> Posted:
-        return await self.interviewer.continue_conversation(principal, session_id, message)
+        return await self.interviewer.continue_conversation(
+            principal, session_id, message, idempotency_key=idempotency_key
+        )
 
     async def get_orchestration_status(self, principal: Principal, session_id: str) -> TriageStatus:
         conversation = await self.interviewer.get_owned(principal, session_id)

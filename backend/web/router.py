@@ -17,12 +17,14 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Annotated
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 from fastapi import Path as PathParam
 from fastapi.responses import FileResponse, HTMLResponse
 
+from backend.conversations.keys import ConversationKeys
+from backend.conversations.ratelimit import FixedWindowLimiter
 from backend.core.auth import create_token
-from backend.core.deps import SettingsDep
+from backend.core.deps import RedisDep, SettingsDep
 from backend.core.errors import TriageError
 from backend.core.http import BODY_ERRORS, error_responses
 from backend.web.schemas import DevToken, DevTokenRequest
@@ -86,12 +88,26 @@ async def static_file(name: Annotated[str, PathParam(max_length=64)]) -> FileRes
     return FileResponse(STATIC_DIR / name, media_type=media_type, headers=_PAGE_HEADERS)
 
 
-@dev_router.post("/token", response_model=DevToken, responses=error_responses(*BODY_ERRORS))
-async def dev_token(body: DevTokenRequest, settings: SettingsDep) -> DevToken:
+@dev_router.post(
+    "/token", response_model=DevToken, responses=error_responses(*BODY_ERRORS, 429, 503)
+)
+async def dev_token(
+    body: DevTokenRequest, request: Request, settings: SettingsDep, redis: RedisDep
+) -> DevToken:
     """Development only: a bearer token for the given name and tenant (the page signs in)."""
     if settings.environment != "development":
         # Only mounted in development; this guards an app wired by hand.
         raise NotFound("not found")
+    # Per client address: anyone who reaches the route may sign in, but not mint tokens in bulk.
+    # Behind a proxy this is the proxy's address unless uvicorn trusts its X-Forwarded-For.
+    client = request.client.host if request.client else "unknown"
+    limiter = FixedWindowLimiter(
+        redis,
+        settings.rate_limit_dev_tokens,
+        settings.rate_limit_dev_tokens_window_seconds,
+        "development tokens",
+    )
+    await limiter.hit(ConversationKeys(settings.key_prefix).dev_token_rate(client))
     user_id = user_id_for_name(body.user)
     token = create_token(
         settings, user_id, body.tenant, ttl_seconds=DEV_TOKEN_TTL_SECONDS, name=body.user

@@ -13,6 +13,11 @@ skips the dead backend (connection refused). Responses stream through unbuffered
 
 `GET /__balancer/requests` lists what was forwarded where (`open` while a response streams),
 so the test can tell which replica serves the page's stream.
+
+`--lose-answers N`: for the first N `Idempotency-Key`s seen (the page's message posts), the
+first request is forwarded and handled, but its answer is lost on the way back (the client
+gets a 502, as from a proxy whose upstream connection broke after the request went through):
+the client cannot tell whether its message was stored.
 """
 
 from __future__ import annotations
@@ -40,9 +45,11 @@ _HOP_BY_HOP = {
 
 
 class Balancer:
-    def __init__(self, streams: list[str], others: list[str]) -> None:
+    def __init__(self, streams: list[str], others: list[str], lose_answers: int = 0) -> None:
         self.streams = streams
         self.others = others
+        self.lose_answers = lose_answers
+        self.lost: set[str] = set()  # keys whose first answer was lost
         self.requests: list[dict[str, Any]] = []
         self.client: httpx.AsyncClient | None = None
 
@@ -110,8 +117,17 @@ class Balancer:
             "backend": backend,
             "status": response.status_code,
             "open": True,
+            "idempotency_key": dict(headers).get("idempotency-key"),
         }
         self.requests.append(record)
+        key = record["idempotency_key"]
+        if key and key not in self.lost and len(self.lost) < self.lose_answers:
+            self.lost.add(key)
+            await response.aread()  # the backend answered: the request went through
+            await response.aclose()
+            record.update(open=False, lost=True)
+            await _respond(send, 502, b'{"error":{"code":"bad_gateway","message":"lost"}}')
+            return
         try:
             await send(
                 {
@@ -176,8 +192,9 @@ def main() -> None:
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--streams", required=True, help="comma-separated backend URLs")
     parser.add_argument("--others", required=True, help="comma-separated backend URLs")
+    parser.add_argument("--lose-answers", type=int, default=0, help="lose N keyed answers")
     args = parser.parse_args()
-    app = Balancer(args.streams.split(","), args.others.split(","))
+    app = Balancer(args.streams.split(","), args.others.split(","), args.lose_answers)
     uvicorn.run(app, host="127.0.0.1", port=args.port, log_level="warning", access_log=False)
 
 

@@ -87,7 +87,7 @@ class BalancerProcess:
         self.log.unlink(missing_ok=True)
 
 
-StartBalancer = Callable[[list[str], list[str]], BalancerProcess]
+StartBalancer = Callable[..., BalancerProcess]
 
 
 @pytest.fixture
@@ -95,7 +95,7 @@ def start_balancer() -> Iterator[StartBalancer]:
     """Start tests/web/balancer.py on a free loopback port; stopped after the test."""
     started: list[BalancerProcess] = []
 
-    def start(streams: list[str], others: list[str]) -> BalancerProcess:
+    def start(streams: list[str], others: list[str], lose_answers: int = 0) -> BalancerProcess:
         port = free_port()
         log = Path(os.environ.get("TMPDIR", "/tmp")) / f"triage-balancer-{port}.log"
         with log.open("wb") as out:
@@ -110,6 +110,8 @@ def start_balancer() -> Iterator[StartBalancer]:
                     ",".join(streams),
                     "--others",
                     ",".join(others),
+                    "--lose-answers",
+                    str(lose_answers),
                 ],
                 cwd=ROOT,
                 stdout=out,

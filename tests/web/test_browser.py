@@ -180,6 +180,47 @@ def test_reply_survives_losing_the_replica_that_streams_it(
     assert page.bubble_texts("assistant")[-1] == stored_reply(balancer.url, sid)
 
 
+def test_a_message_whose_answer_was_lost_is_sent_again_and_stored_once(
+    start_replicas: StartReplicas, start_balancer: StartBalancer, page: ChatPage
+) -> None:
+    (api,) = start_replicas(1, environment="development")
+    # The answers to the page's first two message posts are lost after the replica stored them.
+    balancer = start_balancer([api.url], [api.url], lose_answers=2)
+    page.open(balancer.url)
+    page.dev_sign_in(USER)
+    second = "Tenho o contrato de locação e os recibos de aluguel."
+    page.send(EVICTION)
+    page.wait(lambda: len(page.replies()) == 1, "the first reply")
+    page.wait(lambda: page.streaming_text() is None, "the first reply to complete")
+    sid = session_id_of(page)
+    page.send(second)
+    page.wait(lambda: len(page.replies()) == 2, "the second reply")
+    page.wait(lambda: page.streaming_text() is None, "the second reply to complete")
+    # The reply may show before the retry has been answered (it comes on the event stream).
+    posts = page.wait(
+        lambda: (p := [r for r in balancer.requests() if r["idempotency_key"]])[3:] and p,
+        "the retry of the second post",
+    )
+    page.screenshot("after-lost-answers")
+    messages_path = f"/api/conversations/sessions/{sid}/messages"
+    # Each message: the post whose answer was lost, then the page's retry with the same key,
+    # answered with the first post's result.
+    assert [(r["path"], r["status"], r.get("lost", False)) for r in posts] == [
+        ("/api/triage", 201, True),
+        ("/api/triage", 201, False),
+        (messages_path, 202, True),
+        (messages_path, 202, False),
+    ]
+    keys = [r["idempotency_key"] for r in posts]
+    assert keys[0] == keys[1] != keys[2] == keys[3]
+    with rest(api.url) as client:
+        sessions = client.get("/api/conversations/sessions").json()
+        history = client.get(f"/api/conversations/sessions/{sid}").json()
+    assert [s["session_id"] for s in sessions["items"]] == [sid]
+    assert [m["content"] for m in history["messages"] if m["role"] == "user"] == [EVICTION, second]
+    assert page.bubble_texts("user") == [EVICTION, second]
+
+
 def test_reload_event_brings_back_a_reply_missed_while_offline(
     start_replicas: StartReplicas, start_balancer: StartBalancer, page: ChatPage, settings: Settings
 ) -> None:

@@ -4,7 +4,9 @@
 --          the fields listings and stats need, so they never parse whole documents)
 -- KEYS[2]  the session's other state hash (conversation <-> orchestration): TTL slid only
 -- KEYS[3]  the session's event stream
--- KEYS[4]  the user's session index, KEYS[5] the dirty set: only on a single Redis node.
+-- KEYS[4]  the session's Idempotency-Key records (a hash: key -> JSON record), KEYS[5] the
+--          previous generation of them (same hash tag; touched only with ARGV[14])
+-- KEYS[6]  the user's session index, KEYS[7] the dirty set: only on a single Redis node.
 --          On a cluster they live in other slots, so the caller leaves them out and sends
 --          touch_index.lua and the dirty ZADD in the same pipeline instead.
 -- ARGV[1]  mode: "cas" (current version must equal ARGV[2]) or
@@ -16,10 +18,22 @@
 -- ARGV[8]  the document (JSON), ARGV[9] its meta (JSON)
 -- ARGV[10] session id, ARGV[11] index score (us; "" leaves the index alone), ARGV[12] index
 --          TTL (seconds), ARGV[13] dirty score ("" leaves the session unmarked)
+-- ARGV[14] the client's Idempotency-Key ("" for none), ARGV[15] its record (JSON object; the
+--          script adds event_id and version), ARGV[16] records per generation, ARGV[17] TTL
 --
--- Returns {1, new_version, event_id or ""} on success, {0, current_version} on conflict.
+-- Returns {1, new_version, event_id or ""} on success, {0, current_version} on conflict,
+-- {2, record} when a write with the same Idempotency-Key already happened (nothing written).
+-- The key is looked up before the version check: a duplicate that read the state before the
+-- first write landed still finds the first write's record instead of writing again.
 -- The document's own "version" field is filled in by the caller to the value returned here;
 -- a mismatching write is refused, so the two never disagree.
+
+if ARGV[14] ~= '' then
+  local seen = redis.call('HGET', KEYS[4], ARGV[14]) or redis.call('HGET', KEYS[5], ARGV[14])
+  if seen then
+    return {2, seen}
+  end
+end
 
 local current = tonumber(redis.call('HGET', KEYS[1], 'version') or '0')
 local requested = tonumber(ARGV[2])
@@ -49,17 +63,28 @@ if ARGV[6] ~= '' then
 end
 redis.call('EXPIRE', KEYS[3], math.max(tonumber(ARGV[3]), tonumber(ARGV[4])))
 
-if KEYS[4] and ARGV[11] ~= '' then
+if ARGV[14] ~= '' then
+  local record = cjson.decode(ARGV[15])
+  record['event_id'] = event_id
+  record['version'] = new_version
+  if redis.call('HLEN', KEYS[4]) >= tonumber(ARGV[16]) then
+    redis.call('RENAME', KEYS[4], KEYS[5])
+  end
+  redis.call('HSET', KEYS[4], ARGV[14], cjson.encode(record))
+  redis.call('EXPIRE', KEYS[4], ARGV[17])
+end
+
+if KEYS[6] and ARGV[11] ~= '' then
   -- Same as touch_index.lua; a new session (the only thing that grows the index) also drops
   -- the entries that are older than the TTL.
-  redis.call('ZADD', KEYS[4], ARGV[11], ARGV[10])
+  redis.call('ZADD', KEYS[6], ARGV[11], ARGV[10])
   if current == 0 then
-    redis.call('ZREMRANGEBYSCORE', KEYS[4], '-inf',
+    redis.call('ZREMRANGEBYSCORE', KEYS[6], '-inf',
       '(' .. (tonumber(ARGV[11]) - tonumber(ARGV[12]) * 1000000))
   end
-  redis.call('EXPIRE', KEYS[4], ARGV[12])
+  redis.call('EXPIRE', KEYS[6], ARGV[12])
 end
-if KEYS[5] and ARGV[13] ~= '' then
-  redis.call('ZADD', KEYS[5], 'NX', ARGV[13], ARGV[10])
+if KEYS[7] and ARGV[13] ~= '' then
+  redis.call('ZADD', KEYS[7], 'NX', ARGV[13], ARGV[10])
 end
 return {1, new_version, event_id}

@@ -25,6 +25,12 @@
  * - A `reload` event (the server no longer holds the events after our id) re-reads the history
  *   over REST and goes on from the id the event carries.
  *
+ * - Every message is posted with an Idempotency-Key of its own. When the answer does not arrive
+ *   (the connection dropped, a replica died: the page cannot know whether the message was
+ *   stored), the post is sent again with the same key, a few times with backoff; the server
+ *   answers a repeat with the first answer and never stores the message twice. If it still
+ *   fails, the text goes back to the composer with its key, so sending it again is still a retry.
+ *
  * - The token lives in sessionStorage (this tab only), never in a URL. In development the page
  *   gets one from POST /api/dev/token for the name typed; elsewhere the user pastes one.
  *
@@ -46,6 +52,8 @@ const MAX_MESSAGE_CHARS = Number(document.body.dataset.maxMessageChars) || 4000;
 const STALL_MS = 45_000;
 const BACKOFF_MIN_MS = 300;
 const BACKOFF_MAX_MS = 8_000;
+// Attempts at posting one message before the page gives up and hands the text back.
+const POST_ATTEMPTS = 4;
 
 const AREAS = {
   trabalhista: "Direito trabalhista",
@@ -96,8 +104,8 @@ function authHeaders() {
 }
 
 /** JSON call to the API; errors become ApiError with the server's message (one shape). */
-async function api(path, { method = "GET", body, signal } = {}) {
-  const headers = { Accept: "application/json", ...authHeaders() };
+async function api(path, { method = "GET", body, signal, headers: extra = {} } = {}) {
+  const headers = { Accept: "application/json", ...authHeaders(), ...extra };
   if (body !== undefined) headers["Content-Type"] = "application/json";
   let response;
   try {
@@ -724,6 +732,30 @@ function markCurrentSession() {
   }
 }
 
+/** A fresh Idempotency-Key (crypto.randomUUID needs a secure context; this does not). */
+function newIdempotencyKey() {
+  const bytes = crypto.getRandomValues(new Uint8Array(16));
+  return Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
+}
+
+/** POST with an Idempotency-Key, again with the same key while no answer comes back. */
+async function postOnce(path, body, key) {
+  for (let attempt = 1; ; attempt += 1) {
+    try {
+      return await api(path, { method: "POST", body, headers: { "Idempotency-Key": key } });
+    } catch (err) {
+      const unanswered = err.status === 0 || err.status >= 500;
+      if (!unanswered || attempt >= POST_ATTEMPTS) throw err;
+      const base = Math.min(BACKOFF_MAX_MS, BACKOFF_MIN_MS * 2 ** attempt);
+      await new Promise((resolve) => setTimeout(resolve, base / 2 + Math.random() * (base / 2)));
+    }
+  }
+}
+
+// The message handed back to the composer after its post failed, with its key: sending the
+// same text to the same place again is a retry of that post, not a second message.
+let unsent = null;
+
 /** Send the composer's text: into the open session, or as the first message of a new one. */
 async function send(event) {
   event.preventDefault();
@@ -751,20 +783,23 @@ async function send(event) {
   onComposerInput();
   // The view the message was written in; the user may switch to another while it posts.
   const view = current;
+  const target = view ? view.sessionId : null;
+  const key =
+    unsent && unsent.text === text && unsent.target === target ? unsent.key : newIdempotencyKey();
+  unsent = null;
   try {
     if (view) {
       view.pending.push(sent);
-      const posted = await api(`/api/conversations/sessions/${view.sessionId}/messages`, {
-        method: "POST",
-        body: { message: text },
-      });
+      const path = `/api/conversations/sessions/${view.sessionId}/messages`;
+      const posted = await postOnce(path, { message: text }, key);
       view.confirm(sent, posted.message);
     } else {
-      const started = await api("/api/triage", { method: "POST", body: { message: text } });
+      const started = await postOnce("/api/triage", { message: text }, key);
       if (current === null) startedSession(started, sent);
     }
     refreshSessions();
   } catch (err) {
+    if (err.status === 0 || err.status >= 500) unsent = { text, target, key };
     bubble.remove();
     if (view) view.pending = view.pending.filter((p) => p !== sent);
     if (current === view) {
