@@ -9,6 +9,7 @@ out (it never ends); the chat POST streams one reply and ends, so it is in.
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterator
 
 import pytest
@@ -90,6 +91,10 @@ def replica() -> Iterator[str]:
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
 )
 def test_every_answer_is_one_the_openapi_promises(case: Case, replica: str) -> None:
+    if case.headers and "Idempotency-Key" in case.headers:
+        # A key names one request: generated cases reuse short keys with other bodies, which is
+        # the documented 422 `idempotency_key_reused`, not a refusal of valid data.
+        case.headers["Idempotency-Key"] = uuid.uuid4().hex
     case.call_and_validate(base_url=replica, headers=bearer(), checks=CHECKS, timeout=30)
 
 
