@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from pydantic import BaseModel, ConfigDict, Field, StrictStr
+from pydantic import BaseModel, ConfigDict, Field
 
+from backend.core.text import StoredText
 from backend.state.schemas import MessageOut
 
 SESSION_ID_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
@@ -14,14 +15,15 @@ SESSION_ID_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
 class PostMessageRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    message: StrictStr = Field(
-        description="The user's message (trimmed; empty or over MAX_MESSAGE_CHARS is refused).",
+    message: StoredText = Field(
+        description="The user's message (trimmed; empty, over MAX_MESSAGE_CHARS, or holding a "
+        "NUL character or a lone surrogate is refused).",
         examples=["Fui demitido sem justa causa e não recebi as verbas rescisórias."],
     )
 
 
 class ChatRequest(PostMessageRequest):
-    session_id: StrictStr | None = Field(
+    session_id: StoredText | None = Field(
         default=None,
         pattern=SESSION_ID_PATTERN,
         description="Continue this session; omit to start a new one (its id comes back in the "

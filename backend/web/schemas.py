@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field, StrictStr
+from pydantic import BaseModel, ConfigDict, Field
+
+from backend.core.text import StoredText
 
 # The alphabet `backend.core.auth` accepts in tokens (ids end up in Redis keys).
 PRINCIPAL_ID_PATTERN = r"^[A-Za-z0-9_.@+:-]{1,128}$"
@@ -11,12 +13,12 @@ PRINCIPAL_ID_PATTERN = r"^[A-Za-z0-9_.@+:-]{1,128}$"
 class DevTokenRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    user: StrictStr = Field(
+    user: StoredText = Field(
         pattern=PRINCIPAL_ID_PATTERN,
         description="The user to sign in as (letters, digits and _.@+:-, up to 128).",
         examples=["maria"],
     )
-    tenant: StrictStr = Field(
+    tenant: StoredText = Field(
         default="dev",
         pattern=PRINCIPAL_ID_PATTERN,
         description="The tenant (same alphabet).",
