@@ -76,8 +76,8 @@ async def list_sessions(
 
 @router.delete("/sessions", response_model=DeletedSessions)
 async def delete_all_sessions(principal: PrincipalDep, runtime: RuntimeDep) -> DeletedSessions:
-    """Delete every session of the caller."""
-    return DeletedSessions(deleted=await runtime.interviewer.delete_all(principal))
+    """Delete every session of the caller (except those PostgreSQL has not stored yet)."""
+    return await runtime.interviewer.delete_all(principal)
 
 
 @router.get("/sessions/{session_id}", response_model=SessionHistory, responses=_SESSION)
@@ -111,7 +111,10 @@ async def post_message(
 
 
 @router.delete(
-    "/sessions/{session_id}", status_code=204, response_class=Response, responses=_SESSION
+    "/sessions/{session_id}",
+    status_code=204,
+    response_class=Response,
+    responses={**_SESSION, **error_responses(409)},
 )
 async def delete_session(
     session_id: SessionId, principal: PrincipalDep, runtime: RuntimeDep

@@ -83,3 +83,8 @@ class SessionInfo(SessionHead):
 
 class DeletedSessions(BaseModel):
     deleted: int
+    not_durable: list[str] = Field(
+        default_factory=list,
+        description="Sessions left in place: PostgreSQL has not stored their latest version "
+        "yet, so deleting them would lose it (DELETE of one answers 409 session_not_durable).",
+    )

@@ -37,6 +37,8 @@ def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
         400: "Malformed input (bad JSON, bad Last-Event-ID)",
         401: "Missing, expired or invalid bearer token",
         404: "No such session for this user (another user's session looks the same)",
+        409: "Conflict: see the code (session_not_durable: PostgreSQL has not stored the "
+        "session's latest version yet; see Retry-After)",
         413: "Request body too large",
         422: "Invalid input (types, lengths, ids, pagination)",
         429: "Rate limit on posting messages; see Retry-After",

@@ -28,6 +28,7 @@ import msgspec
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from backend.durability.refused import Refusal
 from backend.state.schemas import (
     ConversationState,
     Message,
@@ -110,8 +111,11 @@ class WriteReport:
     messages_written: int = 0
     # Messages that left the hot window before any snapshot saw them (see README).
     messages_missed: int = 0
+    # Sessions that could not be written, and why: kept dirty (backend/durability/refused.py).
+    refused: dict[str, Refusal] = field(default_factory=dict)
 
     def merge(self, other: WriteReport) -> None:
+        self.refused |= other.refused
         self.done += other.done
         self.archived += other.archived
         self.purged += other.purged
