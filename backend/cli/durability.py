@@ -25,14 +25,21 @@ from backend.state.keys import is_valid_session_id
 
 @app.command()
 def flush() -> None:
-    """Snapshot every dirty session to PostgreSQL now (what beat does every few seconds)."""
+    """Snapshot every dirty session to PostgreSQL now (what beat does every few seconds).
+
+    Sessions PostgreSQL refuses are retried too, whatever their backoff; exit 1 when some
+    still are (they stay dirty: `triage stats` lists them with the reason).
+    """
     report = run(flush_dirty_sessions(load_settings()))
     console.print(
         f"{report.sessions} dirty sessions: {report.sessions_written} written "
         f"({report.messages_written} messages), {report.released} released, "
-        f"{report.requeued} written again meanwhile (still dirty)",
+        f"{report.requeued} written again meanwhile (still dirty), "
+        f"{report.refused} refused by PostgreSQL (still dirty, see `triage stats`)",
         highlight=False,
     )
+    if report.refused:
+        raise typer.Exit(1)
 
 
 @app.command()
