@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 import msgspec
+from redis.client import NEVER_DECODE
 from sqlalchemy import exc as sa_errors
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -62,6 +63,8 @@ from backend.state.schemas import (
 from backend.state.service import ConversationStateManager, Kind
 
 log = logging.getLogger(__name__)
+
+_BYTES = {NEVER_DECODE: True}
 
 
 @dataclass
@@ -121,9 +124,11 @@ class HybridConversationService:
         client = self.manager.redis.client
         with translate_errors():
             pipe = client.pipeline(transaction=False)
+            # As bytes: a document that is not UTF-8 (a hand edit) must be refused alone, not
+            # fail the decoding of the whole batch's reply.
             for sid in session_ids:
-                pipe.hget(self.keys.conversation(sid), "doc")
-                pipe.hget(self.keys.orchestration(sid), "doc")
+                pipe.execute_command("HGET", self.keys.conversation(sid), "doc", **_BYTES)
+                pipe.execute_command("HGET", self.keys.orchestration(sid), "doc", **_BYTES)
             raw = await pipe.execute()
         snapshots: dict[str, Snapshot] = {}
         refused: dict[str, Refusal] = {}
@@ -133,7 +138,7 @@ class HybridConversationService:
                 continue
             try:
                 snapshots[sid] = Snapshot.parse(conv_raw, orch_raw)
-            except msgspec.DecodeError as exc:
+            except (msgspec.DecodeError, UnicodeDecodeError) as exc:
                 # Left out of the batch (it never blocks the others) and kept dirty with a
                 # backoff until someone fixes it; the decoder's message names the field only.
                 refused[sid] = Refusal(INVALID_DOCUMENT, f"invalid document: {exc}"[:300])

@@ -195,3 +195,32 @@ def _unreachable_engine(settings: Settings) -> AsyncEngine:
     url = settings.database_url.replace("127.0.0.1:5432", f"127.0.0.1:{free_port()}")
     assert url != settings.database_url
     return create_engine(settings.model_copy(update={"database_url": url}), pool_size=1)
+
+
+async def test_a_document_that_is_not_utf8_is_refused_alone(
+    manager: ConversationStateManager,
+    hybrid: HybridConversationService,
+    engine: AsyncEngine,
+    settings: Settings,
+) -> None:
+    """Bytes no decoder accepts (an encoded lone surrogate) used to fail the whole flush."""
+    import redis.asyncio
+
+    good, bad = new_id(), new_id()
+    await chat(manager, good, 2)
+    await chat(manager, bad, 2)
+    raw = redis.asyncio.Redis.from_url(settings.redis_url)
+    try:
+        key = manager.keys.conversation(bad)
+        doc = await raw.hget(key, "doc")
+        await raw.hset(key, "doc", doc.replace(b"demitido", b"demi\xed\xa0\x80tido"))
+    finally:
+        await raw.aclose()
+
+    report = await hybrid.flush_dirty()
+
+    assert (report.sessions_written, report.refused) == (1, 1)
+    assert await message_rows(engine, good) == [1, 2]
+    refused = await hybrid.refused.get(bad)
+    assert refused is not None and refused.code == "invalid_document"
+    assert await manager.redis.client.zscore(manager.keys.dirty(), bad) is not None
