@@ -10,7 +10,8 @@ So every text a client or the legacy migration dump sends is checked here first:
   (type `unstorable_text`, a message naming the character and where it is).
 * `StoredJson`, for free-form JSON objects (metadata, collected facts, extra fields): every
   string inside, keys included, is checked; the error names the nested path.
-* `find_unstorable(value)` for code that is not a pydantic model.
+* `find_unstorable(value)` for code that is not a pydantic model, and `make_storable(text)`
+  for text relayed rather than refused (an LLM provider's reply: U+FFFD in their place).
 
 Paired surrogates never reach Python as two code points (JSON decoders join them), so any
 surrogate in a `str` is a lone one.
@@ -38,6 +39,12 @@ def unstorable_char(value: str) -> str | None:
     if char == "\x00":
         return "holds a NUL character (\\u0000), which cannot be stored"
     return f"holds a lone surrogate (\\u{ord(char):04x}), which is not valid Unicode text"
+
+
+def make_storable(value: str) -> str:
+    """`value` with every unstorable character replaced by U+FFFD, for text the service does
+    not refuse but relays (an LLM provider's reply)."""
+    return _UNSTORABLE.sub("\ufffd", value)
 
 
 def find_unstorable(value: Any, path: str = "") -> tuple[str, str] | None:
