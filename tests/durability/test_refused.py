@@ -224,3 +224,33 @@ async def test_a_document_that_is_not_utf8_is_refused_alone(
     refused = await hybrid.refused.get(bad)
     assert refused is not None and refused.code == "invalid_document"
     assert await manager.redis.client.zscore(manager.keys.dirty(), bad) is not None
+
+
+async def test_delete_of_a_session_not_in_the_dirty_set_is_refused_too_and_purge_forgets_it(
+    manager: ConversationStateManager, hybrid: HybridConversationService, engine: AsyncEngine
+) -> None:
+    """DELETE snapshots first whatever the dirty set says: a session poisoned after its last
+    snapshot (no dirty mark) is kept, recorded and made dirty; a purge erases it everywhere."""
+    sid = new_id()
+    await chat(manager, sid, 3)
+    await hybrid.flush_dirty()
+    assert await message_rows(engine, sid) == [1, 2, 3]
+    await poison(manager, sid)
+    doc = await manager.redis.client.hget(manager.keys.conversation(sid), "doc")
+    # A newer version, so PostgreSQL's copy is older than Redis's and the snapshot must run.
+    await manager.redis.client.hset(
+        manager.keys.conversation(sid), "doc", doc.replace('"version":3', '"version":4')
+    )
+    assert await manager.redis.client.zscore(manager.keys.dirty(), sid) is None
+
+    with pytest.raises(SessionNotDurable):
+        await manager.delete_session(sid)
+
+    assert await manager.get_conversation_state(sid) is not None
+    assert await hybrid.refused.count() == 1
+    assert await manager.redis.client.zscore(manager.keys.dirty(), sid) is not None
+
+    report = await hybrid.purge(sid)
+    assert report.hot and report.warm
+    assert await hybrid.refused.count() == 0
+    assert await manager.redis.client.zcard(manager.keys.dirty()) == 0
