@@ -181,8 +181,9 @@ class HybridConversationService:
         """Write a batch; if the database refuses its data, isolate the culprit session.
 
         A document the database cannot store (a malformed message, a NUL) must not block the
-        whole dirty set: the others are written one by one, and the culprit is reported as
-        refused (kept dirty with a backoff, see backend/durability/refused.py), never dropped.
+        whole dirty set: the batch is split in halves until the culprit is alone (a few
+        transactions, not one per session), the others are written, and the culprit is
+        reported as refused (kept dirty with a backoff, see backend/durability/refused.py).
         """
         try:
             return await self._write_batch(snapshots)
@@ -192,9 +193,9 @@ class HybridConversationService:
                 raise
             if len(snapshots) == 1:
                 return WriteReport(refused={snapshots[0].session_id: refusal})
-            report = WriteReport()
-            for snapshot in snapshots:
-                report.merge(await self._write([snapshot]))
+            half = len(snapshots) // 2
+            report = await self._write(snapshots[:half])
+            report.merge(await self._write(snapshots[half:]))
             return report
 
     async def _write_batch(self, snapshots: list[Snapshot]) -> WriteReport:

@@ -254,3 +254,22 @@ async def test_delete_of_a_session_not_in_the_dirty_set_is_refused_too_and_purge
     assert report.hot and report.warm
     assert await hybrid.refused.count() == 0
     assert await manager.redis.client.zcard(manager.keys.dirty()) == 0
+
+
+async def test_two_refused_in_a_batch_of_twenty_leave_the_other_eighteen_written(
+    manager: ConversationStateManager, hybrid: HybridConversationService, engine: AsyncEngine
+) -> None:
+    ids = [new_id() for _ in range(20)]
+    for sid in ids:
+        await chat(manager, sid, 2)
+    bad = {ids[3], ids[16]}
+    for sid in bad:
+        await poison(manager, sid)
+
+    report = await hybrid.flush_dirty(batch_size=20)
+
+    assert (report.batches, report.sessions_written, report.refused) == (1, 18, 2)
+    for sid in ids:
+        assert await message_rows(engine, sid) == ([] if sid in bad else [1, 2])
+    assert set(await manager.redis.client.zrange(manager.keys.dirty(), 0, -1)) == bad
+    assert {r.session_id for r in await hybrid.refused.entries()} == bad
