@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictStr
 
 from backend.core.text import StoredText
 from backend.state.schemas import MessageOut
@@ -23,9 +24,10 @@ class PostMessageRequest(BaseModel):
 
 
 class ChatRequest(PostMessageRequest):
-    session_id: StoredText | None = Field(
+    # The pattern on the string itself, not on the optional: only there does it reach the
+    # OpenAPI schema (it is enforced either way). Its alphabet has no unstorable character.
+    session_id: Annotated[StrictStr, Field(pattern=SESSION_ID_PATTERN)] | None = Field(
         default=None,
-        pattern=SESSION_ID_PATTERN,
         description="Continue this session; omit to start a new one (its id comes back in the "
         "X-Session-Id header).",
     )

@@ -22,8 +22,9 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, StrictStr
-from pydantic_core import PydanticCustomError
+from pydantic import AfterValidator, GetJsonSchemaHandler, StrictStr
+from pydantic.json_schema import JsonSchemaValue
+from pydantic_core import CoreSchema, PydanticCustomError
 
 _UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
 
@@ -89,7 +90,23 @@ def _check_json(value: Any) -> Any:
     return value
 
 
-StoredText = Annotated[StrictStr, AfterValidator(_check_text)]
+class _DocumentedStorable:
+    """Puts the rule in the OpenAPI schema too (a JSON Schema `pattern`), so a client or a
+    schema-driven fuzzer knows these characters are refused; a field's own pattern wins (the
+    ones in this API already exclude them)."""
+
+    def __get_pydantic_json_schema__(
+        self, core_schema: CoreSchema, handler: GetJsonSchemaHandler
+    ) -> JsonSchemaValue:
+        schema = handler(core_schema)
+        schema.setdefault("pattern", STORABLE_PATTERN)
+        return schema
+
+
+# ECMA-262 / Python `re` syntax: anything but NUL and the surrogate range.
+STORABLE_PATTERN = r"^[^\u0000\uD800-\uDFFF]*$"
+
+StoredText = Annotated[StrictStr, AfterValidator(_check_text), _DocumentedStorable()]
 """A string (strict: no coercion) that PostgreSQL `text`/`jsonb` and UTF-8 can hold."""
 
 StoredJson = Annotated[dict[str, Any], AfterValidator(_check_json)]
