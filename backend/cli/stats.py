@@ -7,6 +7,7 @@ import time
 from typing import Annotated, Any
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from backend.cli import app
@@ -53,8 +54,11 @@ def stats_table(stats: dict[str, Any], title: str = "Hot state (Redis)") -> Tabl
         wait = max(0.0, entry["next_attempt_at"] - now)
         table.add_row(
             f"  {entry['session_id']}",
-            f"{entry['reason']} ({entry['code']}; {entry['attempts']} attempt(s), next in "
-            f"{wait:.0f} s)",
+            # Escaped: a reason may cite a path like `$.messages[1].seq`, not markup.
+            escape(
+                f"{entry['reason']} ({entry['code']}; {entry['attempts']} attempt(s), next in "
+                f"{wait:.0f} s)"
+            ),
         )
     table.add_row("Redis memory", stats["redis_used_memory_human"])
     return table

@@ -48,6 +48,17 @@ def make_storable(value: str) -> str:
     return _UNSTORABLE.sub("\ufffd", value)
 
 
+def make_storable_json(value: Any) -> Any:
+    """A copy of JSON data with `make_storable` applied to every string, keys included."""
+    if isinstance(value, str):
+        return make_storable(value)
+    if isinstance(value, dict):
+        return {make_storable(str(k)): make_storable_json(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [make_storable_json(v) for v in value]
+    return value
+
+
 def find_unstorable(value: Any, path: str = "") -> tuple[str, str] | None:
     """The first string in JSON data `value` that cannot be stored: (its path, why).
 
