@@ -41,7 +41,7 @@ async def test_repair_replaces_unstorable_text_everywhere_and_the_session_is_wri
     assert await hybrid.refused.count() == 0
     state = await manager.get_conversation_state(sid)
     assert state is not None and state.version == version + 1  # an ordinary versioned write
-    assert [m.content for m in state.messages][0] == "mensagem 1: fui demitido sem justa causa"
+    assert state.messages[0].content == "mensagem 1: fui demitido sem justa causa"
 
     again = await repair_text(hybrid, sid)
     assert again.found and again.repaired == []
