@@ -116,6 +116,11 @@ class _DocumentedStorable:
 
 # ECMA-262 / Python `re` syntax: anything but NUL and the surrogate range.
 STORABLE_PATTERN = r"^[^\u0000\uD800-\uDFFF]*$"
+# The same, with at least one character that is not white space (a JSON Schema has one
+# `pattern`: a field that must not be blank uses this one instead).
+STORABLE_NON_BLANK_PATTERN = (
+    r"^[^\u0000\uD800-\uDFFF]*[^\s\u0000\uD800-\uDFFF][^\u0000\uD800-\uDFFF]*$"
+)
 
 StoredText = Annotated[StrictStr, AfterValidator(_check_text), _DocumentedStorable()]
 """A string (strict: no coercion) that PostgreSQL `text`/`jsonb` and UTF-8 can hold."""
