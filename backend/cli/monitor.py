@@ -22,7 +22,7 @@ from rich.text import Text
 
 from backend.cli import app
 from backend.cli.common import console, load_settings, open_manager, run
-from backend.cli.stats import stats_table
+from backend.cli.stats import gather_stats, stats_table
 from backend.core.config import Settings
 from backend.core.redis import translate_errors
 from backend.state.service import ConversationStateManager
@@ -54,7 +54,7 @@ def _queue_and_workers(celery: Celery, queue: str, ping: bool) -> tuple[int | No
 async def take_frame(
     manager: ConversationStateManager, celery: Celery, settings: Settings, ping: bool
 ) -> Frame:
-    stats = await manager.get_system_stats()
+    stats = await gather_stats(manager, settings)
     with translate_errors():
         memory = await manager.redis.client.info("memory")
     depth, workers = await asyncio.to_thread(

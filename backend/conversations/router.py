@@ -82,8 +82,8 @@ async def list_sessions(
 
 @router.delete("/sessions", response_model=DeletedSessions)
 async def delete_all_sessions(principal: PrincipalDep, runtime: RuntimeDep) -> DeletedSessions:
-    """Delete every session of the caller."""
-    return DeletedSessions(deleted=await runtime.interviewer.delete_all(principal))
+    """Delete every session of the caller (except those PostgreSQL has not stored yet)."""
+    return await runtime.interviewer.delete_all(principal)
 
 
 @router.get("/sessions/{session_id}", response_model=SessionHistory, responses=_SESSION)

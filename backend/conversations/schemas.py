@@ -3,35 +3,43 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, StrictStr
 from pydantic.config import JsonDict
 
 from backend.core.openapi import MAX_MESSAGE_CHARS_MARK
+from backend.core.text import STORABLE_NON_BLANK_PATTERN, StoredText
 from backend.state.schemas import MessageOut
 
 SESSION_ID_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
 
 # OpenAPI only: what the service accepts as a message text. It trims and checks the text
-# itself (with clearer errors than a failed pattern): not blank, at most MAX_MESSAGE_CHARS
-# (a setting: `backend.core.openapi` turns the mark into `maxLength`).
-MESSAGE_TEXT_SCHEMA: JsonDict = {"minLength": 1, "pattern": r"\S", MAX_MESSAGE_CHARS_MARK: True}
+# itself (with clearer errors than a failed pattern): not blank, no NUL or lone surrogate, at
+# most MAX_MESSAGE_CHARS (a setting: `backend.core.openapi` turns the mark into `maxLength`).
+MESSAGE_TEXT_SCHEMA: JsonDict = {
+    "minLength": 1,
+    "pattern": STORABLE_NON_BLANK_PATTERN,
+    MAX_MESSAGE_CHARS_MARK: True,
+}
 
 
 class PostMessageRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    message: StrictStr = Field(
-        description="The user's message (trimmed; empty or over MAX_MESSAGE_CHARS is refused).",
+    message: StoredText = Field(
+        description="The user's message (trimmed; empty, over MAX_MESSAGE_CHARS, or holding a "
+        "NUL character or a lone surrogate is refused).",
         examples=["Fui demitido sem justa causa e não recebi as verbas rescisórias."],
         json_schema_extra=MESSAGE_TEXT_SCHEMA,
     )
 
 
 class ChatRequest(PostMessageRequest):
-    session_id: StrictStr | None = Field(
+    # The pattern on the string itself, not on the optional: only there does it reach the
+    # OpenAPI schema (it is enforced either way). Its alphabet has no unstorable character.
+    session_id: Annotated[StrictStr, Field(pattern=SESSION_ID_PATTERN)] | None = Field(
         default=None,
-        pattern=SESSION_ID_PATTERN,
         description="Continue this session; omit to start a new one (its id comes back in the "
         "X-Session-Id header).",
     )
@@ -89,3 +97,8 @@ class SessionInfo(SessionHead):
 
 class DeletedSessions(BaseModel):
     deleted: int
+    not_durable: list[str] = Field(
+        default_factory=list,
+        description="Sessions left in place: PostgreSQL has not stored their latest version "
+        "yet, so deleting them would lose it (DELETE of one answers 409 session_not_durable).",
+    )

@@ -30,6 +30,7 @@ from backend.conversations.idempotency import (
 )
 from backend.conversations.ratelimit import MessageRateLimiter
 from backend.conversations.schemas import (
+    DeletedSessions,
     GenerationInfo,
     PostedMessage,
     SessionHistory,
@@ -39,6 +40,7 @@ from backend.core.auth import Principal
 from backend.core.config import Settings
 from backend.core.errors import SessionNotFound, TriageError
 from backend.core.redis import translate_errors
+from backend.durability.refused import SessionNotDurable
 from backend.state.keys import is_valid_session_id
 from backend.state.schemas import (
     ConversationState,
@@ -341,15 +343,25 @@ class IntelligentInterviewerService:
         await self.get_owned(principal, session_id)
         await self._delete(session_id)
 
-    async def delete_all(self, principal: Principal) -> int:
-        """Delete every session of the caller; returns how many were deleted."""
-        deleted = 0
+    async def delete_all(self, principal: Principal) -> DeletedSessions:
+        """Delete every session of the caller that can be deleted without losing anything.
+
+        A session PostgreSQL has not stored yet (its snapshot is refused) is left in place and
+        listed in `not_durable`, as DELETE of it alone answers 409.
+        """
+        deleted, kept = 0, list[str]()
         while True:
-            page = await self.list_sessions(principal, 0, 100)
-            if not page.items:
-                return deleted
-            for item in page.items:
-                await self._delete(item.session_id)
+            # Kept sessions stay listed: the page grows by their number so they never fill it.
+            page = await self.list_sessions(principal, 0, 100 + len(kept))
+            todo = [item.session_id for item in page.items if item.session_id not in kept]
+            if not todo:
+                return DeletedSessions(deleted=deleted, not_durable=kept)
+            for session_id in todo:
+                try:
+                    await self._delete(session_id)
+                except SessionNotDurable:
+                    kept.append(session_id)
+                    continue
                 deleted += 1
 
     async def _delete(self, session_id: str) -> None:

@@ -103,6 +103,10 @@ class Settings(BaseSettings):
     snapshot_batch_size: int = Field(default=500, gt=0)
     snapshot_max_batches: int = Field(default=50, gt=0)
     snapshot_concurrency: int = Field(default=2, gt=0)
+    # A session PostgreSQL refuses stays dirty and is retried after this many seconds,
+    # doubling per refusal up to the max (see backend/durability/refused.py).
+    snapshot_retry_seconds: float = Field(default=30.0, gt=0)
+    snapshot_retry_max_seconds: float = Field(default=3_600.0, gt=0)
     dirty_flush_interval: float = Field(default=5.0, gt=0)
     archive_interval: float = Field(default=3_600.0, gt=0)
     cleanup_interval: float = Field(default=600.0, gt=0)

@@ -62,7 +62,9 @@ _ERROR_RESPONSES: dict[int, dict[str, Any]] = {
     403: {"description": "Not allowed for this caller (e.g. another tenant's stats)"},
     404: {"description": "No such session for this user (another user's session looks the same)"},
     409: {
-        "description": "The session kept changing under this write; retry",
+        "description": "Conflict, see the code: `version_conflict` (the session kept changing "
+        "under this write) or `session_not_durable` (PostgreSQL does not hold the session's "
+        "latest version yet); retry after Retry-After",
         "headers": _RETRY_AFTER,
     },
     413: {"description": "Request body larger than MAX_BODY_BYTES"},

@@ -28,6 +28,7 @@ import msgspec
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from backend.durability.refused import Refusal
 from backend.state.schemas import (
     ConversationState,
     Message,
@@ -123,8 +124,11 @@ class WriteReport:
     # Messages that left the hot window before any snapshot saw them, and that PostgreSQL
     # does not hold either: lost (see README, "The hot window waits for snapshots").
     messages_missed: int = 0
+    # Sessions that could not be written, and why: kept dirty (backend/durability/refused.py).
+    refused: dict[str, Refusal] = field(default_factory=dict)
 
     def merge(self, other: WriteReport) -> None:
+        self.refused |= other.refused
         self.done += other.done
         self.archived += other.archived
         self.purged += other.purged

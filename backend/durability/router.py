@@ -86,11 +86,12 @@ async def postgres_health(engine: EngineDep) -> dict[str, Any]:
 async def celery_health(
     celery: CeleryDep, hybrid: HybridDep, settings: SettingsDep
 ) -> dict[str, Any]:
-    """Workers answering a ping, the queue's depth and the snapshot backlog; 503 if degraded."""
+    """Workers, queue depth, snapshot backlog and refused snapshots; 503 if degraded."""
     lock_key = beat_lock(settings.key_prefix)
     broker = await asyncio.to_thread(_look_at_broker, celery, settings.celery_queue, lock_key)
     dirty, lag = await hybrid.manager.dirty_backlog()
     lag_limit = settings.snapshot_lag_intervals * settings.dirty_flush_interval
+    refused = await hybrid.refused.count()
     body = {
         "workers": broker.workers,
         "queue": settings.celery_queue,
@@ -99,6 +100,9 @@ async def celery_health(
         "snapshot_lag_seconds": lag,
         "snapshot_lag_limit_seconds": lag_limit,
         "beat_scheduler": broker.beat,
+        # Sessions whose snapshot PostgreSQL refused: kept dirty and retried, listed with their
+        # reasons by `triage stats` (not here: this route is unauthenticated).
+        "refused_sessions": refused,
     }
     if broker.error is not None:
         raise BrokerUnavailable(f"the Celery broker cannot be read: {broker.error}", **body)
@@ -110,7 +114,7 @@ async def celery_health(
             "snapshots are failing (is PostgreSQL up?) or not scheduled (is a beat running?)",
             **body,
         )
-    return {"status": "ok", **body}
+    return {"status": "degraded" if refused else "ok", **body}
 
 
 @dataclass

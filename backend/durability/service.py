@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 import msgspec
+from redis.client import NEVER_DECODE
 from sqlalchemy import exc as sa_errors
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -41,6 +42,14 @@ from backend.core.db import create_engine, translate_db_errors
 from backend.core.errors import SessionNotFound
 from backend.core.redis import RedisService, translate_errors
 from backend.durability import repository as repo
+from backend.durability.refused import (
+    ARCHIVE_UNAVAILABLE,
+    INVALID_DOCUMENT,
+    Refusal,
+    RefusedSessions,
+    SessionNotDurable,
+    data_refusal,
+)
 from backend.durability.repository import Snapshot, WriteReport
 from backend.durability.schemas import MessagePage, PurgeReport
 from backend.state.schemas import (
@@ -56,6 +65,8 @@ from backend.state.service import ConversationStateManager, Kind
 
 log = logging.getLogger(__name__)
 
+_BYTES = {NEVER_DECODE: True}
+
 
 @dataclass
 class FlushReport:
@@ -65,12 +76,16 @@ class FlushReport:
     messages_written: int = 0
     released: int = 0
     requeued: int = 0
+    refused: int = 0  # kept dirty with a backoff (backend/durability/refused.py)
+    recovered: int = 0  # refused before, written now
 
     def merge(self, other: FlushReport) -> None:
         for name in ("batches", "sessions", "sessions_written", "messages_written"):
             setattr(self, name, getattr(self, name) + getattr(other, name))
         self.released += other.released
         self.requeued += other.requeued
+        self.refused += other.refused
+        self.recovered += other.recovered
 
 
 @dataclass(frozen=True)
@@ -89,6 +104,7 @@ class HybridConversationService:
         self.settings = settings
         self.keys = manager.keys
         self.archive = ArchiveService(engine, settings)
+        self.refused = RefusedSessions(manager, settings)
         self.retention = timedelta(days=settings.data_retention_days)
 
     def install(self) -> None:
@@ -99,36 +115,43 @@ class HybridConversationService:
 
     # -------------------------------------------------------------- snapshots
 
-    async def read_hot(self, session_ids: list[str]) -> dict[str, Snapshot]:
-        """What Redis holds for each session (sessions without a conversation are left out)."""
+    async def read_hot(
+        self, session_ids: list[str]
+    ) -> tuple[dict[str, Snapshot], dict[str, Refusal]]:
+        """What Redis holds for each session (sessions without a conversation are left out),
+        and the sessions whose documents cannot be read (refused: they stay dirty)."""
         if not session_ids:
-            return {}
+            return {}, {}
         client = self.manager.redis.client
         with translate_errors():
             pipe = client.pipeline(transaction=False)
+            # As bytes: a document that is not UTF-8 (a hand edit) must be refused alone, not
+            # fail the decoding of the whole batch's reply.
             for sid in session_ids:
-                pipe.hget(self.keys.conversation(sid), "doc")
-                pipe.hget(self.keys.orchestration(sid), "doc")
+                pipe.execute_command("HGET", self.keys.conversation(sid), "doc", **_BYTES)
+                pipe.execute_command("HGET", self.keys.orchestration(sid), "doc", **_BYTES)
             raw = await pipe.execute()
         snapshots: dict[str, Snapshot] = {}
+        refused: dict[str, Refusal] = {}
         for i, sid in enumerate(session_ids):
             conv_raw, orch_raw = raw[2 * i], raw[2 * i + 1]
             if conv_raw is None:
                 continue
             try:
                 snapshots[sid] = Snapshot.parse(conv_raw, orch_raw)
-            except msgspec.DecodeError as exc:
-                # Left out of the batch: it goes back to the end of the dirty set (so it never
-                # blocks the others) and is logged on every pass until someone fixes it.
-                log.error("snapshot: session %s holds an invalid document, skipped: %s", sid, exc)
-        return snapshots
+            except (msgspec.DecodeError, UnicodeDecodeError) as exc:
+                # Left out of the batch (it never blocks the others) and kept dirty with a
+                # backoff until someone fixes it; the decoder's message names the field only.
+                refused[sid] = Refusal(INVALID_DOCUMENT, f"invalid document: {exc}"[:300])
+        return snapshots, refused
 
     async def snapshot_sessions(
         self, session_ids: list[str]
     ) -> tuple[WriteReport, dict[str, Snapshot]]:
         """Snapshot what Redis holds for these sessions into PostgreSQL, idempotently."""
-        snapshots = await self.read_hot(session_ids)
+        snapshots, unreadable = await self.read_hot(session_ids)
         report = await self._write(list(snapshots.values()))
+        report.refused |= unreadable
         if report.archived:
             # Came back to life while archived (rare: archiving skips live sessions): bring the
             # archived messages back to warm first, then write the snapshot.
@@ -137,9 +160,10 @@ class HybridConversationService:
                 try:
                     await self.archive.restore_to_warm(sid)
                     back.append(sid)
-                except ArchiveUnavailable:
-                    log.error("snapshot: %s is archived and unreadable; kept dirty", sid)
+                except ArchiveUnavailable as exc:
+                    report.refused[sid] = Refusal(ARCHIVE_UNAVAILABLE, f"archive unreadable: {exc}")
             again = await self._write([snapshots[sid] for sid in back])
+            report.refused |= again.refused
             report.done += again.done
             report.purged += again.purged
             report.sessions_written += again.sessions_written
@@ -157,24 +181,22 @@ class HybridConversationService:
     async def _write(self, snapshots: list[Snapshot]) -> WriteReport:
         """Write a batch; if the database refuses its data, isolate the culprit session.
 
-        A document the database cannot read (a malformed message) must not block the whole
-        dirty set forever: the others are written one by one, the culprit is logged and
-        released.
+        A document the database cannot store (a malformed message, a NUL) must not block the
+        whole dirty set: the batch is split in halves until the culprit is alone (a few
+        transactions, not one per session), the others are written, and the culprit is
+        reported as refused (kept dirty with a backoff, see backend/durability/refused.py).
         """
         try:
             return await self._write_batch(snapshots)
         except sa_errors.DBAPIError as exc:
-            # SQLSTATE class 22: data exception (a value the database cannot read).
-            sqlstate = str(getattr(exc.orig, "sqlstate", None) or getattr(exc.orig, "pgcode", ""))
-            if not sqlstate.startswith("22"):
+            refusal = data_refusal(exc)
+            if refusal is None:
                 raise
             if len(snapshots) == 1:
-                sid = snapshots[0].session_id
-                log.error("snapshot: PostgreSQL refused session %s, skipped: %s", sid, exc.orig)
-                return WriteReport(done=[sid])
-            report = WriteReport()
-            for snapshot in snapshots:
-                report.merge(await self._write([snapshot]))
+                return WriteReport(refused={snapshots[0].session_id: refusal})
+            half = len(snapshots) // 2
+            report = await self._write(snapshots[:half])
+            report.merge(await self._write(snapshots[half:]))
             return report
 
     async def _write_batch(self, snapshots: list[Snapshot]) -> WriteReport:
@@ -193,11 +215,14 @@ class HybridConversationService:
         batch_size: int | None = None,
         max_batches: int | None = None,
         concurrency: int | None = None,
+        due_only: bool = True,
     ) -> FlushReport:
         """Snapshot dirty sessions, oldest first, batch by batch, until none is left (bounded).
 
         SNAPSHOT_CONCURRENCY disjoint batches run at once, each in its own transaction, so
-        PostgreSQL writes one batch while this process reads and encodes the next.
+        PostgreSQL writes one batch while this process reads and encodes the next. A refused
+        session's score is its next attempt: it is taken only once due (`due_only=False`,
+        the CLI's `triage flush`, takes every dirty session now).
         """
         batch_size = batch_size or self.settings.snapshot_batch_size
         max_batches = max_batches or self.settings.snapshot_max_batches
@@ -208,7 +233,12 @@ class HybridConversationService:
             width = min(concurrency, max_batches - flush.batches)
             with translate_errors():
                 raw_ids = await self.manager.redis.client.zrange(
-                    self.keys.dirty(), 0, batch_size * width - 1
+                    self.keys.dirty(),
+                    "-inf",
+                    time.time() if due_only else "+inf",
+                    byscore=True,
+                    offset=0,
+                    num=batch_size * width,
                 )
             # A session written again during this run goes back to the end of the set; it is
             # left for the next run rather than chased in a loop.
@@ -229,10 +259,13 @@ class HybridConversationService:
     async def snapshot_and_release(self, session_ids: list[str]) -> FlushReport:
         """Snapshot these sessions, then drop from the dirty set those that did not move on."""
         report, snapshots = await self.snapshot_sessions(session_ids)
-        # Released: written (or already durable), purged, or gone from Redis entirely.
-        keep = set(report.archived) - set(report.done)
+        # Released: written (or already durable), purged, or gone from Redis entirely. Kept:
+        # archived ones being brought back, and refused ones (dirty again after a backoff).
+        keep = (set(report.archived) - set(report.done)) | set(report.refused)
         released = {sid: _versions(snapshots.get(sid)) for sid in session_ids if sid not in keep}
         requeued = await self._release(released)
+        await self.refused.record(report.refused)
+        recovered = await self.refused.clear(report.done)
         return FlushReport(
             batches=1,
             sessions=len(session_ids),
@@ -240,6 +273,8 @@ class HybridConversationService:
             messages_written=report.messages_written,
             released=len(released),
             requeued=requeued,
+            refused=len(report.refused),
+            recovered=len(recovered),
         )
 
     async def _release(self, versions: dict[str, tuple[int, int]]) -> int:
@@ -321,8 +356,21 @@ class HybridConversationService:
         await self.deactivate(session_id)
 
     async def deactivate(self, session_id: str) -> None:
-        """Make what Redis holds durable, then mark the session inactive (history kept)."""
-        await self.snapshot_sessions([session_id])
+        """Make what Redis holds durable, then mark the session inactive (history kept).
+
+        When its snapshot is refused, nothing is changed and `SessionNotDurable` (409) is
+        raised: clearing Redis would lose what only Redis holds.
+        """
+        report, _ = await self.snapshot_sessions([session_id])
+        if session_id in report.refused:
+            (refused,) = await self.refused.record(report.refused)
+            raise SessionNotDurable(
+                f"session {session_id} cannot be deleted yet: PostgreSQL has not stored its "
+                "latest version, which deleting it now would lose (operators see it in "
+                "`triage stats`); retry later, or purge it to erase it everywhere",
+                retry_after=max(1, round(refused.next_attempt_at - time.time())),
+            )
+        await self.refused.clear([session_id])
         with translate_db_errors():
             async with self.engine.begin() as conn:
                 await repo.mark_inactive(conn, session_id)
@@ -343,6 +391,7 @@ class HybridConversationService:
             async with self.engine.begin() as conn:
                 warm = await repo.purge_session(conn, session_id)
         cold = await self.archive.delete(session_id)
+        await self.refused.forget(session_id)
         return PurgeReport(session_id=session_id, hot=hot > 0, warm=warm, cold=cold)
 
     async def _purge_idempotency_records(self, session_id: str) -> None:
@@ -548,4 +597,4 @@ async def archive_inactive_sessions(settings: Settings, *, max_batches: int = 1_
 async def flush_dirty_sessions(settings: Settings) -> FlushReport:
     """Snapshot every dirty session now (the CLI's `flush`)."""
     async with open_hybrid(settings) as service:
-        return await service.flush_dirty(max_batches=1_000_000)
+        return await service.flush_dirty(max_batches=1_000_000, due_only=False)

@@ -21,6 +21,7 @@ import httpx
 from httpx_sse import SSEError, aconnect_sse
 
 from backend.core.config import Settings
+from backend.core.text import make_storable
 from backend.interviewer.analysis import area_label
 from backend.interviewer.base import CaseAnalysis, GenerationError
 from backend.interviewer.questions import Topic, question_for
@@ -113,7 +114,8 @@ def _chunk_content(data: str) -> str | None:
     content = delta.get("content") if isinstance(delta, dict) else None
     if content is not None and not isinstance(content, str):
         raise GenerationError(f"LLM provider sent a malformed chunk: {data[:100]!r}")
-    return content or None
+    # The reply is stored: a NUL or a lone surrogate would make it unwritable.
+    return make_storable(content) if content else None
 
 
 class OpenAICompatibleGenerator:

@@ -2,7 +2,8 @@
 
 A session may leave Redis only when PostgreSQL already holds what Redis holds, because the
 read-through restore brings it back from there on the next read. A session in the dirty set
-has writes not yet snapshotted, so it is never evicted; neither is one with a reply being
+has writes not yet snapshotted, so it is never evicted (nor one whose snapshot PostgreSQL
+refused: it stays dirty, see backend/durability/refused.py); neither is one with a reply being
 generated (its lease is held) nor one written in the last `min_idle` seconds. With a
 `warm_holds` check (the CLI passes one that asks PostgreSQL), the snapshot's versions must also
 be at least those in Redis: that covers a dirty mark lost to a crash between a write and its
@@ -31,6 +32,7 @@ RECENT = "written too recently"
 BUSY = "a reply is being generated"
 CHANGED = "changed while being evicted"
 NOT_DURABLE = "PostgreSQL holds an older version"
+REFUSED = "PostgreSQL refused its snapshot (see triage stats)"
 
 # (session id, conversation version, orchestration version; 0 when absent) -> whether the warm
 # tier holds at least those versions.
@@ -72,6 +74,8 @@ class SessionEvictor:
                 return NOT_FOUND
             # After the versions: a write that lands in between changes a version (refused
             # below) even if its dirty mark has not arrived yet.
+            if await self.client.hexists(self.keys.refused(), session_id):
+                return REFUSED
             if await self.client.zscore(self.keys.dirty(), session_id) is not None:
                 return DIRTY
             meta = json.loads(conv_meta or orch_meta)

@@ -72,6 +72,10 @@ class Keys:
     def dirty(self) -> str:
         return f"{self.prefix}:dirty"
 
+    def refused(self) -> str:
+        """Hash: session id -> why PostgreSQL (or the snapshot reader) refused it, as JSON."""
+        return f"{self.prefix}:refused"
+
     def conversation_pattern(self) -> str:
         return f"{self.prefix}:s:*:conv"
 

@@ -23,10 +23,18 @@ message fields (`type`, `question_id`...) in the message's `metadata`.
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Self
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
+from backend.core.text import StoredJson, StoredText, check_json
 from backend.state.keys import is_valid_session_id
 from backend.state.schemas import ConversationState, Message, OrchestrationState, Role, utcnow
 
@@ -40,12 +48,22 @@ def _to_datetime(value: Any) -> datetime | None:
     return parsed.astimezone(UTC) if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
-class _Legacy(BaseModel):
+class _Extra(BaseModel):
+    """Unknown fields are kept (see the module docstring), so their text is checked too."""
+
     model_config = ConfigDict(extra="allow")
 
-    user_id: str = Field(min_length=1, max_length=128)
-    tenant_id: str = Field(default="default", min_length=1, max_length=128)
-    status: str = "active"
+    @model_validator(mode="after")
+    def _storable_extra(self) -> Self:
+        if self.model_extra:
+            check_json(self.model_extra)
+        return self
+
+
+class _Legacy(_Extra):
+    user_id: StoredText = Field(min_length=1, max_length=128)
+    tenant_id: StoredText = Field(default="default", min_length=1, max_length=128)
+    status: StoredText = "active"
     version: int = Field(default=1, ge=1)
     created_at: datetime | None = None
 
@@ -64,11 +82,9 @@ class _Legacy(BaseModel):
         return dict(self.model_extra or {})
 
 
-class LegacyMessage(BaseModel):
-    model_config = ConfigDict(extra="allow")
-
+class LegacyMessage(_Extra):
     role: Role
-    content: str
+    content: StoredText
     timestamp: datetime | None = None
 
     @field_validator("role", mode="before")
@@ -85,7 +101,7 @@ class LegacyMessage(BaseModel):
 class LegacyConversation(_Legacy):
     last_activity: datetime | None = None
     conversation_history: list[LegacyMessage] = Field(default_factory=list)
-    collected_info: dict[str, Any] = Field(default_factory=dict)
+    collected_info: StoredJson = Field(default_factory=dict)
 
     @field_validator("last_activity", mode="before")
     @classmethod
@@ -94,8 +110,8 @@ class LegacyConversation(_Legacy):
 
 
 class LegacyOrchestration(_Legacy):
-    current_step: str = "interviewing"
-    triage_result: dict[str, Any] | None = None
+    current_step: StoredText = "interviewing"
+    triage_result: StoredJson | None = None
     updated_at: datetime | None = None
 
     @field_validator("updated_at", mode="before")

@@ -573,7 +573,9 @@ class ConversationStateManager:
             pipe.zcard(self.keys.dirty())
             pipe.zrange(self.keys.dirty(), 0, 0, withscores=True)
             count, oldest = await pipe.execute()
-        lag = round(time.time() - oldest[0][1], 3) if oldest else 0.0
+        # A refused session's score is its next attempt (backend/durability/refused.py), which
+        # may be ahead: it is counted as dirty, and reported as refused, not as lag.
+        lag = max(0.0, round(time.time() - oldest[0][1], 3)) if oldest else 0.0
         return int(count), lag
 
     async def rebuild_indexes(self) -> int:

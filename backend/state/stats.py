@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from backend.core.redis import translate_errors
+
 if TYPE_CHECKING:
     from backend.state.service import ConversationStateManager
 
@@ -35,6 +37,8 @@ async def system_stats(manager: ConversationStateManager) -> dict[str, Any]:
             hot_messages += meta["message_count"]
             users.add((meta["tenant_id"], meta["user_id"]))
     dirty, lag = await manager.dirty_backlog()
+    with translate_errors():
+        refused = int(await redis.client.hlen(keys.refused()))
     health = await redis.health_check()
     return {
         "conversations": len(conv_ids),
@@ -45,6 +49,8 @@ async def system_stats(manager: ConversationStateManager) -> dict[str, Any]:
         "messages_total": hot_messages,
         "dirty_sessions": dirty,
         "snapshot_lag_seconds": lag,
+        # Kept dirty because PostgreSQL refused them (backend/durability/refused.py).
+        "refused_sessions": refused,
         "redis_used_memory": health["used_memory"],
         "redis_used_memory_human": health["used_memory_human"],
     }

@@ -19,6 +19,7 @@ import httpx
 from pydantic import BaseModel, Field, ValidationError
 
 from backend.core.config import Settings
+from backend.core.text import StoredText
 from backend.state.schemas import Message
 
 log = logging.getLogger(__name__)
@@ -125,10 +126,12 @@ _SENTENCE = re.compile(r"(?<=[.!?])\s+")
 
 
 class SummaryContent(BaseModel):
-    summary: str = Field(min_length=1, max_length=2_000)
-    key_points: list[str] = Field(default_factory=list, max_length=10)
+    # StoredText: a provider's NUL or lone surrogate would make the summary row unwritable;
+    # such a summary is refused like any malformed one (the offline method is used instead).
+    summary: StoredText = Field(min_length=1, max_length=2_000)
+    key_points: list[StoredText] = Field(default_factory=list, max_length=10)
     sentiment: Sentiment = "neutro"
-    tags: list[str] = Field(default_factory=list, max_length=10)
+    tags: list[StoredText] = Field(default_factory=list, max_length=10)
 
 
 def fold(text: str) -> str:

@@ -4,16 +4,17 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from pydantic import BaseModel, ConfigDict, Field, StrictStr
+from pydantic import BaseModel, ConfigDict, Field
 
 from backend.conversations.schemas import MESSAGE_TEXT_SCHEMA, GenerationInfo, PostedMessage
+from backend.core.text import StoredText
 from backend.interviewer.base import CaseAnalysis, TriageResult
 
 
 class StartTriageRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    message: StrictStr | None = Field(
+    message: StoredText | None = Field(
         default=None,
         description="The client's first message; omit to open an empty triage session.",
         examples=["Meu locador quer me despejar e a audiência é semana que vem."],

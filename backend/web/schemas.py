@@ -5,15 +5,17 @@ from __future__ import annotations
 import re
 from typing import Annotated
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictStr
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
+from backend.core.text import StoredText
 from backend.web.service import MAX_NAME_CHARS, normalize_name
 
 # The alphabet `backend.core.auth` accepts in tokens (ids end up in Redis keys).
 PRINCIPAL_ID_PATTERN = r"^[A-Za-z0-9_.@+:-]{1,128}$"
 # A name: anything printable with at least one character that is not a space. Control
-# characters are refused; lone surrogates never get this far (they are not valid UTF-8).
-NAME_PATTERN = r"^[^\x00-\x1F\x7F-\x9F]*[^\s\x00-\x1F\x7F-\x9F][^\x00-\x1F\x7F-\x9F]*$"
+# characters and lone surrogates (JSON's `\ud800` escapes) are refused.
+_NAME_CHAR = r"[^\x00-\x1F\x7F-\x9F\uD800-\uDFFF]"
+NAME_PATTERN = rf"^{_NAME_CHAR}*[^\s\x00-\x1F\x7F-\x9F\uD800-\uDFFF]{_NAME_CHAR}*$"
 _NAME = re.compile(NAME_PATTERN)
 
 
@@ -33,7 +35,7 @@ def _check_name(value: str) -> str:
 class DevTokenRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    user: Annotated[StrictStr, AfterValidator(_check_name)] = Field(
+    user: Annotated[StoredText, AfterValidator(_check_name)] = Field(
         min_length=1,
         max_length=MAX_NAME_CHARS,
         json_schema_extra={"pattern": NAME_PATTERN},
@@ -44,7 +46,7 @@ class DevTokenRequest(BaseModel):
         ),
         examples=["Maria Silva"],
     )
-    tenant: StrictStr = Field(
+    tenant: StoredText = Field(
         default="dev",
         pattern=PRINCIPAL_ID_PATTERN,
         description="The tenant (letters, digits and _.@+:-, up to 128).",

@@ -5,10 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 
 from backend.core.config import Settings
+from backend.durability import repository
 from backend.durability.service import HybridConversationService
 from backend.state.schemas import ConversationState
+from backend.state.service import ConversationStateManager
 from tests.cli.helpers import (
     FIXTURES,
+    arun,
     hot_keys,
     hybrid_run,
     invoke,
@@ -104,3 +107,32 @@ def test_migrated_sessions_become_durable(ops_settings: Settings) -> None:
     # The legacy versions carry over into PostgreSQL (the maria session was at version 7).
     assert warm_version(ops_settings, "a0e19b44-7d2c-4f5b-8e61-93c0d7b2f418") == 7
     assert warm_version(ops_settings, "f41b6e09-c2d7-4a88-9d15-7b3e0c6a2f91") == 1
+
+
+def test_repair_text_makes_a_refused_session_durable(ops_settings: Settings) -> None:
+    """A session holding a NUL from before the boundary check (written straight into Redis
+    here) is refused by every snapshot until `triage repair-text` replaces it with U+FFFD."""
+    sid = new_session(ops_settings, "Fui demitido sem justa causa.")
+
+    async def poison(manager: ConversationStateManager) -> None:
+        key = manager.keys.conversation(sid)
+        doc = await manager.redis.client.hget(key, "doc")
+        await manager.redis.client.hset(key, "doc", doc.replace("demitido", "demi\\u0000tido"))
+
+    arun(ops_settings, poison)
+    assert invoke(ops_settings, "flush").exit_code == 1
+
+    repaired = invoke(ops_settings, "repair-text", sid, "--yes")
+    assert repaired.exit_code == 0, repaired.output
+    assert f"{sid}: title, messages[seq=1].content" in repaired.stdout
+    assert "demitido" not in repaired.stdout  # where, never the text
+    assert "snapshot written" in repaired.stdout
+
+    async def stored(hybrid: HybridConversationService) -> tuple[list[str], int]:
+        async with hybrid.engine.connect() as conn:
+            messages = await repository.get_messages(conn, sid, limit=10)
+        return [m.content for m in messages], await hybrid.refused.count()
+
+    assert hybrid_run(ops_settings, stored) == (["Fui demi\ufffdtido sem justa causa."], 0)
+    again = invoke(ops_settings, "repair-text", sid, "--yes")
+    assert again.exit_code == 0 and f"{sid}: nothing to repair" in again.stdout

@@ -8,7 +8,7 @@ import uuid
 from backend.core.config import Settings
 from backend.state.schemas import ConversationState
 from backend.state.service import ConversationStateManager
-from tests.cli.helpers import arun, invoke
+from tests.cli.helpers import arun, invoke, new_session
 from tests.redis_cluster import free_port
 
 
@@ -51,3 +51,31 @@ def test_unreachable_redis_is_a_clear_error(ops_settings: Settings) -> None:
     )
     assert result.exit_code == 3
     assert "Redis unavailable" in result.stderr and result.stdout == ""
+
+
+def test_refused_sessions_are_listed_by_flush_stats_and_monitor(ops_settings: Settings) -> None:
+    """A session PostgreSQL refuses (a NUL written straight into Redis) makes `triage flush`
+    exit 1, and `triage stats` and `triage monitor` show it with its reason."""
+    sid = new_session(ops_settings, "Fui demitido sem justa causa.")
+
+    async def poison(manager: ConversationStateManager) -> None:
+        key = manager.keys.conversation(sid)
+        doc = await manager.redis.client.hget(key, "doc")
+        await manager.redis.client.hset(key, "doc", doc.replace("demitido", "demi\\u0000tido"))
+
+    arun(ops_settings, poison)
+    flushed = invoke(ops_settings, "flush")
+    assert flushed.exit_code == 1, flushed.output
+    assert "1 refused by PostgreSQL" in flushed.stdout
+
+    stats = json.loads(invoke(ops_settings, "stats", "--json").stdout)
+    assert stats["refused_sessions"] == 1 and stats["dirty_sessions"] == 1
+    (entry,) = stats["refused"]
+    # 22021 (the NUL reached the title, a text column) or 22P05 (a jsonb message).
+    assert entry["session_id"] == sid and entry["code"] in ("22021", "22P05")
+    assert entry["attempts"] == 1 and entry["reason"].startswith("PostgreSQL refused it: ")
+
+    table = invoke(ops_settings, "stats").stdout
+    assert "refused by PostgreSQL (kept dirty, retried)" in table and sid in table
+    frame = invoke(ops_settings, "monitor", "--once", "--no-ping").stdout
+    assert "refused by PostgreSQL (kept dirty, retried)" in frame and sid in frame

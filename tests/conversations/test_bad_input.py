@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable
 from typing import Any
@@ -308,3 +309,75 @@ async def test_rate_limit_is_429_with_retry_after_and_stores_nothing(
             # Another user is not affected.
             other = await client.post("/api/triage", json={"message": "oi"}, headers=bearer("bob"))
             assert other.status_code == 201
+
+
+# Raw JSON text: a lone surrogate cannot even be encoded as UTF-8, so it travels as an escape.
+UNSTORABLE = [
+    ("nul", '"a \\u0000 b"', "NUL character"),
+    ("lone surrogate", '"a\\ud800b"', "lone surrogate (\\ud800)"),
+    ("lone low surrogate", '"\\udfff"', "lone surrogate (\\udfff)"),
+]
+TEXT_ROUTES = [
+    ("/api/conversations/sessions/{sid}/messages", '{{"message": {text}}}', "body.message"),
+    ("/api/triage/{sid}/messages", '{{"message": {text}}}', "body.message"),
+    ("/api/triage", '{{"message": {text}}}', "body.message"),
+    ("/api/agents/chat", '{{"message": {text}}}', "body.message"),
+    ("/api/agents/chat", '{{"message": {text}, "session_id": "{sid}"}}', "body.message"),
+    ("/api/agents/chat", '{{"message": "oi", "session_id": {text}}}', "body.session_id"),
+]
+
+
+@pytest.mark.parametrize(("path", "template", "field"), TEXT_ROUTES)
+@pytest.mark.parametrize(("case", "text", "named"), UNSTORABLE, ids=[u[0] for u in UNSTORABLE])
+async def test_text_postgresql_cannot_store_is_422_naming_the_field(
+    api: httpx.AsyncClient,
+    settings: Settings,
+    redis_service: RedisService,
+    alice_session: str,
+    path: str,
+    template: str,
+    field: str,
+    case: str,
+    text: str,
+    named: str,
+) -> None:
+    """A NUL or a lone surrogate (valid JSON, unstorable in PostgreSQL or UTF-8) is refused at
+    the boundary with the field named, and nothing is stored; it used to be a 500 (surrogate)
+    or a message that poisoned every later snapshot of its session (NUL)."""
+    before = await snapshot(redis_service, settings.key_prefix)
+    response = await api.post(
+        path.format(sid=alice_session),
+        content=template.format(text=text, sid=alice_session).encode(),
+        headers={**bearer(), "content-type": "application/json"},
+    )
+    error = assert_error(response, 422, "invalid_request")
+    assert error["message"].startswith(f"{field}: "), error
+    if field == "body.message":  # a session id is refused by its alphabet first
+        assert named in error["message"], error
+        assert error["errors"][0]["type"] == "unstorable_text"
+    assert await snapshot(redis_service, settings.key_prefix) == before
+
+
+async def test_storable_unicode_is_kept_exactly(api: httpx.AsyncClient, alice_session: str) -> None:
+    """The check refuses only what cannot be stored: accents, emoji (a surrogate pair in JSON)
+    and other control characters go through unchanged."""
+    url = f"/api/conversations/sessions/{alice_session}/messages"
+    body = '{"message": "Ação trabalhista \\ud83d\\ude00 \\u0001 fim"}'.encode()
+    response = await api.post(
+        url, content=body, headers={**bearer(), "content-type": "application/json"}
+    )
+    assert response.status_code == 202, response.text
+    assert response.json()["message"]["content"] == "Ação trabalhista \U0001f600 \x01 fim"
+
+
+async def test_openapi_tells_which_text_is_refused_and_that_delete_can_409(
+    api: httpx.AsyncClient,
+) -> None:
+    schema = (await api.get("/openapi.json")).json()
+    components = schema["components"]["schemas"]
+    for model in ("PostMessageRequest", "ChatRequest"):
+        pattern = re.compile(components[model]["properties"]["message"]["pattern"])
+        assert pattern.match("Ação trabalhista \U0001f600 \x01")
+        assert not pattern.match("a \x00 b") and not pattern.match("a\ud800b")
+    delete = schema["paths"]["/api/conversations/sessions/{session_id}"]["delete"]
+    assert "409" in delete["responses"]

@@ -341,6 +341,10 @@ async def test_a_document_postgres_cannot_read_does_not_block_the_others(
     assert len(await rows(engine, "SELECT 1 FROM messages WHERE session_id = :id", id=good)) == 2
     assert await rows(engine, "SELECT 1 FROM sessions WHERE id = :id", id=bad) == []
     assert await manager.redis.client.zscore(manager.keys.dirty(), good) is None
+    # The culprit is kept dirty and recorded as refused, never dropped.
+    assert await manager.redis.client.zscore(manager.keys.dirty(), bad) is not None
+    refused = await hybrid.refused.get(bad)
+    assert refused is not None and refused.code == "22P02"
 
 
 async def test_session_listing_merges_hot_and_warm_newest_first(

@@ -92,6 +92,14 @@ async def _stream(scenario: str) -> AsyncIterator[str]:
         error = {"error": {"message": "The model is overloaded.", "type": "server_error"}}
         yield f"data: {json.dumps(error)}\n\n"
         return
+    if scenario == "unstorable":
+        # Valid JSON escapes of text PostgreSQL cannot store (a NUL) or UTF-8 cannot encode
+        # (a lone surrogate), as a misbehaving provider could send.
+        yield events[0]
+        yield 'data: {"choices": [{"index": 0, "delta": {"content": "x\\u0000y\\ud800z"}}]}\n\n'
+        yield _chunk({}, finish_reason="stop")
+        yield "data: [DONE]\n\n"
+        return
     if scenario == "stall":
         yield events[0]
         yield events[1]

@@ -182,6 +182,17 @@ async def test_malformed_chunk(
     assert "malformed chunk" in str(error)
 
 
+async def test_text_that_cannot_be_stored_is_replaced_not_stored(
+    llm_server: FakeLLMServer, http_client: httpx.AsyncClient, conversation: ConversationState
+) -> None:
+    """A NUL or a lone surrogate from the provider would make the stored reply unwritable
+    (refused by PostgreSQL, or not encodable at all): each becomes U+FFFD."""
+    chunks, error = await collect(generator(llm_server, "unstorable", http_client), conversation)
+
+    assert error is None
+    assert chunks == ["x\ufffdy\ufffdz"]
+
+
 async def test_error_object_inside_the_stream(
     llm_server: FakeLLMServer, http_client: httpx.AsyncClient, conversation: ConversationState
 ) -> None:

@@ -126,3 +126,53 @@ def test_help_documents_the_dump_format(ops_settings: Settings) -> None:
         "Exit status",
     ):
         assert words in result.stdout
+
+
+def test_records_with_unstorable_text_are_named_and_not_written(
+    ops_settings: Settings, tmp_path: Path
+) -> None:
+    """A NUL or a lone surrogate anywhere in a record (message, fact, extra field, key) refuses
+    that record with the field named; the clean record beside them is migrated."""
+    message = {"role": "user", "content": "Fui demitido.", "timestamp": 1_700_000_000}
+    records = {
+        "nul-content": {"conversation_history": [{**message, "content": "a \u0000 b"}]},
+        "surrogate-content": {"conversation_history": [{**message, "content": "a\ud800b"}]},
+        "nul-fact": {"conversation_history": [message], "collected_info": {"partes": ["\x00"]}},
+        "nul-key": {"conversation_history": [message], "collected_info": {"da\x00ta": 1}},
+        "nul-extra": {"conversation_history": [{**message, "type": "pergunta\x00"}]},
+        "clean": {"conversation_history": [message], "collected_info": {"partes": ["empresa"]}},
+    }
+    dump = {
+        "active_conversations": {sid: {"user_id": "u1", **r} for sid, r in records.items()},
+        "active_orchestrations": {
+            "clean": {"user_id": "u1", "current_step": "interviewing"},
+            "surrogate-step": {"user_id": "u1", "current_step": "\udfff"},
+        },
+    }
+    path = tmp_path / "dump.json"
+    path.write_text(json.dumps(dump))  # ensure_ascii: the lone surrogate travels as \udfff
+
+    result = script(ops_settings, path, "--no-progress", "--json")
+    assert result.returncode == 1, result.stderr
+    summary = json.loads(result.stdout)
+    assert summary["migrated"] == 2  # the clean conversation and its orchestration
+    reasons = {item["record"]: item["reason"] for item in summary["invalid"]}
+    assert reasons == {
+        "conversation:nul-content": "conversation_history.0.content: text holds a NUL character"
+        " (\\u0000), which cannot be stored",
+        "conversation:surrogate-content": "conversation_history.0.content: text holds a lone"
+        " surrogate (\\ud800), which is not valid Unicode text",
+        "conversation:nul-fact": "collected_info: partes.0 holds a NUL character (\\u0000),"
+        " which cannot be stored",
+        "conversation:nul-key": "collected_info: 'da\\x00ta' key holds a NUL character"
+        " (\\u0000), which cannot be stored",
+        "conversation:nul-extra": "conversation_history.0: type holds a NUL character"
+        " (\\u0000), which cannot be stored",
+        "orchestration:surrogate-step": "current_step: text holds a lone surrogate (\\udfff),"
+        " which is not valid Unicode text",
+    }
+    keys = hot_keys(ops_settings)
+    assert any("{clean}" in k for k in keys)
+    for record in reasons:
+        sid = record.split(":", 1)[1]
+        assert not any(f"{{{sid}}}" in k for k in keys), record

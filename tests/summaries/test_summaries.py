@@ -200,13 +200,23 @@ async def test_llm_method_uses_the_provider(
     assert "Fui demitido" in sent["messages"][1]["content"]
 
 
+@pytest.mark.parametrize(
+    "reply",
+    [
+        "not json at all",
+        # Valid JSON whose text PostgreSQL cannot store: the summary row would be refused.
+        '{"summary": "Cliente \\u0000 demitido.", "tags": ["trabalhista"]}',
+        '{"summary": "Cliente demitido.", "key_points": ["\\ud800"]}',
+    ],
+    ids=["not json", "nul", "lone surrogate"],
+)
 async def test_llm_failure_falls_back_to_the_offline_method(
-    manager: ConversationStateManager, hybrid: HybridConversationService
+    manager: ConversationStateManager, hybrid: HybridConversationService, reply: str
 ) -> None:
     sid = new_id()
     await write_story(manager, sid)
     await hybrid.flush_dirty()
-    with FakeProvider("not json at all") as provider:
+    with FakeProvider(reply) as provider:
         settings = make_settings(summary_method="llm", summary_llm_url=provider.url)
         summary = await SummaryService(hybrid, settings).build(sid)
 

@@ -267,3 +267,45 @@ async def test_celery_health_sees_the_worker_and_the_queue(
         body = response.json()
         assert worker.name in body["workers"]
         assert body["queue"] == settings.celery_queue and body["queue_depth"] == 0
+
+
+async def test_a_refused_session_degrades_health_until_it_is_written(
+    manager: ConversationStateManager,
+    engine: AsyncEngine,
+    settings: Settings,
+    start_worker: StartWorker,
+) -> None:
+    """The beat-driven flush of a real worker keeps a session PostgreSQL refuses (a NUL written
+    straight into Redis), writes the others, reports "degraded", and writes it once fixed."""
+    from tests.durability.test_refused import poison
+    from tests.health.test_router import client_for
+
+    good, bad = new_id(), new_id()
+    await chat(manager, good, 2)
+    await chat(manager, bad, 3)
+    clean_doc = await poison(manager, bad)
+    start_worker(snapshot_retry_seconds=0.5, snapshot_retry_max_seconds=1)
+    refused_key = manager.keys.refused()
+
+    async def refused_once_good_written() -> bool:
+        sql = "SELECT count(*) FROM messages WHERE session_id = :s"
+        return await scalar(engine, sql, s=good) == 2 and await manager.redis.client.hexists(
+            refused_key, bad
+        )
+
+    await wait_for(refused_once_good_written, 60, "the flush to write one and refuse the other")
+    async for client in client_for(settings):
+        body = (await client.get("/health/celery")).json()
+        assert (body["status"], body["refused_sessions"]) == ("degraded", 1)
+    assert await manager.redis.client.zscore(manager.keys.dirty(), bad) is not None
+
+    await manager.redis.client.hset(manager.keys.conversation(bad), "doc", clean_doc)
+
+    async def written() -> bool:
+        count = await scalar(engine, "SELECT count(*) FROM messages WHERE session_id = :s", s=bad)
+        return count == 3 and not await manager.redis.client.hexists(refused_key, bad)
+
+    await wait_for(written, 60, "the retried snapshot of the fixed session")
+    async for client in client_for(settings):
+        body = (await client.get("/health/celery")).json()
+        assert (body["status"], body["refused_sessions"]) == ("ok", 0)
