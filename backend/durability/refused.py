@@ -204,7 +204,10 @@ class RefusedSessions:
         return sorted(found, key=lambda r: r.first_refused_at)[:limit]
 
     def _ttl_keys(self, session_id: str) -> tuple[str, str, str]:
-        return self.keys.state_keys(session_id)
+        # The conversation, orchestration and stream; the idempotency records keep their own
+        # TTL (a retry of a post is only recognised for CONVERSATION_TTL anyway).
+        conv, orch, events, *_ = self.keys.state_keys(session_id)
+        return conv, orch, events
 
 
 def _fields(r: RefusedSession) -> dict[str, Any]:
