@@ -114,13 +114,15 @@ class _DocumentedStorable:
         return schema
 
 
-# ECMA-262 / Python `re` syntax: anything but NUL and the surrogate range.
-STORABLE_PATTERN = r"^[^\u0000\uD800-\uDFFF]*$"
+# ECMA-262 / Python `re` syntax: anything but NUL. Lone surrogates are refused too, but are
+# left out of the patterns: a UTF-8 body cannot carry one (only JSON's `\ud800` escape can),
+# and regex engines that validate schemas (Rust's, in schemathesis) reject a surrogate range,
+# which made the whole pattern ignored.
+STORABLE_PATTERN = r"^[^\u0000]*$"
 # The same, with at least one character that is not white space (a JSON Schema has one
-# `pattern`: a field that must not be blank uses this one instead).
-STORABLE_NON_BLANK_PATTERN = (
-    r"^[^\u0000\uD800-\uDFFF]*[^\s\u0000\uD800-\uDFFF][^\u0000\uD800-\uDFFF]*$"
-)
+# `pattern`: a field that must not be blank uses this one instead). White space as the server
+# trims it (Python's str.strip): ECMA's `\s` leaves out U+001C-U+001F and U+0085.
+STORABLE_NON_BLANK_PATTERN = r"^[^\u0000]*[^\s\u0000\u001C-\u001F\u0085][^\u0000]*$"
 
 StoredText = Annotated[StrictStr, AfterValidator(_check_text), _DocumentedStorable()]
 """A string (strict: no coercion) that PostgreSQL `text`/`jsonb` and UTF-8 can hold."""

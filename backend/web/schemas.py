@@ -13,9 +13,10 @@ from backend.web.service import MAX_NAME_CHARS, normalize_name
 # The alphabet `backend.core.auth` accepts in tokens (ids end up in Redis keys).
 PRINCIPAL_ID_PATTERN = r"^[A-Za-z0-9_.@+:-]{1,128}$"
 # A name: anything printable with at least one character that is not a space. Control
-# characters and lone surrogates (JSON's `\ud800` escapes) are refused.
-_NAME_CHAR = r"[^\x00-\x1F\x7F-\x9F\uD800-\uDFFF]"
-NAME_PATTERN = rf"^{_NAME_CHAR}*[^\s\x00-\x1F\x7F-\x9F\uD800-\uDFFF]{_NAME_CHAR}*$"
+# characters are refused here, lone surrogates by StoredText (see backend/core/text.py for why
+# they are not in the pattern).
+_NAME_CHAR = r"[^\x00-\x1F\x7F-\x9F]"
+NAME_PATTERN = rf"^{_NAME_CHAR}*[^\s\x00-\x1F\x7F-\x9F]{_NAME_CHAR}*$"
 _NAME = re.compile(NAME_PATTERN)
 
 

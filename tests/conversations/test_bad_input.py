@@ -378,6 +378,7 @@ async def test_openapi_tells_which_text_is_refused_and_that_delete_can_409(
     for model in ("PostMessageRequest", "ChatRequest"):
         pattern = re.compile(components[model]["properties"]["message"]["pattern"])
         assert pattern.match("Ação trabalhista \U0001f600 \x01")
-        assert not pattern.match("a \x00 b") and not pattern.match("a\ud800b")
+        # Lone surrogates are refused by the server only (see backend/core/text.py for why).
+        assert not pattern.match("a \x00 b")
     delete = schema["paths"]["/api/conversations/sessions/{session_id}"]["delete"]
     assert "409" in delete["responses"]

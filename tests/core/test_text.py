@@ -56,6 +56,14 @@ def test_nested_values_and_keys_are_found_by_path() -> None:
 
 @pytest.mark.parametrize("value", STORABLE + UNSTORABLE + [" \n\t "])
 def test_the_openapi_patterns_agree_with_the_check(value: str) -> None:
-    storable = find_unstorable(value) is None
+    # The patterns refuse NUL; lone surrogates only the check does (see STORABLE_PATTERN).
+    storable = "\x00" not in value
+    has_surrogate = any("\ud800" <= c <= "\udfff" for c in value)
+    assert (find_unstorable(value) is None) == (storable and not has_surrogate)
     assert bool(re.match(STORABLE_PATTERN, value)) == storable
     assert bool(re.match(STORABLE_NON_BLANK_PATTERN, value)) == (storable and bool(value.strip()))
+
+
+def test_every_character_the_server_trims_is_blank_in_the_pattern() -> None:
+    blank = [chr(c) for c in range(0x110000) if chr(c).isspace()]
+    assert not [c for c in blank if re.match(STORABLE_NON_BLANK_PATTERN, c)]
