@@ -72,6 +72,7 @@ class ConversationRuntime:
         )
         orchestrator = IntelligentTriageOrchestrator(manager, interviewer)
         runner.assessor = orchestrator
+        hub.on_owing = runner.recheck
         hub.start()
         runner.start()
         runtime = cls(replica_id, hub_redis, hub, generator, runner, interviewer, orchestrator)

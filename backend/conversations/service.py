@@ -263,7 +263,7 @@ class IntelligentInterviewerService:
     async def _delete(self, session_id: str) -> None:
         await self.manager.delete_session(session_id)
         with translate_errors():
-            await self.manager.redis.client.zrem(self.runner.due_key, session_id)
+            await self.manager.redis.client.zrem(self.manager.keys.replies_due(), session_id)
 
 
 def _owned_by(state: ConversationState, principal: Principal) -> bool:

@@ -67,6 +67,14 @@ class Keys:
     def dirty(self) -> str:
         return f"{self.prefix}:dirty"
 
+    def replies_due(self) -> str:
+        """Sorted set: sessions that owe a reply, scored by when to check on them (unix s).
+
+        Kept by the state writes themselves (see `ConversationStateManager._write`), so a
+        session that owes a reply is in it whatever fails afterwards.
+        """
+        return f"{self.prefix}:replies:due"
+
     def conversation_pattern(self) -> str:
         return f"{self.prefix}:s:*:conv"
 

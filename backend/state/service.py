@@ -31,6 +31,9 @@ from redis import exceptions as redis_errors
 if TYPE_CHECKING:
     from backend.state.migration import MigrationReport
 
+# What a conversation owes is bookkeeping in its own document (pure functions, no I/O); the
+# due set that follows it must change in the same write as the document.
+from backend.agents.replies import owes_reply
 from backend.core.autopipeline import AutoPipeline
 from backend.core.config import Settings
 from backend.core.errors import InvalidState, SessionNotFound, VersionConflict
@@ -235,7 +238,13 @@ class ConversationStateManager:
             "tenant_id": state.tenant_id,
         }
         if isinstance(state, ConversationState):
-            meta |= {"kind": state.kind, "title": state.title, "message_count": state.message_count}
+            meta |= {
+                "kind": state.kind,
+                "title": state.title,
+                "message_count": state.message_count,
+                # Lets an open event stream check cheaply that its session's reply is coming.
+                "owes_reply": owes_reply(state),
+            }
         conversation, orchestration, events = self.keys.state_keys(sid)
         if kind == "conversation":
             keys = [conversation, orchestration, events]
@@ -255,16 +264,18 @@ class ConversationStateManager:
         index_key = self.keys.user_index(state.tenant_id, state.user_id)
         ttl = self.settings.conversation_ttl
         index_score = updated_us if kind == "conversation" else ""
-        dirty_score = time.time() if mark_dirty else ""
+        now = time.time()
+        dirty_score = now if mark_dirty else ""
+        due_score = self._due_score(state, now)
         if self._single_node:
-            keys += [index_key, self.keys.dirty()]
-            args += [sid, index_score, ttl, dirty_score]
+            keys += [index_key, self.keys.dirty(), self.keys.replies_due()]
+            args += [sid, index_score, ttl, dirty_score, due_score]
             reply = await self._run_script(_evalsha(self._write_script.sha, keys, args))
         else:
             # Pipeline, not MULTI: on a cluster the index and dirty set sit in other slots. If
             # the versioned write loses, the extra ZADDs are harmless (the session exists and is
             # at least as new as this score); if we crash after the script, both are rebuildable.
-            args += [sid, "", ttl, ""]
+            args += [sid, "", ttl, "", ""]
             commands = [_evalsha(self._write_script.sha, keys, args)]
             if index_score != "":
                 prune = int(mode == "restore" or version == 0)  # a new session, as in the script
@@ -273,13 +284,47 @@ class ConversationStateManager:
                 )
             if dirty_score != "":
                 commands.append(("ZADD", self.keys.dirty(), "NX", dirty_score, sid))
+            # Adding a due entry rides along even if the versioned write loses (a spare entry
+            # costs the sweep one look); removing one waits until the write has won, since a
+            # lost write's state is not the session's.
+            if due_score not in ("", "-"):
+                commands.append(("ZADD", self.keys.replies_due(), "LT", due_score, sid))
             reply = (await self._pipeline(commands))[0]
+            if reply[0] and due_score == "-":
+                await self._drop_due(sid)
         ok, new_version, *rest = reply
         if not ok:
             return None
         if isinstance(state, ConversationState):
             self._decoded.written(keys[0], doc, state)
         return WriteResult(version=int(new_version), event_id=(rest[0] or None) if rest else None)
+
+    async def _drop_due(self, sid: str) -> None:
+        """Cluster only: remove a due entry after the write that settled the session.
+
+        Not atomic with that write (other slot), so look again afterwards: a message stored in
+        between added its own entry before our ZREM may have taken it; put it back.
+        """
+        with translate_errors():
+            await self.redis.client.zrem(self.keys.replies_due(), sid)
+            (meta,) = await self.session_metas([sid])
+            if meta is not None and meta.get("owes_reply"):
+                score = time.time() + self.settings.generation_lease_ms / 1000
+                await self.redis.client.zadd(self.keys.replies_due(), {sid: score}, lt=True)
+
+    def _due_score(self, state: StateDocument, now: float) -> float | str:
+        """How this write moves the session in the replies' due set (see write_state.lua).
+
+        A conversation that owes a reply is due one lease from now: the replica that stored
+        the message starts its reply at once, and should it die first, the sweep of any
+        replica finds it then. One that owes none leaves the set, in the write that stored
+        its reply (or final error) and not after it, so no failure in between strands it.
+        """
+        if not isinstance(state, ConversationState):
+            return ""
+        if owes_reply(state):
+            return now + self.settings.generation_lease_ms / 1000
+        return "-"
 
     async def _run_script(self, command: tuple[Any, ...]) -> Any:
         """One EVALSHA; on NOSCRIPT (a restarted Redis lost its script cache: the command did
@@ -359,6 +404,7 @@ class ConversationStateManager:
         *,
         kind: Literal["conversation"] = ...,
         create: Callable[[], ConversationState] | None = ...,
+        restore: bool = ...,
     ) -> ConversationState: ...
 
     @overload
@@ -369,6 +415,7 @@ class ConversationStateManager:
         *,
         kind: Literal["orchestration"],
         create: Callable[[], OrchestrationState] | None = ...,
+        restore: bool = ...,
     ) -> OrchestrationState: ...
 
     async def update(
@@ -378,6 +425,7 @@ class ConversationStateManager:
         *,
         kind: Kind = "conversation",
         create: Callable[[], Any] | None = None,
+        restore: bool = True,
     ) -> Any:
         """Read, apply `mutate`, write; on a conflict re-read and retry with jittered backoff.
 
@@ -386,7 +434,9 @@ class ConversationStateManager:
         initial state when the session does not exist; without it a missing session raises
         `SessionNotFound`. After `STATE_WRITE_MAX_ATTEMPTS` conflicts, `VersionConflict` is raised.
         """
-        state, _ = await self.update_returning_event(session_id, mutate, kind=kind, create=create)
+        state, _ = await self.update_returning_event(
+            session_id, mutate, kind=kind, create=create, restore=restore
+        )
         return state
 
     async def update_returning_event(
@@ -397,18 +447,24 @@ class ConversationStateManager:
         kind: Kind = "conversation",
         create: Callable[[], Any] | None = None,
         current: StateDocument | None = None,
+        restore: bool = True,
     ) -> tuple[Any, str | None]:
         """`update()`, also returning the stream id of the event written with the state.
 
         SSE routes need that id: a client resumes after it (Last-Event-ID). `current` is a
         state the caller has just read (and hands over: it is changed in place): the first
         attempt starts from it instead of reading again; a conflict re-reads as usual.
+        `restore=False` reads Redis only, never the restorer: for a state PostgreSQL cannot
+        hold (a session it has no snapshot of), so the write works while PostgreSQL is down.
         """
         attempts = self.settings.state_write_max_attempts
         last: VersionConflict | None = None
         for attempt in range(attempts):
             if attempt == 0 and current is not None:
                 state: Any = current
+            elif not restore:
+                model = ConversationState if kind == "conversation" else OrchestrationState
+                state = await self._get(model, self._state_key(kind, session_id))
             else:
                 state = await (
                     self.get_conversation_state(session_id)

@@ -107,8 +107,14 @@ class IntelligentTriageOrchestrator:
                 stage=INTERVIEWING,
             )
 
+        # The orchestration is restored together with its conversation; PostgreSQL can hold
+        # one missing from Redis only once it has a snapshot of the session. A new session
+        # (none yet) never reads through, so its replies work while PostgreSQL is down.
+        restore = conversation.durable_seq > 0
         with contextlib.suppress(_Unchanged):
-            await self.manager.update(session_id, record, kind="orchestration", create=create)
+            await self.manager.update(
+                session_id, record, kind="orchestration", create=create, restore=restore
+            )
         return analysis
 
     def _status(

@@ -4,9 +4,9 @@
 --          the fields listings and stats need, so they never parse whole documents)
 -- KEYS[2]  the session's other state hash (conversation <-> orchestration): TTL slid only
 -- KEYS[3]  the session's event stream
--- KEYS[4]  the user's session index, KEYS[5] the dirty set: only on a single Redis node.
---          On a cluster they live in other slots, so the caller leaves them out and sends
---          touch_index.lua and the dirty ZADD in the same pipeline instead.
+-- KEYS[4]  the user's session index, KEYS[5] the dirty set, KEYS[6] the replies' due set:
+--          only on a single Redis node. On a cluster they live in other slots, so the caller
+--          leaves them out and sends touch_index.lua and the ZADD/ZREMs in the same pipeline.
 -- ARGV[1]  mode: "cas" (current version must equal ARGV[2]) or
 --                "restore" (write only when current version < ARGV[2]; keeps ARGV[2])
 -- ARGV[2]  expected version ("cas") or the restored version ("restore")
@@ -15,7 +15,9 @@
 -- ARGV[6]  event type ("" for no event), ARGV[7] event data (JSON)
 -- ARGV[8]  the document (JSON), ARGV[9] its meta (JSON)
 -- ARGV[10] session id, ARGV[11] index score (us; "" leaves the index alone), ARGV[12] index
---          TTL (seconds), ARGV[13] dirty score ("" leaves the session unmarked)
+--          TTL (seconds), ARGV[13] dirty score ("" leaves the session unmarked), ARGV[14] due
+--          score: a number when the written conversation owes a reply (added, or moved
+--          earlier: ZADD LT), "-" when it owes none (removed), "" for no change
 --
 -- Returns {1, new_version, event_id or ""} on success, {0, current_version} on conflict.
 -- The document's own "version" field is filled in by the caller to the value returned here;
@@ -61,5 +63,10 @@ if KEYS[4] and ARGV[11] ~= '' then
 end
 if KEYS[5] and ARGV[13] ~= '' then
   redis.call('ZADD', KEYS[5], 'NX', ARGV[13], ARGV[10])
+end
+if KEYS[6] and ARGV[14] == '-' then
+  redis.call('ZREM', KEYS[6], ARGV[10])
+elseif KEYS[6] and ARGV[14] ~= '' then
+  redis.call('ZADD', KEYS[6], 'LT', ARGV[14], ARGV[10])
 end
 return {1, new_version, event_id}
