@@ -208,7 +208,11 @@ class IntelligentInterviewerService:
     async def get_conversation_status(self, principal: Principal, session_id: str) -> SessionInfo:
         state, head = await self._head(principal, session_id)
         ttl = await self.manager.redis.get_ttl(self.manager.keys.conversation(session_id))
-        orchestration = await self.manager.get_orchestration_state(session_id)
+        # A session PostgreSQL has no snapshot of has nothing there to restore (see
+        # triage.service.may_be_in_postgres): a new one's info works while it is down.
+        orchestration = await self.manager.get_orchestration_state(
+            session_id, restore=state.durable_seq > 0
+        )
         return SessionInfo(
             **head,
             messages_in_window=len(state.messages),

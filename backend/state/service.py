@@ -105,9 +105,12 @@ class ConversationStateManager:
             return restored
         return state
 
-    async def get_orchestration_state(self, session_id: str) -> OrchestrationState | None:
+    async def get_orchestration_state(
+        self, session_id: str, *, restore: bool = True
+    ) -> OrchestrationState | None:
+        """The session's orchestration; read-through unless `restore=False` (see `update`)."""
         state = await self._get(OrchestrationState, self.keys.orchestration(session_id))
-        if state is None and self.restorer is not None:
+        if state is None and restore and self.restorer is not None:
             restored = await self.restorer(self, "orchestration", session_id)
             assert restored is None or isinstance(restored, OrchestrationState)
             return restored
@@ -462,14 +465,13 @@ class ConversationStateManager:
         for attempt in range(attempts):
             if attempt == 0 and current is not None:
                 state: Any = current
-            elif not restore:
-                model = ConversationState if kind == "conversation" else OrchestrationState
-                state = await self._get(model, self._state_key(kind, session_id))
+            elif kind == "conversation" and not restore:
+                state = await self.get_hot_conversation_state(session_id)
             else:
                 state = await (
                     self.get_conversation_state(session_id)
                     if kind == "conversation"
-                    else self.get_orchestration_state(session_id)
+                    else self.get_orchestration_state(session_id, restore=restore)
                 )
             if state is None:
                 if create is None:
