@@ -578,10 +578,12 @@ class ConversationStateManager:
         return int(count), lag
 
     async def rebuild_indexes(self) -> int:
-        """Rebuild every user's index and the dirty set from the sessions' own state.
+        """Rebuild every user's index, the dirty set and the replies' due set from the
+        sessions' own state.
 
         Marks every live session dirty: snapshotting is idempotent, so the worst case is
-        redundant work, never a lost write. Returns the number of sessions seen.
+        redundant work, never a lost write. A session that owes a reply is made due now.
+        Returns the number of sessions seen.
         """
         seen = 0
         async for key in self.redis.scan_keys(self.keys.conversation_pattern()):
@@ -590,16 +592,18 @@ class ConversationStateManager:
             if meta is None:
                 continue
             index_key = self.keys.user_index(meta["tenant_id"], meta["user_id"])
-            await self._pipeline(
-                [
-                    _evalsha(
-                        self._index_script.sha,
-                        [index_key],
-                        [sid, meta["updated_at"], self.settings.conversation_ttl, 1],
-                    ),
-                    ("ZADD", self.keys.dirty(), "NX", time.time(), sid),
-                ]
-            )
+            commands: list[tuple[Any, ...]] = [
+                _evalsha(
+                    self._index_script.sha,
+                    [index_key],
+                    [sid, meta["updated_at"], self.settings.conversation_ttl, 1],
+                ),
+                ("ZADD", self.keys.dirty(), "NX", time.time(), sid),
+            ]
+            conversation = await self.get_hot_conversation_state(sid)
+            if conversation is not None and owes_reply(conversation):
+                commands.append(("ZADD", self.keys.replies_due(), "LT", time.time(), sid))
+            await self._pipeline(commands)
             seen += 1
         return seen
 
