@@ -76,9 +76,11 @@ async def check_resume(client: RedisClient, stream_key: str, after: str | None) 
     The stream holds every entry after `after` only when `after` lies within what it retains.
     Redis 7.0 records no id for entries removed by MAXLEN trimming, so a trimmed stream is
     recognised by `entries-added > length` and then anything older than the first retained
-    entry is a gap. An id newer than the last one ever generated means the stream lost its
-    newest entries (`stream_lost`); one before the first entry of an untrimmed stream is not
-    from this stream's lifetime (`unknown_id`): both are gaps. A missing stream (its state
+    entry is a gap. An id newer than the last one ever generated, or one within the stream's
+    range that it does not hold, means the stream lost entries the client saw (`stream_lost`:
+    Redis came back from an older state, and may have taken new entries since); one before the
+    first entry of an untrimmed stream is not from this stream's lifetime (`unknown_id`): both
+    are gaps. A missing stream (its state
     restored from PostgreSQL, or Redis lost it) has nothing to resume from except its very
     start, `0-0`.
     """
@@ -106,12 +108,21 @@ async def check_resume(client: RedisClient, stream_key: str, after: str | None) 
         # for a reply to a message that is gone.
         return ResumePoint(after=last, reload=True, reason="stream_lost")
     if first_id is not None and wanted >= first_id:
+        if wanted != (0, 0) and not await _holds(client, stream_key, after):
+            # Within the stream's range yet not in it (entries leave only by trimming, from
+            # the oldest end): Redis lost it, and newer entries were written since.
+            return ResumePoint(after=last, reload=True, reason="stream_lost")
         return ResumePoint(after=after)
     if wanted == (0, 0) and not trimmed:
         return ResumePoint(after=after)
     if first_id is None and wanted == last_id:
         return ResumePoint(after=after)
     return ResumePoint(after=last, reload=True, reason="trimmed" if trimmed else "unknown_id")
+
+
+async def _holds(client: RedisClient, stream_key: str, entry_id: str) -> bool:
+    with translate_errors():
+        return bool(await client.xrange(stream_key, min=entry_id, max=entry_id, count=1))
 
 
 def to_sse(session_id: str, entry: StreamEntry) -> ServerSentEvent:
