@@ -182,9 +182,14 @@ class ReplyRunner:
                         break
                     failures += 1
                     wait = self._backoff.compute(failures)
-                    log.warning(
-                        "reply for %s waits %.1fs, store unavailable: %s", session_id, wait, exc
-                    )
+                    if failures == 1 or failures % 10 == 0:
+                        log.warning(
+                            "reply for %s waits %.1fs, store unavailable (try %d): %s",
+                            session_id,
+                            wait,
+                            failures,
+                            exc,
+                        )
                     await asyncio.sleep(wait)
                     job.again = True
                 # No await between this test and the removal below: a kick() either set
