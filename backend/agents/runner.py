@@ -23,7 +23,9 @@ Outages are not failures of the work: when Redis refuses or drops a write (full 
 `noeviction`, restarting) or PostgreSQL is down (a restore), the job keeps its lease (its token
 takes it back after a long outage) and retries that one step with bounded, jittered
 exponential backoff until the store answers; nothing is counted against
-`GENERATION_MAX_ATTEMPTS`. Only the generator's own failures and a replica's death count.
+`GENERATION_MAX_ATTEMPTS`. Only the generator's own failures and a replica's death count. For
+two leases after an outage, a replica leaves alone a reply whose lease lapsed (its generator
+may be taking it back), rather than closing it as a dead generator's.
 
 Shutdown: stop taking new work, give running replies `SHUTDOWN_GRACE_SECONDS` to finish, then
 close the rest with an `error` event (retrying) and mark them due now, for another replica.
@@ -103,6 +105,7 @@ class ReplyRunner:
         # Set after construction: the orchestrator needs the interviewer, which needs us.
         self.assessor: Assessor | None = None
         self.accepting = True
+        self._outage_at = float("-inf")  # when this replica last found a store unavailable
         self._jobs: dict[str, _Job] = {}
         self._sweeper: asyncio.Task[None] | None = None
 
@@ -177,6 +180,7 @@ class ReplyRunner:
                     await self._serve(session_id, job)
                     failures = 0
                 except OUTAGES as exc:
+                    self._outage_at = time.monotonic()
                     if not self.accepting:
                         log.warning("reply for %s left due, store unavailable: %s", session_id, exc)
                         break
@@ -206,6 +210,8 @@ class ReplyRunner:
 
     async def _serve(self, sid: str, job: _Job) -> None:
         token = job.token
+        if self._after_outage() and await self._someone_elses_reply(sid, token):
+            return  # its generator may be alive and about to take its lease back: not yet
         if not await self.lease.take(sid, token):
             return  # another generator holds it and looks again after releasing it
         job.lease_lost = False
@@ -262,6 +268,21 @@ class ReplyRunner:
         if conversation is not None and replies.pending_seq(conversation) is not None:
             job.again = True
 
+    def _after_outage(self) -> bool:
+        """Within two leases of a store outage seen here.
+
+        A lease that lapsed during an outage does not mean its generator died: it may be
+        waiting it out too, and takes its lease back within a third of a lease once the store
+        answers. Closing its reply as a dead generator's meanwhile would count an attempt the
+        outage took (and race it), so a reply found in that state is left alone until then.
+        """
+        return time.monotonic() - self._outage_at < 2 * self.lease.ttl_ms / 1000
+
+    async def _someone_elses_reply(self, sid: str, token: str) -> bool:
+        conversation = await self.manager.get_conversation_state(sid)
+        current = None if conversation is None else replies.marker(conversation)
+        return current is not None and current.get("token") != token
+
     def _reader(self, sid: str) -> Callable[[], Awaitable[ConversationState | None]]:
         return lambda: self.manager.get_conversation_state(sid)
 
@@ -276,6 +297,7 @@ class ReplyRunner:
             try:
                 return await step()
             except OUTAGES as exc:
+                self._outage_at = time.monotonic()
                 if job.lease_lost:
                     raise _LeaseLost from exc
                 if not self.accepting:
@@ -538,6 +560,7 @@ class ReplyRunner:
                 await self._mark_due(sid, delay=self.lease.ttl_ms / 1000)
             except StoreUnavailable as exc:
                 outage = True
+                self._outage_at = time.monotonic()
                 log.warning("session %s: lease renewal failed (%s); retrying", sid, exc)
 
     async def _mark_due(self, sid: str, *, delay: float) -> None:
@@ -564,6 +587,7 @@ class ReplyRunner:
             try:
                 await self.sweep()
             except StoreUnavailable as exc:
+                self._outage_at = time.monotonic()
                 log.warning("reply sweep skipped: %s", exc)
 
     async def sweep(self) -> int:

@@ -47,27 +47,36 @@ LATER = "Foi há duas semanas e tenho a carteira de trabalho assinada."
 
 
 class _Redis:
-    """A `redis-server` of this test alone, on a free loopback port, thrown away after it."""
+    """A `redis-server` of this test alone, on a free loopback port, thrown away after it.
+
+    Every write goes to its AOF at once, so a restart (`stop()`, `start()`) keeps the data.
+    """
 
     def __init__(self, directory: Path) -> None:
+        self.dir = directory
         self.port = free_port()
         self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.admin = redis.Redis(port=self.port)
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.start()
+
+    def start(self) -> None:
         self.proc = subprocess.Popen(
             [
                 *("redis-server", "--port", str(self.port), "--bind", "127.0.0.1"),
-                *("--save", "", "--appendonly", "no", "--dir", str(directory)),
+                *("--save", "", "--dir", str(self.dir)),
+                *("--appendonly", "yes", "--appendfsync", "always"),
                 *("--maxmemory-policy", "noeviction"),
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
-        self.admin = redis.Redis(port=self.port)
         deadline = time.monotonic() + GUARD
         while True:
             try:
-                self.admin.ping()
-                return
-            except redis.ConnectionError:
+                if self.admin.info("persistence")["loading"] == 0:
+                    return
+            except (redis.ConnectionError, redis.BusyLoadingError):
                 if time.monotonic() > deadline:
                     self.stop()
                     raise
@@ -96,12 +105,13 @@ class _Redis:
 
     def stop(self) -> None:
         self.admin.close()
-        self.proc.terminate()
-        try:
-            self.proc.wait(10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
 
 
 class _PostgresDoor:
@@ -265,6 +275,38 @@ async def test_redis_full_under_writes_then_freed_every_message_is_answered_once
     for sid in sessions:
         await assert_answered_once(manager, sid)
     assert await manager.redis.client.zcard(manager.keys.replies_due()) == 0
+
+
+async def test_redis_down_longer_than_a_lease_the_reply_goes_on_as_its_own(
+    full_redis: _Redis, replicas: Callable[[Settings], ConversationRuntime]
+) -> None:
+    settings = make_settings(
+        redis_url=full_redis.url,
+        generation_lease_ms=600,
+        generation_sweep_seconds=0.1,
+        generation_max_attempts=1,
+        offline_chunk_delay_ms=30,
+    )
+    a = replicas(settings)
+    replicas(settings)  # another replica, whose sweep finds the reply when Redis is back
+    manager = a.interviewer.manager
+    _, posted = await a.interviewer.start_conversation(ALICE, STORY)
+    assert posted is not None
+    sid = posted.session_id
+
+    async def streaming() -> bool:
+        return any(e.type == "message.delta" for e in await manager.read_events(sid))
+
+    await until(streaming, "the reply streaming")
+    # Redis is gone for several leases: the generator's lease lapses, and the other replica's
+    # sweep finds the reply due with nobody holding it once Redis is back.
+    full_redis.stop()
+    await asyncio.sleep(4 * settings.generation_lease_ms / 1000)
+    full_redis.start()
+    await until(lambda: all_answered(manager, [sid]), "the reply after Redis is back")
+    await assert_answered_once(manager, sid)
+    started = [e for e in await manager.read_events(sid) if e.type == "message.started"]
+    assert [e.data["attempt"] for e in started] == [1]
 
 
 async def test_a_new_session_chats_while_postgresql_is_down(
