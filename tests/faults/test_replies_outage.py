@@ -15,6 +15,7 @@ import contextlib
 import logging
 import subprocess
 import time
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -357,13 +358,15 @@ async def test_a_reply_that_needs_postgresql_waits_for_it_and_is_not_counted(
     # A session PostgreSQL has a snapshot of, whose orchestration Redis no longer holds: its
     # next reply must read it through PostgreSQL.
     manager = hybrid.manager
-    state = ConversationState(session_id="pgwait", user_id="alice", tenant_id="acme")
+    # PostgreSQL is this run's shared test database: a user and session of this test alone.
+    sid = uuid.uuid4().hex
+    state = ConversationState(session_id=sid, user_id=f"u-{sid[:12]}", tenant_id=f"t-{sid[:12]}")
     state.append_message("user", STORY, max_history=100)
     await manager.save_conversation_state(state, event=Event(type="session.created"))
-    await hybrid.snapshot_sessions(["pgwait"])
-    hot = await manager.get_hot_conversation_state("pgwait")
+    await hybrid.snapshot_sessions([sid])
+    hot = await manager.get_hot_conversation_state(sid)
     assert hot is not None and hot.durable_seq == 1 and replies.owes_reply(hot)
-    assert await manager.get_version("pgwait", "orchestration") == 0
+    assert await manager.get_version(sid, "orchestration") == 0
 
     url = make_url(settings.database_url)
     door = _PostgresDoor(url.host or "127.0.0.1", url.port or 5432)
@@ -386,13 +389,13 @@ async def test_a_reply_that_needs_postgresql_waits_for_it_and_is_not_counted(
         async def waited_twice() -> bool:
             return sum("store unavailable" in r.getMessage() for r in caplog.records) >= 2
 
-        replica.runner.kick("pgwait")
+        replica.runner.kick(sid)
         await until(waited_twice, "the reply waiting for PostgreSQL")
-        assert replies.owes_reply(await _hot(manager, "pgwait"))
+        assert replies.owes_reply(await _hot(manager, sid))
         await door.open()
-        await until(lambda: all_answered(manager, ["pgwait"]), "the reply after PostgreSQL")
-        await assert_answered_once(manager, "pgwait")
-        started = [e for e in await manager.read_events("pgwait") if e.type == "message.started"]
+        await until(lambda: all_answered(manager, [sid]), "the reply after PostgreSQL")
+        await assert_answered_once(manager, sid)
+        started = [e for e in await manager.read_events(sid) if e.type == "message.started"]
         assert [e.data["attempt"] for e in started] == [1]
     finally:
         await replica.stop(5)
