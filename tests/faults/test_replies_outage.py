@@ -1,6 +1,7 @@
 """Replies through store outages, with real servers: a private `redis-server` that fills up
-under `maxmemory` + `noeviction` and is then freed, and PostgreSQL behind a loopback port that
-refuses connections (nothing listens) and then forwards to the real server.
+under `maxmemory` + `noeviction` and is then freed, or is stopped for several leases and
+started again (its AOF keeps the data), and PostgreSQL behind a loopback port that refuses
+connections (nothing listens) and then forwards to the real server.
 
 What a user would notice: a reply caught by an outage arrives once the store answers, exactly
 once per message, and the outage never uses up its attempts (GENERATION_MAX_ATTEMPTS is 1 here,
