@@ -42,11 +42,9 @@ import uuid
 from collections.abc import Awaitable, Callable
 from typing import Protocol, TypeVar
 
-from redis.backoff import EqualJitterBackoff
-
 from backend.agents import replies
+from backend.agents.waits import OUTAGES, OutageWaits
 from backend.core.config import Settings
-from backend.core.db import DatabaseUnavailable
 from backend.core.errors import SessionNotFound, StoreUnavailable
 from backend.core.redis import translate_errors
 from backend.interviewer.base import CaseAnalysis, GenerationError, ReplyGenerator
@@ -58,10 +56,6 @@ from backend.streaming.tasks import cancel_and_wait
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
-
-# A store that cannot answer right now: the step waits and is tried again, never counted.
-OUTAGES = (StoreUnavailable, DatabaseUnavailable)
-_FIRST_WAIT_S = 0.1
 
 
 class Assessor(Protocol):
@@ -99,13 +93,10 @@ class ReplyRunner:
         self.generator = generator
         self.settings = settings
         self.due_key = manager.keys.replies_due()
-        # Waits between tries of a step the store refused: short at first, then up to a third
-        # of the lease (the renewer's pace), so a job is back within moments of the store.
-        self._backoff = EqualJitterBackoff(cap=max(lease.ttl_ms / 3000, _FIRST_WAIT_S), base=0.1)
+        self.waits = OutageWaits(lease.ttl_ms)
         # Set after construction: the orchestrator needs the interviewer, which needs us.
         self.assessor: Assessor | None = None
         self.accepting = True
-        self._outage_at = float("-inf")  # when this replica last found a store unavailable
         self._jobs: dict[str, _Job] = {}
         self._sweeper: asyncio.Task[None] | None = None
 
@@ -180,21 +171,12 @@ class ReplyRunner:
                     await self._serve(session_id, job)
                     failures = 0
                 except OUTAGES as exc:
-                    self._outage_at = time.monotonic()
+                    self.waits.seen()
                     if not self.accepting:
                         log.warning("reply for %s left due, store unavailable: %s", session_id, exc)
                         break
                     failures += 1
-                    wait = self._backoff.compute(failures)
-                    if failures == 1 or failures % 10 == 0:
-                        log.warning(
-                            "reply for %s waits %.1fs, store unavailable (try %d): %s",
-                            session_id,
-                            wait,
-                            failures,
-                            exc,
-                        )
-                    await asyncio.sleep(wait)
+                    await self.waits.pause(failures, f"reply for {session_id}", exc)
                     job.again = True
                 # No await between this test and the removal below: a kick() either set
                 # `again` before it, or finds no job and starts a new one.
@@ -210,7 +192,7 @@ class ReplyRunner:
 
     async def _serve(self, sid: str, job: _Job) -> None:
         token = job.token
-        if self._after_outage() and await self._someone_elses_reply(sid, token):
+        if self.waits.recent() and await self._someone_elses_reply(sid, token):
             return  # its generator may be alive and about to take its lease back: not yet
         if not await self.lease.take(sid, token):
             return  # another generator holds it and looks again after releasing it
@@ -268,17 +250,10 @@ class ReplyRunner:
         if conversation is not None and replies.pending_seq(conversation) is not None:
             job.again = True
 
-    def _after_outage(self) -> bool:
-        """Within two leases of a store outage seen here.
-
-        A lease that lapsed during an outage does not mean its generator died: it may be
-        waiting it out too, and takes its lease back within a third of a lease once the store
-        answers. Closing its reply as a dead generator's meanwhile would count an attempt the
-        outage took (and race it), so a reply found in that state is left alone until then.
-        """
-        return time.monotonic() - self._outage_at < 2 * self.lease.ttl_ms / 1000
-
     async def _someone_elses_reply(self, sid: str, token: str) -> bool:
+        """Whether the session has a reply of another generator (checked, without taking the
+        lease, shortly after an outage: a lapsed lease does not mean its generator died, and
+        closing its reply then would count an attempt the outage took, and race it)."""
         conversation = await self.manager.get_conversation_state(sid)
         current = None if conversation is None else replies.marker(conversation)
         return current is not None and current.get("token") != token
@@ -297,22 +272,13 @@ class ReplyRunner:
             try:
                 return await step()
             except OUTAGES as exc:
-                self._outage_at = time.monotonic()
+                self.waits.seen()
                 if job.lease_lost:
                     raise _LeaseLost from exc
                 if not self.accepting:
                     raise
                 failures += 1
-                wait = self._backoff.compute(failures)
-                if failures == 1 or failures % 10 == 0:
-                    log.warning(
-                        "session %s: store unavailable (%s); retrying in %.1fs (try %d)",
-                        sid,
-                        exc,
-                        wait,
-                        failures,
-                    )
-                await asyncio.sleep(wait)
+                await self.waits.pause(failures, f"session {sid}", exc)
             if job.lease_lost:
                 raise _LeaseLost
 
@@ -560,7 +526,7 @@ class ReplyRunner:
                 await self._mark_due(sid, delay=self.lease.ttl_ms / 1000)
             except StoreUnavailable as exc:
                 outage = True
-                self._outage_at = time.monotonic()
+                self.waits.seen()
                 log.warning("session %s: lease renewal failed (%s); retrying", sid, exc)
 
     async def _mark_due(self, sid: str, *, delay: float) -> None:
@@ -587,7 +553,7 @@ class ReplyRunner:
             try:
                 await self.sweep()
             except StoreUnavailable as exc:
-                self._outage_at = time.monotonic()
+                self.waits.seen()
                 log.warning("reply sweep skipped: %s", exc)
 
     async def sweep(self) -> int:

@@ -385,7 +385,7 @@ async def test_a_reply_that_needs_postgresql_waits_for_it_and_is_not_counted(
     replica_engine = create_engine(behind, pool_size=1)
     HybridConversationService(replica.interviewer.manager, replica_engine, behind).install()
     try:
-        caplog.set_level(logging.WARNING, logger="backend.agents.runner")
+        caplog.set_level(logging.WARNING, logger="backend.agents")
 
         async def waited_twice() -> bool:
             return sum("store unavailable" in r.getMessage() for r in caplog.records) >= 2
