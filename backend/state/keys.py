@@ -59,14 +59,6 @@ class Keys:
             self.lease(session_id),
         ]
 
-    def user_index(self, tenant_id: str, user_id: str) -> str:
-        if not (_PRINCIPAL_ID.match(tenant_id) and _PRINCIPAL_ID.match(user_id)):
-            raise ValueError(f"invalid tenant or user id: {tenant_id!r}, {user_id!r}")
-        return f"{self.prefix}:idx:{{t:{tenant_id}:u:{user_id}}}:sessions"
-
-    def dirty(self) -> str:
-        return f"{self.prefix}:dirty"
-
     def replies_due(self) -> str:
         """Sorted set: sessions that owe a reply, scored by when to check on them (unix s).
 
@@ -74,6 +66,14 @@ class Keys:
         session that owes a reply is in it whatever fails afterwards.
         """
         return f"{self.prefix}:replies:due"
+
+    def user_index(self, tenant_id: str, user_id: str) -> str:
+        if not (_PRINCIPAL_ID.match(tenant_id) and _PRINCIPAL_ID.match(user_id)):
+            raise ValueError(f"invalid tenant or user id: {tenant_id!r}, {user_id!r}")
+        return f"{self.prefix}:idx:{{t:{tenant_id}:u:{user_id}}}:sessions"
+
+    def dirty(self) -> str:
+        return f"{self.prefix}:dirty"
 
     def conversation_pattern(self) -> str:
         return f"{self.prefix}:s:*:conv"

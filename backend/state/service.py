@@ -302,33 +302,6 @@ class ConversationStateManager:
             self._decoded.written(keys[0], doc, state)
         return WriteResult(version=int(new_version), event_id=(rest[0] or None) if rest else None)
 
-    async def _drop_due(self, sid: str) -> None:
-        """Cluster only: remove a due entry after the write that settled the session.
-
-        Not atomic with that write (other slot), so look again afterwards: a message stored in
-        between added its own entry before our ZREM may have taken it; put it back.
-        """
-        with translate_errors():
-            await self.redis.client.zrem(self.keys.replies_due(), sid)
-            (meta,) = await self.session_metas([sid])
-            if meta is not None and meta.get("owes_reply"):
-                score = time.time() + self.settings.generation_lease_ms / 1000
-                await self.redis.client.zadd(self.keys.replies_due(), {sid: score}, lt=True)
-
-    def _due_score(self, state: StateDocument, now: float) -> float | str:
-        """How this write moves the session in the replies' due set (see write_state.lua).
-
-        A conversation that owes a reply is due one lease from now: the replica that stored
-        the message starts its reply at once, and should it die first, the sweep of any
-        replica finds it then. One that owes none leaves the set, in the write that stored
-        its reply (or final error) and not after it, so no failure in between strands it.
-        """
-        if not isinstance(state, ConversationState):
-            return ""
-        if owes_reply(state):
-            return now + self.settings.generation_lease_ms / 1000
-        return "-"
-
     async def _run_script(self, command: tuple[Any, ...]) -> Any:
         """One EVALSHA; on NOSCRIPT (a restarted Redis lost its script cache: the command did
         not run) load the scripts and send it again."""
@@ -652,6 +625,33 @@ class ConversationStateManager:
         if kind == "conversation":
             return self.keys.conversation(session_id)
         return self.keys.orchestration(session_id)
+
+    async def _drop_due(self, sid: str) -> None:
+        """Cluster only: remove a due entry after the write that settled the session.
+
+        Not atomic with that write (other slot), so look again afterwards: a message stored in
+        between added its own entry before our ZREM may have taken it; put it back.
+        """
+        with translate_errors():
+            await self.redis.client.zrem(self.keys.replies_due(), sid)
+            (meta,) = await self.session_metas([sid])
+            if meta is not None and meta.get("owes_reply"):
+                score = time.time() + self.settings.generation_lease_ms / 1000
+                await self.redis.client.zadd(self.keys.replies_due(), {sid: score}, lt=True)
+
+    def _due_score(self, state: StateDocument, now: float) -> float | str:
+        """How this write moves the session in the replies' due set (see write_state.lua).
+
+        A conversation that owes a reply is due one lease from now: the replica that stored
+        the message starts its reply at once, and should it die first, the sweep of any
+        replica finds it then. One that owes none leaves the set, in the write that stored
+        its reply (or final error) and not after it, so no failure in between strands it.
+        """
+        if not isinstance(state, ConversationState):
+            return ""
+        if owes_reply(state):
+            return now + self.settings.generation_lease_ms / 1000
+        return "-"
 
     def _ttls(self, kind: Kind) -> tuple[int, int]:
         conv, orch = self.settings.conversation_ttl, self.settings.orchestration_ttl
