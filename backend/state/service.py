@@ -241,13 +241,9 @@ class ConversationStateManager:
             "tenant_id": state.tenant_id,
         }
         if isinstance(state, ConversationState):
-            meta |= {
-                "kind": state.kind,
-                "title": state.title,
-                "message_count": state.message_count,
-                # Lets an open event stream check cheaply that its session's reply is coming.
-                "owes_reply": owes_reply(state),
-            }
+            # Lets an open event stream check cheaply that its session's reply is coming.
+            meta["owes_reply"] = owes_reply(state)
+            meta |= {"kind": state.kind, "title": state.title, "message_count": state.message_count}
         conversation, orchestration, events = self.keys.state_keys(sid)
         if kind == "conversation":
             keys = [conversation, orchestration, events]
@@ -422,16 +418,17 @@ class ConversationStateManager:
         *,
         kind: Kind = "conversation",
         create: Callable[[], Any] | None = None,
-        current: StateDocument | None = None,
         restore: bool = True,
+        current: StateDocument | None = None,
     ) -> tuple[Any, str | None]:
         """`update()`, also returning the stream id of the event written with the state.
 
-        SSE routes need that id: a client resumes after it (Last-Event-ID). `current` is a
-        state the caller has just read (and hands over: it is changed in place): the first
-        attempt starts from it instead of reading again; a conflict re-reads as usual.
         `restore=False` reads Redis only, never the restorer: for a state PostgreSQL cannot
         hold (a session it has no snapshot of), so the write works while PostgreSQL is down.
+
+        SSE routes need the stream id: a client resumes after it (Last-Event-ID). `current` is a
+        state the caller has just read (and hands over: it is changed in place): the first
+        attempt starts from it instead of reading again; a conflict re-reads as usual.
         """
         attempts = self.settings.state_write_max_attempts
         last: VersionConflict | None = None
