@@ -10,7 +10,9 @@ Bookkeeping lives in the conversation's `data`, so any replica can read it:
   answers), `token` (the lease token of its generator), `started_at`. A marker whose token is
   not the current lease holder's belongs to a generator that died: it is closed with an
   `error` event and the reply is generated again, at most `GENERATION_MAX_ATTEMPTS` times.
-* `attempts`: `{in_reply_to, count}` of the reply being attempted.
+* `attempts`: `{in_reply_to, count}` of the reply being attempted. An attempt counts when it
+  ends by the generator's own failure or its replica's death; one stopped by a store outage or
+  a shutdown is handed back (`counted=False`), so outages never use up a reply.
 """
 
 from __future__ import annotations
@@ -128,18 +130,24 @@ def fail_reply(
     message: str,
     retry: bool,
     max_attempts: int,
+    counted: bool = True,
 ) -> Event | None:
     """Close the reply with an `error` event; None if it is no longer current.
 
     With `retry`, the user message stays owed (another attempt follows) unless the attempts
     are used up; without it, the message counts as answered (the error is the answer).
+    `counted=False` (with `retry`): this attempt was stopped by something other than the
+    reply's own work (a store outage, a shutdown); it is given back and another always follows.
     """
     current = marker(conversation)
     if current is None or current.get("reply_id") != reply_id:
         return None
     in_reply_to = int(current["in_reply_to"])
     attempts = conversation.data.get("attempts") or {}
-    retrying = retry and int(attempts.get("count", 1)) < max_attempts
+    count = int(attempts.get("count", 1))
+    retrying = retry and (not counted or count < max_attempts)
+    if retrying and not counted and attempts.get("in_reply_to") == in_reply_to:
+        conversation.data["attempts"] = {"in_reply_to": in_reply_to, "count": max(0, count - 1)}
     _close(conversation, in_reply_to, answered=not retrying)
     return reply_error(reply_id, in_reply_to, code=code, message=message, retrying=retrying)
 

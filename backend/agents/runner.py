@@ -12,9 +12,20 @@ that lost its lease can no longer complete or fail a reply that someone else too
 
 Recovery, so a session is never stuck: a replica that dies mid-reply leaves a marker and a
 lease that expires. The sessions that owe a reply sit in a sorted set (`replies:due`, scored by
-when to look at them, pushed forward by each lease renewal); every replica sweeps it, and every
-read of a session checks it too. Whoever then takes the lease closes the dead reply with an
+when to look at them). The state write that leaves a session owing a reply puts it there and
+the write that stores its reply (or final error) takes it out, atomically (see
+`ConversationStateManager._write`), so whatever fails in between, it stays due. Lease renewals
+push its score forward; every replica sweeps the set, and every read of a session and every
+open event stream check too. Whoever then takes the lease closes the dead reply with an
 `error` event and generates it again.
+
+Outages are not failures of the work: when Redis refuses or drops a write (full under
+`noeviction`, restarting) or PostgreSQL is down (a restore), the job keeps its lease (its token
+takes it back after a long outage) and retries that one step with bounded, jittered
+exponential backoff until the store answers; nothing is counted against
+`GENERATION_MAX_ATTEMPTS`. Only the generator's own failures and a replica's death count. For
+two leases after an outage, a replica leaves alone a reply whose lease lapsed (its generator
+may be taking it back), rather than closing it as a dead generator's.
 
 Shutdown: stop taking new work, give running replies `SHUTDOWN_GRACE_SECONDS` to finish, then
 close the rest with an `error` event (retrying) and mark them due now, for another replica.
@@ -24,24 +35,27 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import time
 import uuid
-from collections.abc import Callable
-from typing import Protocol
+from collections.abc import Awaitable, Callable
+from typing import Protocol, TypeVar
 
 from backend.agents import replies
+from backend.agents.waits import OUTAGES, OutageWaits
 from backend.core.config import Settings
 from backend.core.errors import SessionNotFound, StoreUnavailable
 from backend.core.redis import translate_errors
 from backend.interviewer.base import CaseAnalysis, GenerationError, ReplyGenerator
 from backend.state.schemas import ConversationState, Event
 from backend.state.service import ConversationStateManager
-from backend.streaming.keys import StreamKeys
 from backend.streaming.lease import SessionLease
 from backend.streaming.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 
 class Assessor(Protocol):
@@ -55,12 +69,15 @@ class _NoWrite(Exception):
 
 
 class _Job:
-    __slots__ = ("again", "lease_lost", "task")
+    __slots__ = ("again", "lease_lost", "task", "token")
 
-    def __init__(self) -> None:
+    def __init__(self, token: str) -> None:
         self.again = False
         self.lease_lost = False
         self.task: asyncio.Task[None] | None = None
+        # One lease token for the job's whole life: after an outage it takes its lease back,
+        # and a marker with this token is its own, not a dead generator's.
+        self.token = token
 
 
 class ReplyRunner:
@@ -75,7 +92,8 @@ class ReplyRunner:
         self.lease = lease
         self.generator = generator
         self.settings = settings
-        self.due_key = StreamKeys(manager.keys.prefix).replies_due()
+        self.due_key = manager.keys.replies_due()
+        self.waits = OutageWaits(lease.ttl_ms)
         # Set after construction: the orchestrator needs the interviewer, which needs us.
         self.assessor: Assessor | None = None
         self.accepting = True
@@ -115,7 +133,7 @@ class ReplyRunner:
         if job is not None:
             job.again = True  # the running job looks again before it exits
             return
-        job = _Job()
+        job = _Job(self.lease.new_token())
         self._jobs[session_id] = job
         job.task = asyncio.create_task(self._run(session_id, job), name=f"reply-{session_id}")
 
@@ -127,23 +145,45 @@ class ReplyRunner:
         if not await self.lease.is_held(sid):
             self.kick(sid)
 
+    async def recheck(self, session_ids: list[str]) -> None:
+        """Sessions that owe a reply and have an open event stream here: start the reply of
+        any that nobody generates (the stream's client is waiting for it)."""
+        idle = [sid for sid in session_ids if sid not in self._jobs]
+        if not idle or not self.accepting:
+            return
+        with translate_errors():
+            pipe = self.manager.redis.client.pipeline(transaction=False)
+            for sid in idle:
+                pipe.exists(self.manager.keys.lease(sid))
+            held = await pipe.execute()
+        for sid, holder in zip(idle, held, strict=True):
+            if not holder:
+                self.kick(sid)
+
     # ---------------------------------------------------------------- the job
 
     async def _run(self, session_id: str, job: _Job) -> None:
+        failures = 0
         try:
             while True:
                 job.again = False
-                await self._serve(session_id, job)
+                try:
+                    await self._serve(session_id, job)
+                    failures = 0
+                except OUTAGES as exc:
+                    self.waits.seen()
+                    if not self.accepting:
+                        log.warning("reply for %s left due, store unavailable: %s", session_id, exc)
+                        break
+                    failures += 1
+                    await self.waits.pause(failures, f"reply for {session_id}", exc)
+                    job.again = True
                 # No await between this test and the removal below: a kick() either set
                 # `again` before it, or finds no job and starts a new one.
                 if not (job.again and self.accepting):
                     break
         except asyncio.CancelledError:
             raise
-        except StoreUnavailable as exc:
-            log.warning(
-                "reply for %s stopped, Redis unavailable (%s); due for a retry", session_id, exc
-            )
         except Exception:
             log.exception("reply job for session %s failed", session_id)
         finally:
@@ -151,43 +191,96 @@ class ReplyRunner:
                 del self._jobs[session_id]
 
     async def _serve(self, sid: str, job: _Job) -> None:
-        token = self.lease.new_token()
-        if not await self._take_lease(sid, token):
+        token = job.token
+        if self.waits.recent() and await self._someone_elses_reply(sid, token):
+            return  # its generator may be alive and about to take its lease back: not yet
+        if not await self.lease.take(sid, token):
             return  # another generator holds it and looks again after releasing it
         job.lease_lost = False
         renewing = asyncio.Event()
         renewing.set()
         renewer = asyncio.create_task(self._renew(sid, token, job, renewing))
         owed = True
+        outage = False
         try:
-            conversation = await self.manager.get_conversation_state(sid)
+            conversation = await self._stored(job, sid, self._reader(sid))
             while self.accepting and not job.lease_lost:
                 if conversation is None:
                     owed = False
                     break
                 current = replies.marker(conversation)
-                if current is not None and current.get("token") != token:
-                    conversation = await self._close_dead(sid, current)
+                if current is not None and current.get("token") == token:
+                    # Our own reply, cut off by an outage before it could be stored or closed.
+                    conversation = await self._fail(
+                        job,
+                        sid,
+                        str(current.get("reply_id")),
+                        "generation_interrupted",
+                        "the store was unavailable while generating this reply; "
+                        "it is generated again",
+                        retry=True,
+                        counted=False,
+                    )
+                elif current is not None:
+                    conversation = await self._close_dead(job, sid, current)
                 elif replies.pending_seq(conversation) is None:
                     owed = False
                     break
                 else:
                     conversation = await self._reply(sid, conversation, token, job)
                 if conversation is None:  # the last write did not say: read it
-                    conversation = await self.manager.get_conversation_state(sid)
+                    conversation = await self._stored(job, sid, self._reader(sid))
             if not owed:
-                with translate_errors():
-                    await self.manager.redis.client.zrem(self.due_key, sid)
+                await self._drop_due(sid, gone=conversation is None)
             elif not self.accepting:
                 await self._mark_due(sid, delay=0)
+        except _LeaseLost:
+            pass  # whoever took the session over answers it
+        except OUTAGES:
+            # Keep the lease: this job takes it back with the same token and goes on.
+            outage = True
+            raise
         finally:
             renewing.clear()  # also stops it should the cancellation be swallowed (`tasks`)
             renewer.cancel()
-            with contextlib.suppress(StoreUnavailable):
-                await self.lease.release(sid, token)
+            if not outage:
+                with contextlib.suppress(StoreUnavailable):
+                    await self.lease.release(sid, token)
         conversation = await self.manager.get_conversation_state(sid)
         if conversation is not None and replies.pending_seq(conversation) is not None:
             job.again = True
+
+    async def _someone_elses_reply(self, sid: str, token: str) -> bool:
+        """Whether the session has a reply of another generator (checked, without taking the
+        lease, shortly after an outage: a lapsed lease does not mean its generator died, and
+        closing its reply then would count an attempt the outage took, and race it)."""
+        conversation = await self.manager.get_conversation_state(sid)
+        current = None if conversation is None else replies.marker(conversation)
+        return current is not None and current.get("token") != token
+
+    def _reader(self, sid: str) -> Callable[[], Awaitable[ConversationState | None]]:
+        return lambda: self.manager.get_conversation_state(sid)
+
+    async def _stored(self, job: _Job, sid: str, step: Callable[[], Awaitable[T]]) -> T:
+        """Run one step against the stores, waiting out their outages (see module doc).
+
+        Gives up only when this replica stops taking work (the session stays due for
+        another) or its lease was taken over (the new holder answers).
+        """
+        failures = 0
+        while True:
+            try:
+                return await step()
+            except OUTAGES as exc:
+                self.waits.seen()
+                if job.lease_lost:
+                    raise _LeaseLost from exc
+                if not self.accepting:
+                    raise
+                failures += 1
+                await self.waits.pause(failures, f"session {sid}", exc)
+            if job.lease_lost:
+                raise _LeaseLost
 
     async def _reply(
         self, sid: str, conversation: ConversationState, token: str, job: _Job
@@ -208,7 +301,7 @@ class ReplyRunner:
             return event
 
         try:
-            conversation = await self._write(sid, conversation, start)
+            conversation = await self._write(job, sid, conversation, start)
         except _NoWrite:
             return None
         if replies.marker(conversation) is None:
@@ -217,13 +310,16 @@ class ReplyRunner:
             text = await self._generate(sid, reply_id, conversation, job)
         except asyncio.CancelledError:
             # Shutdown grace is over: close the reply for clients; another replica retries.
-            with contextlib.suppress(StoreUnavailable):
+            # Not the reply's fault, so the attempt is not counted.
+            with contextlib.suppress(*OUTAGES):
                 await self._fail(
+                    None,
                     sid,
                     reply_id,
                     "generation_interrupted",
                     "the server stopped while generating this reply; it is generated again",
                     retry=True,
+                    counted=False,
                 )
             await self._mark_due(sid, delay=0)
             raise
@@ -232,12 +328,13 @@ class ReplyRunner:
         except SessionNotFound:
             return None  # deleted while replying: nothing left to answer
         except GenerationError as exc:
-            return await self._fail(sid, reply_id, "generation_failed", str(exc), retry=False)
-        except StoreUnavailable:
-            raise  # the marker stays; a sweep or a read retries once Redis is back
+            return await self._fail(job, sid, reply_id, "generation_failed", str(exc), retry=False)
+        except OUTAGES:
+            raise  # this replica stops taking work: the marker stays, the session due
         except Exception as exc:
             log.exception("reply generator failed for session %s", sid)
             return await self._fail(
+                job,
                 sid,
                 reply_id,
                 "generation_failed",
@@ -258,7 +355,7 @@ class ReplyRunner:
             return event
 
         try:
-            return await self._write(sid, conversation, complete)
+            return await self._write(job, sid, conversation, complete)
         except (_NoWrite, SessionNotFound):
             return None
 
@@ -273,7 +370,8 @@ class ReplyRunner:
         once (the offline interviewer without pacing) costs one or two writes, not forty.
         """
         assert self.assessor is not None, "the runner needs its assessor (the orchestrator)"
-        analysis = await self.assessor.assess(sid, conversation)
+        assessor = self.assessor
+        analysis = await self._stored(job, sid, lambda: assessor.assess(sid, conversation))
         marker = replies.marker(conversation)
         assert marker is not None
         in_reply_to = marker["in_reply_to"]
@@ -294,6 +392,7 @@ class ReplyRunner:
                 if aclose is not None:
                     await aclose()
 
+        append = functools.partial(self.manager.append_event, sid)
         producer = asyncio.create_task(produce())
         producer.add_done_callback(lambda _: ready.set())
         index = 0
@@ -316,7 +415,8 @@ class ReplyRunner:
                         },
                     )
                     index += 1
-                    if await self.manager.append_event(sid, event) is None:
+                    appended = await self._stored(job, sid, functools.partial(append, event))
+                    if appended is None:
                         raise SessionNotFound(f"session {sid} was deleted while replying")
                 if producer.done() and not unsent:
                     producer.result()  # the generator's own error, if it failed
@@ -332,6 +432,7 @@ class ReplyRunner:
 
     async def _write(
         self,
+        job: _Job,
         sid: str,
         state: ConversationState,
         mutate: Callable[[ConversationState], Event],
@@ -339,14 +440,31 @@ class ReplyRunner:
         """`update()` starting from a state this job already holds (no re-read first).
 
         When someone wrote in between (a new user message), the version check fails and
-        `update()` re-reads and retries as usual.
+        `update()` re-reads and retries as usual. After an outage it reads afresh: the
+        refused attempt changed `state` in place.
         """
-        written, _ = await self.manager.update_returning_event(sid, mutate, current=state)
-        return written
+        given: ConversationState | None = state
+
+        async def attempt() -> ConversationState:
+            nonlocal given
+            current, given = given, None
+            written, _ = await self.manager.update_returning_event(sid, mutate, current=current)
+            return written
+
+        return await self._stored(job, sid, attempt)
 
     async def _fail(
-        self, sid: str, reply_id: str, code: str, message: str, *, retry: bool
+        self,
+        job: _Job | None,
+        sid: str,
+        reply_id: str,
+        code: str,
+        message: str,
+        *,
+        retry: bool,
+        counted: bool = True,
     ) -> ConversationState | None:
+        """Close the reply with an `error` event (waiting out outages, given a `job`)."""
         max_attempts = self.settings.generation_max_attempts
 
         def fail(state: ConversationState) -> Event:
@@ -357,21 +475,29 @@ class ReplyRunner:
                 message=message,
                 retry=retry,
                 max_attempts=max_attempts,
+                counted=counted,
             )
             if event is None:
                 raise _NoWrite
             return event
 
+        def write() -> Awaitable[ConversationState]:
+            return self.manager.update(sid, fail)
+
         try:
-            return await self.manager.update(sid, fail)
+            return await (write() if job is None else self._stored(job, sid, write))
         except (_NoWrite, SessionNotFound):
             return None
 
-    async def _close_dead(self, sid: str, dead: dict[str, object]) -> ConversationState | None:
+    async def _close_dead(
+        self, job: _Job, sid: str, dead: dict[str, object]
+    ) -> ConversationState | None:
         log.warning(
             "session %s: closing reply %s of a generator that died", sid, dead.get("reply_id")
         )
+        # Counted: a reply whose generation kills its replica must not loop for ever.
         return await self._fail(
+            job,
             sid,
             str(dead.get("reply_id")),
             "generation_interrupted",
@@ -381,33 +507,45 @@ class ReplyRunner:
 
     # ------------------------------------------------------------ lease, sweep
 
-    async def _take_lease(self, sid: str, token: str) -> bool:
-        # One round trip: the due mark (so a sweep finds the session if we die) and the lease.
-        with translate_errors():
-            pipe = self.manager.redis.client.pipeline(transaction=False)
-            pipe.zadd(self.due_key, {sid: time.time() + self.lease.ttl_ms / 1000})
-            pipe.set(self.manager.keys.lease(sid), token, nx=True, px=self.lease.ttl_ms)
-            _, taken = await pipe.execute()
-        return bool(taken)
-
     async def _renew(self, sid: str, token: str, job: _Job, renewing: asyncio.Event) -> None:
         interval = self.lease.ttl_ms / 3000
+        outage = False
         while renewing.is_set():
             await asyncio.sleep(interval)
             if not renewing.is_set():
                 return
             try:
-                if not await self.lease.renew(sid, token):
+                # After an outage the lease may have expired meanwhile: take it back when
+                # nobody else did (the job was waiting, not dead).
+                held = await (self.lease.take if outage else self.lease.renew)(sid, token)
+                outage = False
+                if not held:
                     log.warning("session %s: lease lost; stopping this reply", sid)
                     job.lease_lost = True
                     return
                 await self._mark_due(sid, delay=self.lease.ttl_ms / 1000)
             except StoreUnavailable as exc:
+                outage = True
+                self.waits.seen()
                 log.warning("session %s: lease renewal failed (%s); retrying", sid, exc)
 
     async def _mark_due(self, sid: str, *, delay: float) -> None:
+        """Move the session's due entry (XX: only one a state write put there; a session
+        that owes nothing any more must not come back)."""
         with contextlib.suppress(StoreUnavailable), translate_errors():
-            await self.manager.redis.client.zadd(self.due_key, {sid: time.time() + delay})
+            await self.manager.redis.client.zadd(self.due_key, {sid: time.time() + delay}, xx=True)
+
+    async def _drop_due(self, sid: str, *, gone: bool) -> None:
+        """Nothing owed: drop a due entry the writes left behind (a session deleted, or one
+        written before the due set was kept by the writes)."""
+        with translate_errors():
+            removed = await self.manager.redis.client.zrem(self.due_key, sid)
+        if removed and not gone:
+            # Look again: a message stored just before the ZREM had its entry taken with it.
+            conversation = await self.manager.get_hot_conversation_state(sid)
+            if conversation is not None and replies.owes_reply(conversation):
+                with translate_errors():
+                    await self.manager.redis.client.zadd(self.due_key, {sid: time.time()})
 
     async def _sweep_loop(self) -> None:
         while self.accepting:
@@ -415,6 +553,7 @@ class ReplyRunner:
             try:
                 await self.sweep()
             except StoreUnavailable as exc:
+                self.waits.seen()
                 log.warning("reply sweep skipped: %s", exc)
 
     async def sweep(self) -> int:

@@ -1,8 +1,9 @@
 """The conversation runtime of one replica: built and torn down by the app's lifespan.
 
 It owns the shared stream tailer (with its own Redis client: blocking reads must not tie up the
-request pool, and they need a socket timeout longer than the block), the reply runner and its
-generator, and the two services routes use. Nothing in it holds conversation state.
+request pool, they need a socket timeout longer than the block, and they must not reconnect
+behind the tailer's back), the reply runner and its generator, and the two services routes
+use. Nothing in it holds conversation state.
 """
 
 from __future__ import annotations
@@ -50,7 +51,12 @@ class ConversationRuntime:
         replica_id = uuid.uuid4().hex[:12]
         block_s = settings.stream_block_ms / 1000
         hub_settings = settings.model_copy(
-            update={"redis_socket_timeout": settings.redis_socket_timeout + block_s}
+            update={
+                "redis_socket_timeout": settings.redis_socket_timeout + block_s,
+                # No silent reconnect: a reader must see a dropped connection (Redis may have
+                # restarted and lost entries) to check its streams before reading on.
+                "redis_retries": 0,
+            }
         )
         hub_redis = RedisService(create_redis_client(hub_settings))
         hub = StreamHub(
@@ -72,6 +78,7 @@ class ConversationRuntime:
         )
         orchestrator = IntelligentTriageOrchestrator(manager, interviewer)
         runner.assessor = orchestrator
+        hub.on_owing = runner.recheck
         hub.start()
         runner.start()
         runtime = cls(replica_id, hub_redis, hub, generator, runner, interviewer, orchestrator)

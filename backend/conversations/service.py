@@ -302,7 +302,11 @@ class IntelligentInterviewerService:
     async def get_conversation_status(self, principal: Principal, session_id: str) -> SessionInfo:
         state, head = await self._head(principal, session_id)
         ttl = await self.manager.redis.get_ttl(self.manager.keys.conversation(session_id))
-        orchestration = await self.manager.get_orchestration_state(session_id)
+        # A session PostgreSQL has no snapshot of has nothing there to restore (see
+        # triage.service.may_be_in_postgres): a new one's info works while it is down.
+        orchestration = await self.manager.get_orchestration_state(
+            session_id, restore=state.durable_seq > 0
+        )
         return SessionInfo(
             **head,
             messages_in_window=len(state.messages),
@@ -367,7 +371,7 @@ class IntelligentInterviewerService:
     async def _delete(self, session_id: str) -> None:
         await self.manager.delete_session(session_id)
         with translate_errors():
-            await self.manager.redis.client.zrem(self.runner.due_key, session_id)
+            await self.manager.redis.client.zrem(self.manager.keys.replies_due(), session_id)
 
 
 def _replayed(state: ConversationState, record: dict[str, Any], text: str | None) -> Posted:

@@ -64,6 +64,14 @@ class Keys:
             self.lease(session_id),
         ]
 
+    def replies_due(self) -> str:
+        """Sorted set: sessions that owe a reply, scored by when to check on them (unix s).
+
+        Kept by the state writes themselves (see `ConversationStateManager._write`), so a
+        session that owes a reply is in it whatever fails afterwards.
+        """
+        return f"{self.prefix}:replies:due"
+
     def user_index(self, tenant_id: str, user_id: str) -> str:
         if not (_PRINCIPAL_ID.match(tenant_id) and _PRINCIPAL_ID.match(user_id)):
             raise ValueError(f"invalid tenant or user id: {tenant_id!r}, {user_id!r}")

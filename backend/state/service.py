@@ -31,6 +31,9 @@ from redis import exceptions as redis_errors
 if TYPE_CHECKING:
     from backend.state.migration import MigrationReport
 
+# What a conversation owes is bookkeeping in its own document (pure functions, no I/O); the
+# due set that follows it must change in the same write as the document.
+from backend.agents.replies import owes_reply
 from backend.core.autopipeline import AutoPipeline
 from backend.core.config import Settings
 from backend.core.errors import InvalidState, SessionNotFound, VersionConflict
@@ -126,9 +129,12 @@ class ConversationStateManager:
             return restored
         return state
 
-    async def get_orchestration_state(self, session_id: str) -> OrchestrationState | None:
+    async def get_orchestration_state(
+        self, session_id: str, *, restore: bool = True
+    ) -> OrchestrationState | None:
+        """The session's orchestration; read-through unless `restore=False` (see `update`)."""
         state = await self._get(OrchestrationState, self.keys.orchestration(session_id))
-        if state is None and self.restorer is not None:
+        if state is None and restore and self.restorer is not None:
             restored = await self.restorer(self, "orchestration", session_id)
             assert restored is None or isinstance(restored, OrchestrationState)
             return restored
@@ -277,7 +283,13 @@ class ConversationStateManager:
             "tenant_id": state.tenant_id,
         }
         if isinstance(state, ConversationState):
-            meta |= {"kind": state.kind, "title": state.title, "message_count": state.message_count}
+            meta |= {
+                "kind": state.kind,
+                "title": state.title,
+                "message_count": state.message_count,
+                # Lets an open event stream check cheaply that its session's reply is coming.
+                "owes_reply": owes_reply(state),
+            }
         conversation, orchestration, events, idem, idem_old = self.keys.state_keys(sid)
         if kind == "conversation":
             keys = [conversation, orchestration, events, idem, idem_old]
@@ -297,16 +309,19 @@ class ConversationStateManager:
         index_key = self.keys.user_index(state.tenant_id, state.user_id)
         ttl = self.settings.conversation_ttl
         index_score = updated_us if kind == "conversation" else ""
-        dirty_score = time.time() if mark_dirty else ""
+        now = time.time()
+        dirty_score = now if mark_dirty else ""
+        due_score = self._due_score(state, now)
         if self._single_node:
-            keys += [index_key, self.keys.dirty()]
+            keys += [index_key, self.keys.dirty(), self.keys.replies_due()]
             args += [sid, index_score, ttl, dirty_score, *self._idempotency_args(idempotency)]
+            args.append(due_score)
             reply = await self._run_script(_evalsha(self._write_script.sha, keys, args))
         else:
             # Pipeline, not MULTI: on a cluster the index and dirty set sit in other slots. If
             # the versioned write loses, the extra ZADDs are harmless (the session exists and is
             # at least as new as this score); if we crash after the script, both are rebuildable.
-            args += [sid, "", ttl, "", *self._idempotency_args(idempotency)]
+            args += [sid, "", ttl, "", *self._idempotency_args(idempotency), ""]
             commands = [_evalsha(self._write_script.sha, keys, args)]
             if index_score != "":
                 prune = int(mode == "restore" or version == 0)  # a new session, as in the script
@@ -315,7 +330,14 @@ class ConversationStateManager:
                 )
             if dirty_score != "":
                 commands.append(("ZADD", self.keys.dirty(), "NX", dirty_score, sid))
+            # Adding a due entry rides along even if the versioned write loses (a spare entry
+            # costs the sweep one look); removing one waits until the write has won, since a
+            # lost write's state is not the session's.
+            if due_score not in ("", "-"):
+                commands.append(("ZADD", self.keys.replies_due(), "LT", due_score, sid))
             reply = (await self._pipeline(commands))[0]
+            if reply[0] and due_score == "-":
+                await self._drop_due(sid)
         ok, new_version, *rest = reply
         if ok == 2:
             raise AlreadyWritten(json.loads(new_version))
@@ -334,6 +356,33 @@ class ConversationStateManager:
             self.settings.idempotency_keys_per_session,
             self.settings.conversation_ttl,
         )
+
+    async def _drop_due(self, sid: str) -> None:
+        """Cluster only: remove a due entry after the write that settled the session.
+
+        Not atomic with that write (other slot), so look again afterwards: a message stored in
+        between added its own entry before our ZREM may have taken it; put it back.
+        """
+        with translate_errors():
+            await self.redis.client.zrem(self.keys.replies_due(), sid)
+            (meta,) = await self.session_metas([sid])
+            if meta is not None and meta.get("owes_reply"):
+                score = time.time() + self.settings.generation_lease_ms / 1000
+                await self.redis.client.zadd(self.keys.replies_due(), {sid: score}, lt=True)
+
+    def _due_score(self, state: StateDocument, now: float) -> float | str:
+        """How this write moves the session in the replies' due set (see write_state.lua).
+
+        A conversation that owes a reply is due one lease from now: the replica that stored
+        the message starts its reply at once, and should it die first, the sweep of any
+        replica finds it then. One that owes none leaves the set, in the write that stored
+        its reply (or final error) and not after it, so no failure in between strands it.
+        """
+        if not isinstance(state, ConversationState):
+            return ""
+        if owes_reply(state):
+            return now + self.settings.generation_lease_ms / 1000
+        return "-"
 
     async def _run_script(self, command: tuple[Any, ...]) -> Any:
         """One EVALSHA; on NOSCRIPT (a restarted Redis lost its script cache: the command did
@@ -413,6 +462,7 @@ class ConversationStateManager:
         *,
         kind: Literal["conversation"] = ...,
         create: Callable[[], ConversationState] | None = ...,
+        restore: bool = ...,
     ) -> ConversationState: ...
 
     @overload
@@ -423,6 +473,7 @@ class ConversationStateManager:
         *,
         kind: Literal["orchestration"],
         create: Callable[[], OrchestrationState] | None = ...,
+        restore: bool = ...,
     ) -> OrchestrationState: ...
 
     async def update(
@@ -432,6 +483,7 @@ class ConversationStateManager:
         *,
         kind: Kind = "conversation",
         create: Callable[[], Any] | None = None,
+        restore: bool = True,
     ) -> Any:
         """Read, apply `mutate`, write; on a conflict re-read and retry with jittered backoff.
 
@@ -440,7 +492,9 @@ class ConversationStateManager:
         initial state when the session does not exist; without it a missing session raises
         `SessionNotFound`. After `STATE_WRITE_MAX_ATTEMPTS` conflicts, `VersionConflict` is raised.
         """
-        state, _ = await self.update_returning_event(session_id, mutate, kind=kind, create=create)
+        state, _ = await self.update_returning_event(
+            session_id, mutate, kind=kind, create=create, restore=restore
+        )
         return state
 
     async def update_returning_event(
@@ -452,6 +506,7 @@ class ConversationStateManager:
         create: Callable[[], Any] | None = None,
         current: StateDocument | None = None,
         idempotency: IdempotentWrite | None = None,
+        restore: bool = True,
     ) -> tuple[Any, str | None]:
         """`update()`, also returning the stream id of the event written with the state.
 
@@ -460,17 +515,21 @@ class ConversationStateManager:
         attempt starts from it instead of reading again; a conflict re-reads as usual.
         `idempotency` tags the write (see `IdempotentWrite`): if its key was used already, no
         attempt writes and `AlreadyWritten` is raised.
+        `restore=False` reads Redis only, never the restorer: for a state PostgreSQL cannot
+        hold (a session it has no snapshot of), so the write works while PostgreSQL is down.
         """
         attempts = self.settings.state_write_max_attempts
         last: VersionConflict | None = None
         for attempt in range(attempts):
             if attempt == 0 and current is not None:
                 state: Any = current
+            elif kind == "conversation" and not restore:
+                state = await self.get_hot_conversation_state(session_id)
             else:
                 state = await (
                     self.get_conversation_state(session_id)
                     if kind == "conversation"
-                    else self.get_orchestration_state(session_id)
+                    else self.get_orchestration_state(session_id, restore=restore)
                 )
             if state is None:
                 if create is None:
@@ -579,10 +638,12 @@ class ConversationStateManager:
         return int(count), lag
 
     async def rebuild_indexes(self) -> int:
-        """Rebuild every user's index and the dirty set from the sessions' own state.
+        """Rebuild every user's index, the dirty set and the replies' due set from the
+        sessions' own state.
 
         Marks every live session dirty: snapshotting is idempotent, so the worst case is
-        redundant work, never a lost write. Returns the number of sessions seen.
+        redundant work, never a lost write. A session that owes a reply is made due now.
+        Returns the number of sessions seen.
         """
         seen = 0
         async for key in self.redis.scan_keys(self.keys.conversation_pattern()):
@@ -591,16 +652,18 @@ class ConversationStateManager:
             if meta is None:
                 continue
             index_key = self.keys.user_index(meta["tenant_id"], meta["user_id"])
-            await self._pipeline(
-                [
-                    _evalsha(
-                        self._index_script.sha,
-                        [index_key],
-                        [sid, meta["updated_at"], self.settings.conversation_ttl, 1],
-                    ),
-                    ("ZADD", self.keys.dirty(), "NX", time.time(), sid),
-                ]
-            )
+            commands: list[tuple[Any, ...]] = [
+                _evalsha(
+                    self._index_script.sha,
+                    [index_key],
+                    [sid, meta["updated_at"], self.settings.conversation_ttl, 1],
+                ),
+                ("ZADD", self.keys.dirty(), "NX", time.time(), sid),
+            ]
+            conversation = await self.get_hot_conversation_state(sid)
+            if conversation is not None and owes_reply(conversation):
+                commands.append(("ZADD", self.keys.replies_due(), "LT", time.time(), sid))
+            await self._pipeline(commands)
             seen += 1
         return seen
 

@@ -23,8 +23,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 from collections import deque
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -242,6 +244,8 @@ class StreamHub:
         self._readers: list[_Reader] = []
         self._tasks: set[asyncio.Task[None]] = set()
         self._checker: asyncio.Task[None] | None = None
+        # Set by the runtime: called with open streams' sessions that owe a reply.
+        self.on_owing: Callable[[list[str]], Awaitable[None]] | None = None
 
     # ---------------------------------------------------------------- lifecycle
 
@@ -337,7 +341,9 @@ class StreamHub:
     # ------------------------------------------------------------------- checks
 
     async def _check_loop(self) -> None:
-        """Every few seconds, end the streams of sessions that were deleted or expired.
+        """Every few seconds, end the streams of sessions that were deleted or expired, and
+        hand the ones that owe a reply to `on_owing` (the reply runner checks someone is
+        generating it: a client is waiting on this stream).
 
         A blocking XREAD on a deleted stream would otherwise wait forever.
         """
@@ -350,11 +356,19 @@ class StreamHub:
                     with translate_errors():
                         pipe = self.client.pipeline(transaction=False)
                         for tail in chunk:
-                            pipe.exists(self.keys.conversation(tail.session_id))
-                        alive = await pipe.execute()
+                            pipe.hget(self.keys.conversation(tail.session_id), "meta")
+                        metas = await pipe.execute()
                 except StoreUnavailable:
                     break
-                for tail, exists in zip(chunk, alive, strict=True):
-                    if not exists:
+                owing = []
+                for tail, meta in zip(chunk, metas, strict=True):
+                    if meta is None:
                         for sub in tuple(tail.subs):
                             sub.close("gone")
+                    elif json.loads(meta).get("owes_reply"):
+                        owing.append(tail.session_id)
+                if owing and self.on_owing is not None:
+                    try:
+                        await self.on_owing(owing)
+                    except StoreUnavailable:
+                        break

@@ -15,10 +15,6 @@ class StreamKeys:
     def __init__(self, prefix: str) -> None:
         self.prefix = prefix
 
-    def replies_due(self) -> str:
-        """Sorted set: sessions that owe a reply, scored by when to check on them (unix s)."""
-        return f"{self.prefix}:replies:due"
-
     def reader_wake(self, replica_id: str, reader: int) -> str:
         """A tiny stream a replica's tailer adds to its own blocking read, to wake it up."""
         if not _REPLICA.match(replica_id):

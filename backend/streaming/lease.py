@@ -1,9 +1,12 @@
 """A per-session lease: at most one reply generator per session across all replicas.
 
-`SET key token NX PX ttl` takes it; the holder renews it well before it expires; release is
-compare-and-delete in Lua, so a holder whose lease already expired (and was taken over) can
-never delete its successor's. The lease key shares the session's hash tag. A dead holder simply
-stops renewing: after `ttl` the lease is free and another replica recovers the session.
+`take` (Lua: set when free, extend when the caller's token already holds it) takes it; the
+holder renews it well before it expires; release is compare-and-delete in Lua, so a holder
+whose lease already expired (and was taken over) can never delete its successor's. The lease
+key shares the session's hash tag. A dead holder simply stops renewing: after `ttl` the lease
+is free and another replica recovers the session. A live holder that waited out a Redis outage
+takes its lease back with the same token when nobody else took it meanwhile, so its reply goes
+on as its own instead of being closed as a dead generator's.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ class SessionLease:
         self.keys = keys
         self.ttl_ms = ttl_ms
         self.owner = owner
+        self._take = redis.client.register_script(_lua("lease_take.lua"))
         self._renew = redis.client.register_script(_lua("lease_renew.lua"))
         self._release = redis.client.register_script(_lua("lease_release.lua"))
 
@@ -41,6 +45,10 @@ class SessionLease:
                     self.keys.lease(session_id), token, nx=True, px=self.ttl_ms
                 )
             )
+
+    async def take(self, session_id: str, token: str) -> bool:
+        """Hold the lease with `token`: take it when free, keep it when `token` holds it."""
+        return bool(await self._run(self._take, session_id, token, self.ttl_ms))
 
     async def renew(self, session_id: str, token: str) -> bool:
         return bool(await self._run(self._renew, session_id, token, self.ttl_ms))

@@ -103,6 +103,11 @@ async def session_events(
             if isinstance(item, Reload):
                 last = parse_stream_id(item.after)
                 yield emit(reload_event(sid, ResumePoint(item.after, True, item.reason)))
+                if ends is not None and item.reason == "stream_lost":
+                    # A stream that waits for one reply (the chat POST): Redis may have lost
+                    # the message it answers, so the reply may never come. The client reloads
+                    # the history and sends it again if it is gone.
+                    return
                 continue
             for entry in item:
                 entry_id = parse_stream_id(entry.id)

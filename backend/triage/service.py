@@ -36,6 +36,17 @@ class _Unchanged(Exception):
     pass
 
 
+def may_be_in_postgres(conversation: ConversationState) -> bool:
+    """Whether PostgreSQL may hold an orchestration of this session that Redis lacks.
+
+    An orchestration is restored together with its conversation, and PostgreSQL holds one only
+    once it has a snapshot of the session (`durable_seq`, set by each snapshot and restore). A
+    new session has none, so reading its orchestration never reads through: its replies and
+    status work while PostgreSQL is down.
+    """
+    return conversation.durable_seq > 0
+
+
 class IntelligentTriageOrchestrator:
     def __init__(
         self, manager: ConversationStateManager, interviewer: IntelligentInterviewerService
@@ -79,7 +90,9 @@ class IntelligentTriageOrchestrator:
     async def get_orchestration_status(self, principal: Principal, session_id: str) -> TriageStatus:
         conversation = await self.interviewer.get_owned(principal, session_id)
         await self.interviewer.runner.ensure(conversation)
-        orchestration = await self.manager.get_orchestration_state(session_id)
+        orchestration = await self.manager.get_orchestration_state(
+            session_id, restore=may_be_in_postgres(conversation)
+        )
         return self._status(conversation, orchestration)
 
     async def assess(self, session_id: str, conversation: ConversationState) -> CaseAnalysis:
@@ -120,7 +133,13 @@ class IntelligentTriageOrchestrator:
             )
 
         with contextlib.suppress(_Unchanged):
-            await self.manager.update(session_id, record, kind="orchestration", create=create)
+            await self.manager.update(
+                session_id,
+                record,
+                kind="orchestration",
+                create=create,
+                restore=may_be_in_postgres(conversation),
+            )
         return analysis
 
     def _status(

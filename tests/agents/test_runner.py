@@ -227,3 +227,58 @@ async def test_a_failing_generator_closes_the_reply_with_an_error(
     assert entries[-1].data["retrying"] is False
     assert [m.role for m in state.messages] == ["user"]
     assert state.data["replied_through"] == 1
+
+
+async def test_a_stored_message_whose_reply_never_started_is_answered_by_the_sweep(
+    start_runtime: Start, manager: ConversationStateManager
+) -> None:
+    # The replica that stored the message died before its reply started (no kick, no lease,
+    # no read of the session afterwards): the write itself made the session due.
+    state = await session_with(manager, "s1")
+
+    def add(current: ConversationState) -> Event:
+        message = current.append_message("user", STORY, max_history=100)
+        return replies.user_message_event(message)
+
+    await manager.update(state.session_id, add)
+    assert await manager.redis.client.zscore(manager.keys.replies_due(), "s1") is not None
+    start_runtime(generation_lease_ms=300, generation_sweep_seconds=0.1)
+    state = await settled(manager, "s1")
+    assert [m.role for m in state.messages] == ["user", "assistant"]
+    # The write that stored the reply took the session out of the due set.
+    assert await manager.redis.client.zscore(manager.keys.replies_due(), "s1") is None
+
+
+async def test_an_open_event_stream_starts_a_reply_nobody_generates(
+    start_runtime: Start, manager: ConversationStateManager
+) -> None:
+    # A session owing a reply that is in no due set (lost with it, or stored before the writes
+    # kept it) and that nobody reads: a client waiting on its event stream is enough.
+    await session_with(manager, "s1", STORY)
+    await manager.redis.client.zrem(manager.keys.replies_due(), "s1")
+    runtime = start_runtime(stream_check_seconds=0.1, generation_sweep_seconds=0.1)
+    sub = runtime.hub.new_subscription("s1")
+    runtime.hub.attach(sub, "0-0")
+    try:
+        state = await settled(manager, "s1")
+    finally:
+        runtime.hub.unsubscribe(sub)
+    assert [m.role for m in state.messages] == ["user", "assistant"]
+
+
+async def test_an_interruption_by_a_shutdown_is_not_counted(
+    start_runtime: Start, manager: ConversationStateManager
+) -> None:
+    # One attempt allowed: a reply cut off by its replica's shutdown is still generated again.
+    runtime = start_runtime(offline_chunk_delay_ms=100, generation_max_attempts=1)
+    _, posted = await runtime.interviewer.start_conversation(ALICE, STORY)
+    assert posted is not None
+    sid = posted.session_id
+    await wait_for_event(manager, sid, "message.delta")
+    await runtime.stop(0.1)
+    start_runtime(generation_sweep_seconds=0.1, generation_max_attempts=1)
+    state = await settled(manager, sid)
+    assert [m.role for m in state.messages] == ["user", "assistant"]
+    entries = await manager.read_events(sid)
+    assert [e.data["retrying"] for e in entries if e.type == "error"] == [True]
+    assert [e.data["attempt"] for e in entries if e.type == "message.started"] == [1, 1]

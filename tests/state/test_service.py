@@ -410,3 +410,36 @@ async def test_lost_scripts_are_reloaded_under_concurrent_writes(make_manager: A
 def test_settings_fixture_is_isolated(settings: Settings) -> None:
     assert settings.key_prefix.startswith("test-")
     assert settings.redis_url.endswith("/15")
+
+
+async def test_the_replies_due_set_follows_the_writes(make_manager: Any) -> None:
+    """A session is due from the write that leaves it owing a reply to the one that answers it;
+    a write that loses its version check moves nothing; the set can be rebuilt."""
+    manager = await make_manager()
+    due = manager.keys.replies_due()
+    opened = await manager.save_conversation_state(new_conversation())
+    sid = opened.session_id
+    assert await manager.redis.client.zscore(due, sid) is None  # owes nothing yet
+    asked = await manager.update(sid, append("Fui demitido sem justa causa"))
+    assert await manager.redis.client.zscore(due, sid) is not None
+
+    def answered(state: ConversationState) -> Event:
+        state.data["replied_through"] = state.message_count
+        return Event(type="message.completed", data={})
+
+    # Stale (written from the state before the message): refused, the session stays due.
+    with pytest.raises(VersionConflict):
+        await manager.save_conversation_state(opened.with_version(opened.version))
+    stale = asked.with_version(asked.version)
+    answered(stale)
+    await manager.update(sid, append("Foi há duas semanas"))
+    with pytest.raises(VersionConflict):
+        await manager.save_conversation_state(stale)
+    assert await manager.redis.client.zscore(due, sid) is not None
+    await manager.update(sid, answered)
+    assert await manager.redis.client.zscore(due, sid) is None
+    # Lost with Redis's cross-session keys: rebuilt from the sessions.
+    await manager.update(sid, append("E a empresa não pagou o FGTS"))
+    await manager.redis.delete(due)
+    assert await manager.rebuild_indexes() == 1
+    assert await manager.redis.client.zscore(due, sid) is not None

@@ -6,9 +6,9 @@
 -- KEYS[3]  the session's event stream
 -- KEYS[4]  the session's Idempotency-Key records (a hash: key -> JSON record), KEYS[5] the
 --          previous generation of them (same hash tag; touched only with ARGV[14])
--- KEYS[6]  the user's session index, KEYS[7] the dirty set: only on a single Redis node.
---          On a cluster they live in other slots, so the caller leaves them out and sends
---          touch_index.lua and the dirty ZADD in the same pipeline instead.
+-- KEYS[6]  the user's session index, KEYS[7] the dirty set, KEYS[8] the replies' due set:
+--          only on a single Redis node. On a cluster they live in other slots, so the caller
+--          leaves them out and sends touch_index.lua and the ZADD/ZREMs in the same pipeline.
 -- ARGV[1]  mode: "cas" (current version must equal ARGV[2]) or
 --                "restore" (write only when current version < ARGV[2]; keeps ARGV[2])
 -- ARGV[2]  expected version ("cas") or the restored version ("restore")
@@ -20,6 +20,8 @@
 --          TTL (seconds), ARGV[13] dirty score ("" leaves the session unmarked)
 -- ARGV[14] the client's Idempotency-Key ("" for none), ARGV[15] its record (JSON object; the
 --          script adds event_id and version), ARGV[16] records per generation, ARGV[17] TTL
+-- ARGV[18] due score: a number when the written conversation owes a reply (added, or moved
+--          earlier: ZADD LT), "-" when it owes none (removed), "" for no change
 --
 -- Returns {1, new_version, event_id or ""} on success, {0, current_version} on conflict,
 -- {2, record} when a write with the same Idempotency-Key already happened (nothing written).
@@ -86,5 +88,10 @@ if KEYS[6] and ARGV[11] ~= '' then
 end
 if KEYS[7] and ARGV[13] ~= '' then
   redis.call('ZADD', KEYS[7], 'NX', ARGV[13], ARGV[10])
+end
+if KEYS[8] and ARGV[18] == '-' then
+  redis.call('ZREM', KEYS[8], ARGV[10])
+elseif KEYS[8] and ARGV[18] ~= '' then
+  redis.call('ZADD', KEYS[8], 'LT', ARGV[18], ARGV[10])
 end
 return {1, new_version, event_id}
