@@ -1,5 +1,7 @@
 """A user chatting through the API during a fault, and the checks every fault test makes:
-each acknowledged message is in the API exactly once and, after the flush, in PostgreSQL."""
+each acknowledged message is in the API exactly once and, after the flush, in PostgreSQL;
+each is answered by exactly one stored reply; no session owes a reply that nothing will
+generate (neither a lease nor a due-set entry)."""
 
 from __future__ import annotations
 
@@ -13,8 +15,11 @@ import httpx
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from backend.agents.replies import owes_reply
 from backend.core.auth import create_token
 from backend.core.config import Settings
+from backend.core.redis import RedisService
+from backend.state.service import ConversationStateManager
 from tests.faults.servers import CeleryProcess
 
 # What the API may answer while a dependency is down: 202 (acknowledged) or a 503 to retry.
@@ -24,6 +29,7 @@ REFUSALS = {"store_unavailable", "database_unavailable"}
 class Chat:
     def __init__(self, client: httpx.AsyncClient, settings: Settings) -> None:
         self.client = client
+        self.settings = settings
         token = create_token(settings, f"u-{uuid.uuid4().hex[:8]}", "fault-tests")
         self.headers = {"Authorization": f"Bearer {token}"}
         self.acked: dict[str, list[str]] = {}
@@ -103,3 +109,44 @@ class Chat:
                 raise AssertionError(f"PostgreSQL still misses messages after {guard}s: {found}")
             await asyncio.sleep(0.2)
         assert found == expected
+
+    async def assert_none_stranded(self) -> None:
+        """Straight from Redis (an API read would itself kick a stranded reply): every session
+        that owes a reply has a generator (a lease) or a due-set entry the sweep will find."""
+        redis = RedisService.from_settings(self.settings)
+        try:
+            manager = ConversationStateManager(redis, self.settings)
+            for session_id in self.acked:
+                state = await manager.get_conversation_state(session_id)
+                if state is None or not owes_reply(state):
+                    continue
+                client = redis.client
+                due = await client.zscore(manager.keys.replies_due(), session_id)
+                leased = await client.exists(manager.keys.lease(session_id))
+                assert due is not None or leased, f"{session_id} owes a reply nothing will make"
+        finally:
+            await redis.close()
+
+    async def assert_answered_once(self, guard: float = 45) -> None:
+        """Every acknowledged message is answered by exactly one stored reply (a reply answers
+        every message stored before it started), none failed for good. Waits
+        for replies still running; `guard` only stops a hang."""
+        deadline = time.monotonic() + guard
+        for session_id in self.acked:
+            url = f"/api/conversations/sessions/{session_id}"
+            while True:
+                response = await self.client.get(url, headers=self.headers)
+                assert response.status_code == 200, response.text
+                history = response.json()
+                if not history["reply_pending"] and not history["generating"]:
+                    break
+                assert time.monotonic() < deadline, f"{session_id} still owes a reply"
+                await asyncio.sleep(0.2)
+            messages = history["messages"]
+            users = [m["seq"] for m in messages if m["role"] == "user"]
+            answers = [
+                int(m["metadata"]["in_reply_to"]) for m in messages if m["role"] == "assistant"
+            ]
+            assert answers and answers == sorted(set(answers)), (session_id, users, answers)
+            # A reply that failed for good stores no message: the last one would go unanswered.
+            assert answers[-1] == users[-1], (session_id, users, answers)

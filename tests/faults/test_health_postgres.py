@@ -71,10 +71,12 @@ async def test_postgres_outage_degrades_health_and_loses_nothing(
     assert lagging["dirty_sessions"] >= 3
     assert lagging["snapshot_lag_seconds"] > lagging["snapshot_lag_limit_seconds"]
     assert worker.alive() and beat.alive()
+    await chat.assert_none_stranded()
 
     pg_cluster.start()
     await chat.wait_for_postgres(engine, watch=[worker, beat])
     await chat.assert_api_has_each_once()
+    await chat.assert_answered_once()
     healthy = await wait_for_celery_health(api, 200)
     assert healthy["workers"] == [worker.name]
     ready = await api.get("/health/ready")

@@ -58,8 +58,10 @@ async def test_a_broker_restart_is_ridden_out_and_health_recovers_on_its_own(
         assert time.monotonic() < deadline, response.text
         await asyncio.sleep(0.3)
     assert response.json()["workers"] == [worker.name]
+    await chat.assert_none_stranded()
 
     assert await chat.post_round() == [202] * 3
     await chat.wait_for_postgres(engine, watch=[worker, beat])
     await chat.assert_api_has_each_once()
+    await chat.assert_answered_once()
     assert worker.alive() and beat.alive()

@@ -44,4 +44,6 @@ async def test_after_a_worker_sigkill_its_replacement_snapshots_everything_once(
     second = start_celery("worker")
     assert await chat.post_round() == [202] * 3
     await chat.wait_for_postgres(engine, watch=[second, beat])
+    await chat.assert_none_stranded()
     await chat.assert_api_has_each_once()
+    await chat.assert_answered_once()

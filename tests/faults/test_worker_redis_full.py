@@ -54,11 +54,14 @@ async def test_a_full_redis_neither_ends_the_worker_nor_loses_an_acknowledged_me
     for _ in range(3):
         await chat.post_round()
     assert worker.alive() and beat.alive()
+    await chat.assert_none_stranded()
 
     redis_server.free()
     assert await chat.post_round() == [202] * 4
     await chat.wait_for_postgres(engine, watch=[worker, beat])
     await chat.assert_api_has_each_once()
+    await chat.assert_answered_once()
+    await chat.assert_none_stranded()
     # The same processes, still running: nobody had to restart them.
     assert worker.alive() and beat.alive()
     assert "Unrecoverable error" not in worker.output()
