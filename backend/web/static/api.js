@@ -37,7 +37,7 @@ const ERROR_TEXT = {
   unauthorized: "Token recusado: confira se copiou o token inteiro e se ele ainda vale.",
 };
 
-export class ApiError extends Error {
+class ApiError extends Error {
   constructor(status, code, message) {
     super(ERROR_TEXT[code] || message);
     this.status = status;

@@ -1,5 +1,5 @@
 /*
- * Triagem inteligente: the browser chat client (plain ES module, no build step).
+ * Triagem inteligente: the browser chat client (native ES modules, no build step).
  *
  * The page's modules, imported from here (relative imports, native ES modules):
  *   api.js       the token, JSON calls to the API and their errors, idempotent posts
@@ -17,7 +17,7 @@
  *   an Authorization header (the token would have to travel in the URL, and URLs end up in
  *   server logs and browser history) and it reconnects on its own terms. With fetch the page
  *   sends the bearer token and Last-Event-ID headers itself, parses the SSE wire format
- *   (`readSse`), shows the connection state and reconnects with backoff.
+ *   (`readSse`, sse.js), shows the connection state and reconnects with backoff.
  *
  * - One event stream per open session: GET /api/conversations/sessions/{id}/events. Messages
  *   are posted with POST .../messages (202) and their reply arrives on that same stream. One

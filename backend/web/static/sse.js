@@ -18,7 +18,7 @@ const STALL_MS = 45_000;
  * joined by "\n", comments (pings) ignored but still counted as life on the connection.
  * Resolves when the server ends the stream; rejects when the connection breaks.
  */
-export async function readSse(body, onEvent, onActivity) {
+async function readSse(body, onEvent, onActivity) {
   const reader = body.pipeThrough(new TextDecoderStream()).getReader();
   let buffer = "";
   let event = { event: "message", id: null, data: [] };
