@@ -8,10 +8,11 @@ import typer
 
 from backend.cli import app
 from backend.cli.common import EXIT_CONFIG, console, fail, load_settings, run
+from backend.cli.hybrid import open_hybrid
 from backend.core.config import Settings
 from backend.core.db import translate_db_errors
 from backend.durability import repository
-from backend.durability.service import HybridConversationService, open_hybrid
+from backend.durability.service import HybridConversationService
 from backend.state.eviction import EvictionReport, SessionEvictor, WarmCheck
 from backend.state.keys import is_valid_session_id
 

@@ -1,7 +1,8 @@
 """`triage flush`, `archive`, `purge`, `repair-text`: the durability layer, run by hand.
 
-The same service functions the Celery tasks and the API call (backend/durability/service.py);
-these commands need PostgreSQL (DATABASE_URL) as well as Redis.
+The same service methods the Celery tasks and the API call (backend/durability/service.py),
+on a service with its own clients (backend/cli/hybrid.py); these commands need PostgreSQL
+(DATABASE_URL) as well as Redis.
 """
 
 from __future__ import annotations
@@ -12,15 +13,15 @@ import typer
 
 from backend.cli import app
 from backend.cli.common import EXIT_CONFIG, console, fail, load_settings, run
-from backend.core.config import Settings
-from backend.durability.repair import RepairReport, repair_text
-from backend.durability.schemas import PurgeReport
-from backend.durability.service import (
+from backend.cli.hybrid import (
     archive_inactive_sessions,
     flush_dirty_sessions,
     open_hybrid,
     purge_session,
 )
+from backend.core.config import Settings
+from backend.durability.repair import RepairReport, repair_text
+from backend.durability.schemas import PurgeReport
 from backend.state.keys import is_valid_session_id
 
 

@@ -149,10 +149,6 @@ class RedisService:
             ttl = int(await self.client.ttl(key))
         return ttl if ttl >= 0 else None
 
-    async def set_ttl(self, key: str, ttl: int) -> bool:
-        with translate_errors():
-            return bool(await self.client.expire(key, ttl))
-
     async def scan_keys(self, match: str, count: int = 500) -> AsyncIterator[str]:
         """Iterate keys matching a glob with SCAN (every master on a cluster). Never KEYS."""
         with translate_errors():

@@ -24,8 +24,6 @@ import asyncio
 import json
 import logging
 import time
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -38,9 +36,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from backend.archive.service import ArchiveService, ArchiveUnavailable
 from backend.core.auth import Principal
 from backend.core.config import Settings
-from backend.core.db import create_engine, translate_db_errors
+from backend.core.db import translate_db_errors
 from backend.core.errors import SessionNotFound
-from backend.core.redis import RedisService, translate_errors
+from backend.core.redis import translate_errors
 from backend.durability import repository as repo
 from backend.durability.refused import (
     ARCHIVE_UNAVAILABLE,
@@ -555,46 +553,3 @@ def _versions(snapshot: Snapshot | None) -> tuple[int, int]:
         return (0, 0)
     orch = snapshot.orchestration
     return (snapshot.head.version, orch.version if orch is not None else 0)
-
-
-# ------------------------------------------------------- for the ops CLI and scripts
-
-
-@asynccontextmanager
-async def open_hybrid(settings: Settings) -> AsyncIterator[HybridConversationService]:
-    """A hybrid service with its own clients, for one-off commands; closed on exit."""
-    redis = RedisService.from_settings(settings)
-    engine = create_engine(settings, pool_size=2)
-    try:
-        service = HybridConversationService(
-            ConversationStateManager(redis, settings), engine, settings
-        )
-        service.install()
-        yield service
-    finally:
-        await engine.dispose()
-        await redis.close()
-
-
-async def purge_session(settings: Settings, session_id: str) -> PurgeReport:
-    """Erase one session from every tier (the CLI's `purge`)."""
-    async with open_hybrid(settings) as service:
-        return await service.purge(session_id)
-
-
-async def archive_inactive_sessions(settings: Settings, *, max_batches: int = 1_000) -> int:
-    """Archive every session inactive past the cutoff (the CLI's `archive`); returns the count."""
-    moved = 0
-    async with open_hybrid(settings) as service:
-        for _ in range(max_batches):
-            batch = await service.archive_inactive_sessions()
-            moved += batch
-            if not batch:
-                break
-    return moved
-
-
-async def flush_dirty_sessions(settings: Settings) -> FlushReport:
-    """Snapshot every dirty session now (the CLI's `flush`)."""
-    async with open_hybrid(settings) as service:
-        return await service.flush_dirty(max_batches=1_000_000, due_only=False)

@@ -90,9 +90,6 @@ class Keys:
     def orchestration_pattern(self) -> str:
         return f"{self.prefix}:s:*:orch"
 
-    def all_pattern(self) -> str:
-        return f"{self.prefix}:*"
-
     def session_id_from_key(self, key: str) -> str:
         start, end = key.index("{") + 1, key.index("}")
         return key[start:end]

@@ -2,7 +2,8 @@
 
 The page is plain HTML, CSS and JavaScript served by the API itself: no front-end build step,
 no third-party script, one origin (so the page needs no CORS and the API's bearer auth works
-unchanged). How the page talks to the API is explained at the top of `static/app.js`.
+unchanged). How the page talks to the API, and which module does what, is explained at the top of
+`static/app.js`.
 
 Signing in: in development (`ENVIRONMENT=development`) the page asks for a name and gets a
 token from `POST /api/dev/token` (how a name becomes a user id: `service.py`); that route is only
@@ -31,9 +32,25 @@ from backend.web.schemas import DevToken, DevTokenRequest
 from backend.web.service import user_id_for_name
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
+# The page script is a few native ES modules (app.js imports the others, no build step); a
+# module script only runs when served with a JavaScript media type.
+_JS = "text/javascript; charset=utf-8"
 _STATIC_TYPES = {
-    "app.js": "text/javascript; charset=utf-8",
     "app.css": "text/css; charset=utf-8",
+    **dict.fromkeys(
+        (
+            "app.js",
+            "api.js",
+            "auth.js",
+            "composer.js",
+            "render.js",
+            "session.js",
+            "sessions.js",
+            "sse.js",
+            "state.js",
+        ),
+        _JS,
+    ),
 }
 DEV_TOKEN_TTL_SECONDS = 12 * 3600
 

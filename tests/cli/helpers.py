@@ -28,10 +28,11 @@ import pytest
 from typer.testing import CliRunner, Result
 
 from backend.cli import app
+from backend.cli.hybrid import open_hybrid
 from backend.core.config import Settings, get_settings
 from backend.core.redis import RedisService
 from backend.durability import repository
-from backend.durability.service import HybridConversationService, open_hybrid
+from backend.durability.service import HybridConversationService
 from backend.state.schemas import ConversationState
 from backend.state.service import ConversationStateManager
 from tests.conftest import TEST_POSTGRES, _admin, make_settings, migrate, purge_prefix

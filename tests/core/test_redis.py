@@ -22,8 +22,6 @@ async def test_json_helpers_ttl_and_scan(redis_service: RedisService, settings) 
     await redis_service.set_json(key, {"área": "consumidor", "n": [1, 2]}, ttl=120)
     assert await redis_service.get_json(key) == {"área": "consumidor", "n": [1, 2]}
     assert 0 < (await redis_service.get_ttl(key) or 0) <= 120
-    assert await redis_service.set_ttl(key, 30)
-    assert 0 < (await redis_service.get_ttl(key) or 0) <= 30
     assert await redis_service.exists(key) == 1
     for i in range(25):
         await redis_service.set_json(f"{settings.key_prefix}:many:{i}", i)

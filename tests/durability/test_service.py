@@ -301,29 +301,6 @@ async def test_cleanup_purges_sessions_past_retention(
     assert await manager.get_hot_conversation_state(sid) is None
 
 
-async def test_ops_functions_purge_and_archive_with_their_own_clients(
-    manager: ConversationStateManager, hybrid: HybridConversationService, engine: AsyncEngine
-) -> None:
-    from backend.durability.service import (
-        archive_inactive_sessions,
-        flush_dirty_sessions,
-        purge_session,
-    )
-
-    keep, gone = new_id(), new_id()
-    await chat(manager, keep, 2)
-    await chat(manager, gone, 2)
-    assert (await flush_dirty_sessions(hybrid.settings)).sessions_written >= 2
-
-    report = await purge_session(hybrid.settings, gone)
-    assert report.hot and report.warm
-    assert await rows(engine, "SELECT 1 FROM sessions WHERE id = :id", id=gone) == []
-    assert await rows(engine, "SELECT 1 FROM sessions WHERE id = :id", id=keep)
-    # Nothing inactive for 30 days here: the archive pass moves nothing of ours.
-    await archive_inactive_sessions(hybrid.settings)
-    assert not await hybrid.archive.store.exists(keep)
-
-
 async def test_a_document_postgres_cannot_read_does_not_block_the_others(
     manager: ConversationStateManager, hybrid: HybridConversationService, engine: AsyncEngine
 ) -> None:

@@ -273,7 +273,7 @@ async def test_ttl_is_set_on_every_key_and_slides(make_manager: Any) -> None:
 
     # Time passes (simulated by shortening the TTLs); the next write slides all of them back.
     for key in [*session_keys, index]:
-        await redis.set_ttl(key, 5)
+        assert await redis.client.expire(key, 5)
     await manager.update(sid, append("de novo"))
     assert 290 <= (await redis.get_ttl(keys.conversation(sid)) or 0) <= 300
     assert 190 <= (await redis.get_ttl(keys.orchestration(sid)) or 0) <= 200

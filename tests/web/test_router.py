@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncIterator
 
 import httpx
@@ -61,7 +62,9 @@ async def test_the_page_learns_the_message_limit_from_the_server(
 @pytest.mark.parametrize(
     ("name", "media_type", "marker"),
     [
-        ("app.js", "text/javascript", "readSse"),
+        ("app.js", "text/javascript", 'from "./sessions.js"'),
+        ("sse.js", "text/javascript", "readSse"),
+        ("composer.js", "text/javascript", "Idempotency-Key"),
         ("app.css", "text/css", ".triage-card"),
     ],
 )
@@ -74,6 +77,30 @@ async def test_static_files(
     assert marker in response.text
     assert response.headers["cache-control"] == "no-cache"
     assert "etag" in response.headers
+
+
+async def test_every_module_the_page_imports_is_served_and_preloaded(
+    api: httpx.AsyncClient,
+) -> None:
+    html = (await api.get("/")).text
+    preloaded = set(re.findall(r'<link rel="modulepreload" href="/static/([\w.-]+)">', html))
+    # Follow the imports from the entry module, as the browser does.
+    seen: set[str] = set()
+    todo = ["app.js"]
+    while todo:
+        name = todo.pop()
+        if name in seen:
+            continue
+        seen.add(name)
+        response = await api.get(f"/static/{name}")
+        assert response.status_code == 200, name
+        # A module script served with any other media type does not run.
+        assert response.headers["content-type"].startswith("text/javascript"), name
+        assert response.headers["cache-control"] == "no-cache", name
+        assert "script-src 'self'" in response.headers["content-security-policy"], name
+        todo += re.findall(r'from "\./([\w.-]+\.js)"', response.text)
+    assert len(seen) > 1
+    assert preloaded == seen - {"app.js"}
 
 
 @pytest.mark.parametrize(
