@@ -37,7 +37,7 @@ from backend.state.schemas import ConversationState
 from backend.state.service import ConversationStateManager
 from tests.conftest import TEST_POSTGRES, _admin, make_settings, migrate, purge_prefix
 from tests.redis_cluster import free_port
-from tests.workers.conftest import RedisProcess
+from tests.redis_server import RedisServer
 
 T = TypeVar("T")
 
@@ -289,13 +289,13 @@ def background(tmp_path: Path) -> Iterator[Callable[..., Background]]:
 def broker_settings(tmp_path: Path) -> Iterator[Settings]:
     """Settings on a private redis-server (Celery broker and hot state), stopped afterwards,
     so worker and queue tests never share queues or control messages with anyone."""
-    server = RedisProcess(tmp_path)
+    server = RedisServer(tmp_path).start()
     try:
         yield make_settings(
             redis_url=server.url, archive_dir=str(tmp_path / "archive"), dirty_flush_interval=0.5
         )
     finally:
-        server.stop()
+        server.destroy()
 
 
 @contextmanager

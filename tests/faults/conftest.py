@@ -14,7 +14,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from backend.core.config import Settings
 from backend.core.db import create_engine
 from tests.conftest import TEST_DATABASE_URL, client_for, make_settings
-from tests.faults.servers import CeleryProcess, PostgresCluster, RedisServer, process_env
+from tests.faults.servers import CeleryProcess, PostgresCluster, process_env
+from tests.redis_server import RedisServer
 
 pytestmark = pytest.mark.e2e
 

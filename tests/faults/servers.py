@@ -1,7 +1,7 @@
 """Private servers and real processes for fault tests: everything on free loopback ports.
 
-- `RedisServer`: a `redis-server` of the test's own (broker and hot state) that a test may fill
-  up, stop and start again on the same port and data directory.
+- `RedisServer` (tests/redis_server.py): a `redis-server` of the test's own (broker and hot
+  state) that a test may fill up, stop and start again on the same port and data directory.
 - `PostgresCluster`: a throwaway PostgreSQL cluster (`initdb` / `pg_ctl` from
   /usr/lib/postgresql/*/bin) on a free port, migrated, that a test may stop and start; never
   the shared server.
@@ -25,8 +25,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import redis
-
 from backend.core.config import Settings
 from tests.conftest import migrate
 from tests.redis_cluster import free_port
@@ -44,68 +42,6 @@ def wait_until(check: Any, guard: float, what: str, step: float = 0.1) -> Any:
         if time.monotonic() > deadline:
             raise AssertionError(f"still waiting for {what} after {guard}s")
         time.sleep(step)
-
-
-class RedisServer:
-    """A private redis-server. `noeviction` as in production (redis/redis.conf): a full
-    server refuses writes (OutOfMemoryError) instead of dropping keys."""
-
-    def __init__(self, *, appendonly: bool = False) -> None:
-        self.port = free_port()
-        self.url = f"redis://127.0.0.1:{self.port}/0"
-        self.dir = Path(tempfile.mkdtemp(prefix="triage-fault-redis-"))
-        self.appendonly = appendonly
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> RedisServer:
-        args = ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1"]
-        args += ["--dir", str(self.dir), "--save", "", "--maxmemory-policy", "noeviction"]
-        args += ["--appendonly", "yes" if self.appendonly else "no", "--appendfsync", "always"]
-        log = (self.dir / "redis.log").open("ab")
-        self.proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT)
-        log.close()
-        wait_until(self._pings, 10, f"redis-server on port {self.port}", 0.05)
-        return self
-
-    def _pings(self) -> bool:
-        assert self.proc is not None
-        if self.proc.poll() is not None:
-            raise RuntimeError(f"redis-server exited: {(self.dir / 'redis.log').read_text()}")
-        try:
-            with self.client() as client:
-                return bool(client.ping())
-        except redis.ConnectionError:
-            return False
-
-    def client(self) -> redis.Redis:
-        return redis.Redis(port=self.port, socket_timeout=5)
-
-    def used_memory(self) -> int:
-        with self.client() as client:
-            return int(client.info("memory")["used_memory"])
-
-    def fill(self) -> None:
-        """Make the server full: writes that need memory answer OutOfMemoryError from now on."""
-        with self.client() as client:
-            client.config_set("maxmemory", max(1, self.used_memory() - 64 * 1024))
-
-    def free(self) -> None:
-        with self.client() as client:
-            client.config_set("maxmemory", 0)
-
-    def stop(self) -> None:
-        """A clean shutdown (SIGTERM): with appendonly, what was written survives."""
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-
-    def destroy(self) -> None:
-        self.stop()
-        shutil.rmtree(self.dir, ignore_errors=True)
 
 
 def _pg_bin(name: str) -> str:

@@ -16,7 +16,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from backend.core.config import Settings
 from tests.faults.chat import Chat
 from tests.faults.conftest import StartCelery, fault_settings
-from tests.faults.servers import PostgresCluster, RedisServer
+from tests.faults.servers import PostgresCluster
+from tests.redis_server import RedisServer
 
 
 @pytest.fixture

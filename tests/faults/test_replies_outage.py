@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import subprocess
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
@@ -38,6 +37,7 @@ from backend.state.schemas import ConversationState, Event
 from backend.state.service import ConversationStateManager
 from tests.conftest import client_for, make_settings
 from tests.redis_cluster import free_port
+from tests.redis_server import RedisServer
 from tests.sse_helpers import GUARD, bearer, events
 
 ALICE = Principal(user_id="alice", tenant_id="acme")
@@ -48,72 +48,27 @@ LATER = "Foi há duas semanas e tenho a carteira de trabalho assinada."
 # ------------------------------------------------------------------ private servers
 
 
-class _Redis:
-    """A `redis-server` of this test alone, on a free loopback port, thrown away after it.
+def fill_with_data(server: RedisServer) -> int:
+    """Fill memory up to a `maxmemory` just above what is used, until writes are refused.
 
-    Every write goes to its AOF at once, so a restart (`stop()`, `start()`) keeps the data.
+    A refused write's own buffer counts while it is refused, so the limit is then set just
+    under what the data takes: every later write is refused too, until `free_data()`.
     """
-
-    def __init__(self, directory: Path) -> None:
-        self.dir = directory
-        self.port = free_port()
-        self.url = f"redis://127.0.0.1:{self.port}/0"
-        self.admin = redis.Redis(port=self.port)
-        self.proc: subprocess.Popen[bytes] | None = None
-        self.start()
-
-    def start(self) -> None:
-        self.proc = subprocess.Popen(
-            [
-                *("redis-server", "--port", str(self.port), "--bind", "127.0.0.1"),
-                *("--save", "", "--dir", str(self.dir)),
-                *("--appendonly", "yes", "--appendfsync", "always"),
-                *("--maxmemory-policy", "noeviction"),
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        deadline = time.monotonic() + GUARD
-        while True:
-            try:
-                if self.admin.info("persistence")["loading"] == 0:
-                    return
-            except (redis.ConnectionError, redis.BusyLoadingError):
-                if time.monotonic() > deadline:
-                    self.stop()
-                    raise
-                time.sleep(0.05)
-
-    def fill(self) -> int:
-        """Fill memory up to a `maxmemory` just above what is used, until writes are refused.
-
-        A refused write's own buffer counts while it is refused, so the limit is then set just
-        under what the data takes: every later write is refused too, until `free()`.
-        """
-        used = int(self.admin.info("memory")["used_memory"])
-        self.admin.config_set("maxmemory", used + 4 * 1024 * 1024)
-        block = b"x" * 64 * 1024
-        n = 0
+    block = b"x" * 64 * 1024
+    n = 0
+    with server.client() as admin:
+        admin.config_set("maxmemory", server.used_memory() + 4 * 1024 * 1024)
         with contextlib.suppress(redis.exceptions.OutOfMemoryError):
             while True:
-                self.admin.set(f"filler:{n}", block)
+                admin.set(f"filler:{n}", block)
                 n += 1
-        used = int(self.admin.info("memory")["used_memory"])
-        self.admin.config_set("maxmemory", used - len(block))
-        return n
+        admin.config_set("maxmemory", server.used_memory() - len(block))
+    return n
 
-    def free(self, fillers: int) -> None:
-        self.admin.delete(*[f"filler:{i}" for i in range(fillers)])
 
-    def stop(self) -> None:
-        self.admin.close()
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+def free_data(server: RedisServer, fillers: int) -> None:
+    with server.client() as admin:
+        admin.delete(*[f"filler:{i}" for i in range(fillers)])
 
 
 class _PostgresDoor:
@@ -154,12 +109,12 @@ class _PostgresDoor:
 
 
 @pytest.fixture
-def full_redis(tmp_path: Path) -> Iterator[_Redis]:
-    server = _Redis(tmp_path)
+def full_redis(tmp_path: Path) -> Iterator[RedisServer]:
+    server = RedisServer(tmp_path, appendonly=True).start()
     try:
         yield server
     finally:
-        server.stop()
+        server.destroy()
 
 
 @pytest.fixture
@@ -224,7 +179,7 @@ async def assert_answered_once(manager: ConversationStateManager, sid: str) -> N
 
 
 async def test_redis_full_under_writes_then_freed_every_message_is_answered_once(
-    full_redis: _Redis, replicas: Callable[[Settings], ConversationRuntime]
+    full_redis: RedisServer, replicas: Callable[[Settings], ConversationRuntime]
 ) -> None:
     settings = make_settings(
         redis_url=full_redis.url,
@@ -258,7 +213,7 @@ async def test_redis_full_under_writes_then_freed_every_message_is_answered_once
         opened, _ = await a.interviewer.start_conversation(ALICE, None)
         stored_only.append((await manager.update(opened.session_id, add)).session_id)
 
-    fillers = full_redis.fill()
+    fillers = fill_with_data(full_redis)
     for sid in stored_only:
         a.runner.kick(sid)  # its lease cannot even be taken while Redis is full
     # Redis refuses what is not acknowledged: a new message is a 503, nothing half-written.
@@ -266,7 +221,7 @@ async def test_redis_full_under_writes_then_freed_every_message_is_answered_once
         await a.interviewer.continue_conversation(ALICE, running[0], LATER)
     # Long enough for every lease to have lapsed twice had it not been kept.
     await asyncio.sleep(2 * settings.generation_lease_ms / 1000)
-    full_redis.free(fillers)
+    free_data(full_redis, fillers)
 
     sessions = running + stored_only
     await until(lambda: all_answered(manager, sessions), "every reply stored")
@@ -280,7 +235,7 @@ async def test_redis_full_under_writes_then_freed_every_message_is_answered_once
 
 
 async def test_redis_down_longer_than_a_lease_the_reply_goes_on_as_its_own(
-    full_redis: _Redis, replicas: Callable[[Settings], ConversationRuntime]
+    full_redis: RedisServer, replicas: Callable[[Settings], ConversationRuntime]
 ) -> None:
     settings = make_settings(
         redis_url=full_redis.url,

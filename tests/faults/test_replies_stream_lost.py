@@ -9,82 +9,34 @@ message, and started again on the same port, under a replica served by uvicorn.
 from __future__ import annotations
 
 import asyncio
-import subprocess
-import time
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 
 import httpx
 import pytest
-import redis
 
 from backend.core.config import Settings
 from tests.conftest import make_settings
-from tests.redis_cluster import free_port
+from tests.redis_server import RedisServer
 from tests.sse_helpers import GUARD, Ev, bearer, events, stream
 
 STORY = "Fui demitido sem justa causa e a empresa não pagou as verbas rescisórias nem o FGTS."
 LATER = "Foi há duas semanas e tenho a carteira de trabalho assinada."
 
 
-class _AofRedis:
-    """A `redis-server` of this test alone that writes every command to its AOF at once."""
-
-    def __init__(self, directory: Path) -> None:
-        self.dir = directory
-        self.port = free_port()
-        self.url = f"redis://127.0.0.1:{self.port}/0"
-        self.proc: subprocess.Popen[bytes] | None = None
-        self.start()
-
-    def start(self) -> None:
-        self.proc = subprocess.Popen(
-            [
-                *("redis-server", "--port", str(self.port), "--bind", "127.0.0.1"),
-                *("--dir", str(self.dir), "--save", ""),
-                *("--appendonly", "yes", "--appendfsync", "always"),
-                *("--aof-use-rdb-preamble", "no"),
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        client = redis.Redis(port=self.port)
-        deadline = time.monotonic() + GUARD
-        while True:
-            try:
-                if client.info("persistence")["loading"] == 0:
-                    break
-            except (redis.ConnectionError, redis.BusyLoadingError):
-                pass
-            assert time.monotonic() < deadline, "redis-server did not start"
-            time.sleep(0.05)
-        client.close()
-
-    def aof(self) -> Path:
-        (incr,) = self.dir.glob("appendonlydir/*.incr.aof")
-        return incr
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-
-
 @pytest.fixture
-def aof_redis(tmp_path: Path) -> Iterator[_AofRedis]:
-    server = _AofRedis(tmp_path)
+def aof_redis(tmp_path: Path) -> Iterator[RedisServer]:
+    """Every command in a plain AOF (no RDB preamble), so the test can cut it back."""
+    server = RedisServer(tmp_path, appendonly=True, extra_args=("--aof-use-rdb-preamble", "no"))
+    server.start()
     try:
         yield server
     finally:
-        server.stop()
+        server.destroy()
 
 
 async def test_a_client_waiting_for_a_reply_to_a_lost_message_is_told(
-    aof_redis: _AofRedis, serve: Callable[[Settings], Awaitable[str]]
+    aof_redis: RedisServer, serve: Callable[[Settings], Awaitable[str]]
 ) -> None:
     settings = make_settings(redis_url=aof_redis.url, offline_chunk_delay_ms=300)
     base = await serve(settings)

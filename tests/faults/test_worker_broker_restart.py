@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from backend.core.config import Settings
 from tests.faults.chat import Chat
 from tests.faults.conftest import StartCelery
-from tests.faults.servers import RedisServer
+from tests.redis_server import RedisServer
 
 
 async def celery_health(api: httpx.AsyncClient) -> httpx.Response:

@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from backend.core.config import Settings
 from tests.faults.chat import Chat
 from tests.faults.conftest import StartCelery
-from tests.faults.servers import RedisServer
+from tests.redis_server import RedisServer
 
 
 def test_a_worker_that_gives_up_on_its_broker_exits_non_zero(

@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from backend.core.config import Settings
 from tests.faults.chat import Chat
 from tests.faults.conftest import StartCelery
-from tests.faults.servers import RedisServer
+from tests.redis_server import RedisServer
 from workers.config import FLUSH_DIRTY, create_celery_app
 
 

@@ -20,57 +20,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import redis
 
 from backend.core.config import Settings
 from backend.core.redis import RedisService
 from tests.conftest import make_settings
-from tests.redis_cluster import free_port
+from tests.redis_server import RedisServer
 
 CELERY = str(Path(sys.executable).with_name("celery"))
-
-
-class RedisProcess:
-    def __init__(self, directory: Path) -> None:
-        self.port = free_port()
-        self.url = f"redis://127.0.0.1:{self.port}/0"
-        self.proc = subprocess.Popen(
-            [
-                "redis-server",
-                "--port",
-                str(self.port),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--dir",
-                str(directory),
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        client = redis.Redis(port=self.port)
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                client.ping()
-                break
-            except redis.ConnectionError:
-                if time.monotonic() > deadline:
-                    self.stop()
-                    raise
-                time.sleep(0.05)
-        client.close()
-
-    def stop(self) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
 
 
 class WorkerProcess:
@@ -125,16 +81,16 @@ class WorkerProcess:
 
 
 @pytest.fixture
-def private_redis(tmp_path: Path) -> Iterator[RedisProcess]:
-    server = RedisProcess(tmp_path)
+def private_redis(tmp_path: Path) -> Iterator[RedisServer]:
+    server = RedisServer(tmp_path).start()
     try:
         yield server
     finally:
-        server.stop()
+        server.destroy()
 
 
 @pytest.fixture
-def settings(private_redis: RedisProcess, tmp_path: Path) -> Settings:
+def settings(private_redis: RedisServer, tmp_path: Path) -> Settings:
     return make_settings(
         redis_url=private_redis.url,
         archive_dir=str(tmp_path / "archive"),
