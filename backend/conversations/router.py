@@ -27,9 +27,9 @@ from backend.core.http import BODY_ERRORS, error_responses
 from backend.state.schemas import SessionPage
 from backend.streaming.events import (
     STREAM_ID_SCHEMA,
-    check_resume,
     format_stream_id,
     parse_stream_id,
+    resume_point,
 )
 from backend.streaming.sse import SSE_RESPONSES, session_events, sse_response
 
@@ -170,6 +170,6 @@ async def stream_events(
     after = format_stream_id(parse_stream_id(raw)) if raw is not None else None
     conversation = await runtime.interviewer.get_owned(principal, session_id)
     await runtime.runner.ensure(conversation)
-    point = await check_resume(manager.redis.client, manager.keys.events(session_id), after)
+    point = await resume_point(manager, session_id, after)
     sub = runtime.hub.new_subscription(session_id)
     return sse_response(session_events(runtime.hub, manager, sub, point), sub, settings)
