@@ -20,8 +20,6 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 
-from backend.agents import replies
-from backend.agents.runner import ReplyRunner
 from backend.conversations.idempotency import (
     IdempotencyKeyExpired,
     OpenedSessions,
@@ -39,6 +37,8 @@ from backend.conversations.schemas import (
 from backend.core.auth import Principal
 from backend.core.config import Settings
 from backend.core.errors import TriageError
+from backend.replies import bookkeeping as replies
+from backend.replies.runner import ReplyRunner
 from backend.state.keys import is_valid_session_id
 from backend.state.refused import SessionNotDurable
 from backend.state.schemas import (

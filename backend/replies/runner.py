@@ -41,11 +41,11 @@ import uuid
 from collections.abc import Awaitable, Callable
 from typing import Protocol, TypeVar
 
-from backend.agents import replies
-from backend.agents.waits import OUTAGES, OutageWaits
 from backend.core.config import Settings
 from backend.core.errors import SessionNotFound, StoreUnavailable
-from backend.interviewer.base import CaseAnalysis, GenerationError, ReplyGenerator
+from backend.generators.base import CaseAnalysis, GenerationError, ReplyGenerator
+from backend.replies import bookkeeping as replies
+from backend.replies.waits import OUTAGES, OutageWaits
 from backend.state.schemas import ConversationState, Event
 from backend.state.service import ConversationStateManager
 from backend.streaming.lease import SessionLease
@@ -57,7 +57,7 @@ T = TypeVar("T")
 
 
 class Assessor(Protocol):
-    """Analyses the case before each reply and records it (the triage orchestrator)."""
+    """Analyses the case before each reply and records it (`triage.service.CaseAssessor`)."""
 
     async def assess(self, session_id: str, conversation: ConversationState) -> CaseAnalysis: ...
 
@@ -85,14 +85,14 @@ class ReplyRunner:
         lease: SessionLease,
         generator: ReplyGenerator,
         settings: Settings,
+        assessor: Assessor,
     ) -> None:
         self.manager = manager
         self.lease = lease
         self.generator = generator
         self.settings = settings
         self.waits = OutageWaits(lease.ttl_ms)
-        # Set after construction: the orchestrator needs the interviewer, which needs us.
-        self.assessor: Assessor | None = None
+        self.assessor = assessor
         self.accepting = True
         self._jobs: dict[str, _Job] = {}
         self._sweeper: asyncio.Task[None] | None = None
@@ -367,7 +367,6 @@ class ReplyRunner:
         generator (an LLM) still gets one delta per chunk; one that has the whole reply at
         once (the offline interviewer without pacing) costs one or two writes, not forty.
         """
-        assert self.assessor is not None, "the runner needs its assessor (the orchestrator)"
         assessor = self.assessor
         analysis = await self._stored(job, sid, lambda: assessor.assess(sid, conversation))
         marker = replies.marker(conversation)

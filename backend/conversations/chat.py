@@ -5,10 +5,10 @@ from __future__ import annotations
 from fastapi import APIRouter
 from sse_starlette import EventSourceResponse
 
+from backend.api.deps import RuntimeDep, SettingsDep, StateManagerDep
 from backend.conversations.idempotency import IdempotencyKey
 from backend.conversations.schemas import ChatRequest
 from backend.core.auth import PrincipalDep
-from backend.core.deps import RuntimeDep, SettingsDep, StateManagerDep
 from backend.core.http import BODY_ERRORS, error_responses
 from backend.state.schemas import StreamEntry
 from backend.streaming.events import ResumePoint, resume_point
