@@ -71,7 +71,7 @@ class FlushReport:
     messages_written: int = 0
     released: int = 0
     requeued: int = 0
-    refused: int = 0  # kept dirty with a backoff (backend/durability/refused.py)
+    refused: int = 0  # kept dirty with a backoff (backend/state/refused.py)
     recovered: int = 0  # refused before, written now
 
     def merge(self, other: FlushReport) -> None:
@@ -170,7 +170,7 @@ class HybridConversationService:
         A document the database cannot store (a malformed message, a NUL) must not block the
         whole dirty set: the batch is split in halves until the culprit is alone (a few
         transactions, not one per session), the others are written, and the culprit is
-        reported as refused (kept dirty with a backoff, see backend/durability/refused.py).
+        reported as refused (kept dirty with a backoff, see backend/state/refused.py).
         """
         try:
             return await self._write_batch(snapshots)

@@ -14,7 +14,7 @@ Recovery, so a session is never stuck: a replica that dies mid-reply leaves a ma
 lease that expires. The sessions that owe a reply sit in a sorted set (`replies:due`, scored by
 when to look at them). The state write that leaves a session owing a reply puts it there and
 the write that stores its reply (or final error) takes it out, atomically (see
-`ConversationStateManager._write`), so whatever fails in between, it stays due. Lease renewals
+`StateStore._write`), so whatever fails in between, it stays due. Lease renewals
 push its score forward; every replica sweeps the set, and every read of a session and every
 open event stream check too. Whoever then takes the lease closes the dead reply with an
 `error` event and generates it again.

@@ -63,7 +63,7 @@ class Keys:
     def replies_due(self) -> str:
         """Sorted set: sessions that owe a reply, scored by when to check on them (unix s).
 
-        Kept by the state writes themselves (see `ConversationStateManager._write`), so a
+        Kept by the state writes themselves (see `StateStore._write`), so a
         session that owes a reply is in it whatever fails afterwards.
         """
         return f"{self.prefix}:replies:due"

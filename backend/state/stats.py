@@ -47,7 +47,7 @@ async def system_stats(manager: StateStore) -> dict[str, Any]:
         "messages_total": hot_messages,
         "dirty_sessions": dirty,
         "snapshot_lag_seconds": lag,
-        # Kept dirty because PostgreSQL refused them (backend/durability/refused.py).
+        # Kept dirty because PostgreSQL refused them (backend/state/refused.py).
         "refused_sessions": refused,
         "redis_used_memory": health["used_memory"],
         "redis_used_memory_human": health["used_memory_human"],
