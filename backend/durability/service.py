@@ -97,7 +97,6 @@ class HybridConversationService:
         self.manager = manager
         self.engine = engine
         self.settings = settings
-        self.keys = manager.keys
         self.archive = ArchiveService(engine, settings)
         self.refused = RefusedSessions(manager, settings)
         self.retention = timedelta(days=settings.data_retention_days)
