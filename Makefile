@@ -39,6 +39,7 @@ lint: install
 	$(BIN)/ruff check backend workers scripts tests bench
 	$(BIN)/ruff format --check backend workers scripts tests bench
 	$(BIN)/mypy backend workers
+	$(BIN)/lint-imports
 
 format: install
 	$(BIN)/ruff check --fix backend workers scripts tests bench

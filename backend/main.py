@@ -9,28 +9,22 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from fastapi_offline import FastAPIOffline
 
-from backend.agents.router import router as agents_router
-from backend.agents.runtime import ConversationRuntime
+from backend.conversations.chat import router as agents_router
 from backend.conversations.router import router as conversations_router
 from backend.core.config import Settings, get_settings
-from backend.core.db import create_engine
 from backend.core.errors import register_error_handlers
 from backend.core.http import install_http_plumbing
 from backend.core.logging import configure_logging
 from backend.core.openapi import install_openapi
-from backend.core.redis import RedisService
 from backend.durability.router import health_router as durability_health_router
 from backend.durability.router import router as durability_router
-from backend.durability.service import HybridConversationService
 from backend.health.router import router as health_router
-from backend.state.service import ConversationStateManager
 from backend.stats.router import router as stats_router
-from backend.stats.service import StatsService
 from backend.summaries.router import router as summaries_router
-from backend.summaries.service import SummaryService
 from backend.triage.router import router as triage_router
 from backend.web.router import dev_router as web_dev_router
 from backend.web.router import router as web_router
+from backend.wiring import build_services
 from workers.config import create_celery_app
 
 
@@ -40,31 +34,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         configure_logging(settings.log_level)
-        redis = RedisService.from_settings(settings)
-        app.state.settings = settings
-        app.state.redis = redis
-        app.state.state_manager = ConversationStateManager(redis, settings)
-        # Warm/cold tiers: the hybrid service plugs read-through and before-delete into the
-        # manager, so every route reading through the manager gets them.
-        engine = create_engine(settings)
-        app.state.engine = engine
-        app.state.hybrid = HybridConversationService(app.state.state_manager, engine, settings)
-        app.state.hybrid.install()
-        app.state.summaries = SummaryService(app.state.hybrid, settings)
-        app.state.stats = StatsService(engine, redis, settings)
+        services = build_services(settings, app=app)
         app.state.celery = create_celery_app(settings)
-        runtime = ConversationRuntime.start(app, settings, redis, app.state.state_manager)
         if settings.gc_freeze:
             gc.collect()
             gc.freeze()
         try:
             yield
         finally:
-            # Replies in flight finish (or are closed) before the clients they write through go.
-            await runtime.stop(settings.shutdown_grace_seconds)
             app.state.celery.close()
-            await engine.dispose()
-            await redis.close()
+            await services.close(settings.shutdown_grace_seconds)
 
     # /docs and /redoc load Swagger UI and ReDoc from files the app serves itself (shipped by
     # fastapi-offline), not from a CDN: they work on a machine without internet access.

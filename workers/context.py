@@ -15,12 +15,7 @@ from collections.abc import Coroutine
 from typing import Any, TypeVar
 
 from backend.core.config import Settings, get_settings
-from backend.core.db import create_engine
-from backend.core.redis import RedisService
-from backend.durability.service import HybridConversationService
-from backend.state.service import ConversationStateManager
-from backend.stats.service import StatsService
-from backend.summaries.service import SummaryService
+from backend.wiring import build_services
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -32,21 +27,20 @@ class WorkerContext:
         self.pid = os.getpid()
         self.loop = asyncio.new_event_loop()
         asyncio.set_event_loop(self.loop)
-        self.redis = RedisService.from_settings(settings)
-        self.manager = ConversationStateManager(self.redis, settings)
-        self.engine = create_engine(settings, pool_size=2, max_overflow=2)
-        self.hybrid = HybridConversationService(self.manager, self.engine, settings)
-        self.hybrid.install()
-        self.summaries = SummaryService(self.hybrid, settings)
-        self.stats = StatsService(self.engine, self.redis, settings)
+        self.services = build_services(settings, pool_size=2, max_overflow=2)
+        self.redis = self.services.redis
+        self.manager = self.services.manager
+        self.engine = self.services.engine
+        self.hybrid = self.services.hybrid
+        self.summaries = self.services.summaries
+        self.stats = self.services.stats
 
     def run(self, coro: Coroutine[Any, Any, T]) -> T:
         return self.loop.run_until_complete(coro)
 
     def close(self) -> None:
         try:
-            self.run(self.engine.dispose())
-            self.run(self.redis.close())
+            self.run(self.services.close())
         finally:
             self.loop.close()
 

@@ -58,13 +58,7 @@ def restore_session(session_id: str) -> int | None:
 def archive_inactive(max_batches: int = 50) -> int:
     """Move sessions inactive for ARCHIVE_INACTIVE_SESSIONS_DAYS to the cold tier (hourly)."""
     ctx = get_context()
-    moved = 0
-    for _ in range(max_batches):
-        batch = ctx.run(ctx.hybrid.archive_inactive_sessions())
-        moved += batch
-        if not batch:
-            break
-    return moved
+    return ctx.run(ctx.hybrid.archive_all(max_batches))
 
 
 @celery_app.task(name=CLEANUP_EXPIRED, **_RETRY)

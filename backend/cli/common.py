@@ -1,4 +1,4 @@
-"""What the commands share: settings, one state manager per command, and clean exits.
+"""What the commands share: settings, the services per command (`backend.wiring`), clean exits.
 
 A command fails with a one-line message and a distinct exit status, never a traceback:
 2 for bad configuration or usage, 3 when Redis or PostgreSQL is unreachable.
@@ -18,8 +18,8 @@ from rich.console import Console
 
 from backend.core.config import Settings, get_settings
 from backend.core.errors import TriageError
-from backend.core.redis import RedisService
 from backend.state.service import ConversationStateManager
+from backend.wiring import open_services
 
 EXIT_CONFIG = 2
 EXIT_STORE = 3
@@ -57,12 +57,9 @@ def load_settings() -> Settings:
 
 @asynccontextmanager
 async def open_manager(settings: Settings) -> AsyncIterator[ConversationStateManager]:
-    """A Redis pool and a state manager for the life of one command."""
-    redis = RedisService.from_settings(settings)
-    try:
-        yield ConversationStateManager(redis, settings)
-    finally:
-        await redis.close()
+    """A state manager on Redis alone (no read-through to PostgreSQL) for one command."""
+    async with open_services(settings, tiers=False) as services:
+        yield services.manager
 
 
 def run(coro: Coroutine[Any, Any, T]) -> T:

@@ -8,27 +8,17 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from backend.core.config import Settings
-from backend.core.db import create_engine
-from backend.core.redis import RedisService
 from backend.durability.schemas import PurgeReport
 from backend.durability.service import FlushReport, HybridConversationService
-from backend.state.service import ConversationStateManager
+from backend.wiring import open_services
 
 
 @asynccontextmanager
 async def open_hybrid(settings: Settings) -> AsyncIterator[HybridConversationService]:
-    """A hybrid service with its own clients, for one-off commands; closed on exit."""
-    redis = RedisService.from_settings(settings)
-    engine = create_engine(settings, pool_size=2)
-    try:
-        service = HybridConversationService(
-            ConversationStateManager(redis, settings), engine, settings
-        )
-        service.install()
-        yield service
-    finally:
-        await engine.dispose()
-        await redis.close()
+    """A hybrid service with its own clients (the app's wiring, small pools), for one-off
+    commands; closed on exit."""
+    async with open_services(settings) as services:
+        yield services.hybrid
 
 
 async def purge_session(settings: Settings, session_id: str) -> PurgeReport:
@@ -39,14 +29,8 @@ async def purge_session(settings: Settings, session_id: str) -> PurgeReport:
 
 async def archive_inactive_sessions(settings: Settings, *, max_batches: int = 1_000) -> int:
     """Archive every session inactive past the cutoff (the CLI's `archive`); returns the count."""
-    moved = 0
     async with open_hybrid(settings) as service:
-        for _ in range(max_batches):
-            batch = await service.archive_inactive_sessions()
-            moved += batch
-            if not batch:
-                break
-    return moved
+        return await service.archive_all(max_batches)
 
 
 async def flush_dirty_sessions(settings: Settings) -> FlushReport:

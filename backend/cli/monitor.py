@@ -24,7 +24,6 @@ from backend.cli import app
 from backend.cli.common import console, load_settings, open_manager, run
 from backend.cli.stats import gather_stats, stats_table
 from backend.core.config import Settings
-from backend.core.redis import translate_errors
 from backend.state.service import ConversationStateManager
 from workers.config import create_celery_app
 from workers.inspect import BROKER_ERRORS, ping_workers, queue_depth
@@ -55,8 +54,7 @@ async def take_frame(
     manager: ConversationStateManager, celery: Celery, settings: Settings, ping: bool
 ) -> Frame:
     stats = await gather_stats(manager, settings)
-    with translate_errors():
-        memory = await manager.redis.client.info("memory")
+    memory = await manager.memory_info()
     depth, workers = await asyncio.to_thread(
         _queue_and_workers, celery, settings.celery_queue, ping
     )

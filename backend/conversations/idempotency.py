@@ -35,7 +35,7 @@ from fastapi import Header
 from backend.conversations.keys import ConversationKeys
 from backend.core.auth import Principal
 from backend.core.errors import TriageError
-from backend.core.redis import RedisService, translate_errors
+from backend.core.redis import RedisService
 
 # Visible ASCII, spaces allowed inside: a UUID (what the project's clients send) fits easily.
 IDEMPOTENCY_KEY_PATTERN = r"^[\x21-\x7E]([\x20-\x7E]{0,253}[\x21-\x7E])?$"
@@ -93,20 +93,16 @@ class OpenedSessions:
 
     async def find(self, principal: Principal, key: str, fp: str) -> str | None:
         """The session this key already opened (or is opening), if any."""
-        with translate_errors():
-            raw = await self.redis.client.get(self._key(principal, key))
+        raw = await self.redis.get(self._key(principal, key))
         return None if raw is None else self._session_of(raw, fp, key)
 
     async def claim(self, principal: Principal, key: str, fp: str) -> str:
         """Mint the session id for this key, or return the one a concurrent post minted."""
         mapping = self._key(principal, key)
         value = json.dumps({"session_id": uuid.uuid4().hex, "fp": fp})
-        raw: str | bytes | None
-        with translate_errors():
-            if await self.redis.client.set(mapping, value, nx=True, ex=self.ttl):
-                raw = value
-            else:
-                raw = await self.redis.client.get(mapping)
+        raw: str | None = value
+        if not await self.redis.set_if_absent(mapping, value, self.ttl):
+            raw = await self.redis.get(mapping)
         if raw is None:  # expired between SET NX and GET: a TTL ago, so nothing to replay
             return await self.claim(principal, key, fp)
         return self._session_of(raw, fp, key)

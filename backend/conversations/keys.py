@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 
-from backend.state.keys import is_valid_principal_id
+from backend.core.ids import is_valid_principal_id
 
 
 class ConversationKeys:

@@ -8,13 +8,13 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Header, Path, Query, Request, Response
+from fastapi import APIRouter, Depends, Header, Query, Request, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sse_starlette import EventSourceResponse
 
+from backend.api.deps import RuntimeDep, SessionId, SettingsDep, StateManagerDep
 from backend.conversations.idempotency import IdempotencyKey
 from backend.conversations.schemas import (
-    SESSION_ID_PATTERN,
     DeletedSessions,
     PostedMessage,
     PostMessageRequest,
@@ -22,14 +22,13 @@ from backend.conversations.schemas import (
     SessionInfo,
 )
 from backend.core.auth import Principal, PrincipalDep, Unauthorized, decode_token
-from backend.core.deps import RuntimeDep, SettingsDep, StateManagerDep
 from backend.core.http import BODY_ERRORS, error_responses
 from backend.state.schemas import SessionPage
 from backend.streaming.events import (
     STREAM_ID_SCHEMA,
-    check_resume,
     format_stream_id,
     parse_stream_id,
+    resume_point,
 )
 from backend.streaming.sse import SSE_RESPONSES, session_events, sse_response
 
@@ -40,10 +39,6 @@ router = APIRouter(
 )
 _SESSION = error_responses(404)
 _POST = error_responses(*BODY_ERRORS, 404, 409, 429)
-
-SessionId = Annotated[
-    str, Path(pattern=SESSION_ID_PATTERN, description="The session id (letters, digits, _ -).")
-]
 
 _stream_bearer = HTTPBearer(auto_error=False)
 
@@ -170,6 +165,6 @@ async def stream_events(
     after = format_stream_id(parse_stream_id(raw)) if raw is not None else None
     conversation = await runtime.interviewer.get_owned(principal, session_id)
     await runtime.runner.ensure(conversation)
-    point = await check_resume(manager.redis.client, manager.keys.events(session_id), after)
+    point = await resume_point(manager, session_id, after)
     sub = runtime.hub.new_subscription(session_id)
     return sse_response(session_events(runtime.hub, manager, sub, point), sub, settings)

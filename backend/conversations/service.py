@@ -20,8 +20,6 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 
-from backend.agents import replies
-from backend.agents.runner import ReplyRunner
 from backend.conversations.idempotency import (
     IdempotencyKeyExpired,
     OpenedSessions,
@@ -38,10 +36,11 @@ from backend.conversations.schemas import (
 )
 from backend.core.auth import Principal
 from backend.core.config import Settings
-from backend.core.errors import SessionNotFound, TriageError
-from backend.core.redis import translate_errors
-from backend.durability.refused import SessionNotDurable
+from backend.core.errors import TriageError
+from backend.replies import bookkeeping as replies
+from backend.replies.runner import ReplyRunner
 from backend.state.keys import is_valid_session_id
+from backend.state.refused import SessionNotDurable
 from backend.state.schemas import (
     ConversationState,
     Event,
@@ -50,8 +49,13 @@ from backend.state.schemas import (
     SessionPage,
     StreamEntry,
 )
-from backend.state.service import AlreadyWritten, ConversationStateManager, IdempotentWrite
-from backend.streaming.events import ZERO_ID
+from backend.state.service import (
+    AlreadyWritten,
+    ConversationStateManager,
+    IdempotentWrite,
+    not_found,
+    owned_by,
+)
 
 Kind = Literal["conversation", "triage"]
 
@@ -84,11 +88,6 @@ class Posted:
             events_url=f"/api/conversations/sessions/{self.session_id}/events"
             f"?last_event_id={self.entry.id}",
         )
-
-
-def not_found(session_id: str) -> SessionNotFound:
-    # One message for "missing" and "someone else's": the answer must not tell them apart.
-    return SessionNotFound(f"session {session_id} not found", session_id=session_id)
 
 
 class IntelligentInterviewerService:
@@ -253,7 +252,7 @@ class IntelligentInterviewerService:
         stored: list[tuple[Message, Event]] = []  # the last attempt's (retries run `add` again)
 
         def add(state: ConversationState) -> Event:
-            if owner is not None and not _owned_by(state, owner):
+            if owner is not None and not owned_by(state, owner):
                 raise not_found(session_id)  # replaced between our read and this write
             if create is not None and stamp is not None and state.version:
                 raise _key_expired(session_id)  # see `opened` in `_start`
@@ -279,17 +278,10 @@ class IntelligentInterviewerService:
         """The caller's session, or 404 (also for a session of another user or tenant)."""
         if not is_valid_session_id(session_id):
             raise not_found(session_id[:64])
-        state = await self.manager.get_conversation_state(session_id)
-        if state is None or not _owned_by(state, principal):
-            raise not_found(session_id)
-        return state
+        return await self.manager.get_owned(principal, session_id)
 
     async def last_event_id(self, session_id: str) -> str:
-        with translate_errors():
-            rows = await self.manager.redis.client.xrevrange(
-                self.manager.keys.events(session_id), count=1
-            )
-        return str(rows[0][0]) if rows else ZERO_ID
+        return await self.manager.last_event_id(session_id)
 
     async def get_history(self, principal: Principal, session_id: str) -> SessionHistory:
         state, head = await self._head(principal, session_id)
@@ -369,9 +361,7 @@ class IntelligentInterviewerService:
                 deleted += 1
 
     async def _delete(self, session_id: str) -> None:
-        await self.manager.delete_session(session_id)
-        with translate_errors():
-            await self.manager.redis.client.zrem(self.manager.keys.replies_due(), session_id)
+        await self.manager.delete_session(session_id)  # its due entry goes with it
 
 
 def _replayed(state: ConversationState, record: dict[str, Any], text: str | None) -> Posted:
@@ -395,10 +385,6 @@ def _key_expired(session_id: str) -> IdempotencyKeyExpired:
         "use a new key for a new request",
         session_id=session_id,
     )
-
-
-def _owned_by(state: ConversationState, principal: Principal) -> bool:
-    return state.user_id == principal.user_id and state.tenant_id == principal.tenant_id
 
 
 def generation_info(state: ConversationState) -> GenerationInfo | None:

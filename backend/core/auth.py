@@ -16,7 +16,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from backend.core.config import Settings
 from backend.core.errors import TriageError
-from backend.state.keys import is_valid_principal_id
+from backend.core.ids import is_valid_principal_id
 
 _bearer = HTTPBearer(auto_error=False, description="Bearer JWT: sub = user, tenant = tenant")
 

@@ -128,6 +128,16 @@ class RedisService:
         with translate_errors():
             await self.client.set(key, payload, ex=ttl)
 
+    async def get(self, key: str) -> str | None:
+        with translate_errors():
+            raw = await self.client.get(key)
+        return None if raw is None else str(raw)
+
+    async def set_if_absent(self, key: str, value: str, ttl: int) -> bool:
+        """SET NX with its TTL in the same command; whether it was set."""
+        with translate_errors():
+            return bool(await self.client.set(key, value, nx=True, ex=ttl))
+
     async def delete(self, *keys: str) -> int:
         if not keys:
             return 0

@@ -1,7 +1,7 @@
 """Repairing text PostgreSQL refuses in a session Redis holds (`triage repair-text`).
 
 Sessions written before text was checked at the boundary can hold a NUL or a lone surrogate:
-their snapshots are refused (backend/durability/refused.py) and they stay hot until fixed.
+their snapshots are refused (backend/state/refused.py) and they stay hot until fixed.
 This replaces each such character with U+FFFD, the Unicode replacement character, in every
 string of the session's documents (message contents and metadata, title, collected data, the
 orchestration's result), as one ordinary versioned write: the session is marked dirty, and a

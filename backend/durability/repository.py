@@ -124,7 +124,7 @@ class WriteReport:
     # Messages that left the hot window before any snapshot saw them, and that PostgreSQL
     # does not hold either: lost (see README, "The hot window waits for snapshots").
     messages_missed: int = 0
-    # Sessions that could not be written, and why: kept dirty (backend/durability/refused.py).
+    # Sessions that could not be written, and why: kept dirty (backend/state/refused.py).
     refused: dict[str, Refusal] = field(default_factory=dict)
 
     def merge(self, other: WriteReport) -> None:

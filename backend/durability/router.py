@@ -9,10 +9,9 @@ from typing import Annotated, Any
 from celery import Celery
 from fastapi import APIRouter, Query
 
-from backend.conversations.router import SessionId
+from backend.api.deps import CeleryDep, EngineDep, HybridDep, SessionId, SettingsDep
 from backend.core.auth import PrincipalDep
 from backend.core.db import health_check as db_health_check
-from backend.core.deps import CeleryDep, EngineDep, HybridDep, SettingsDep
 from backend.core.errors import SessionNotFound, TriageError
 from backend.core.http import error_responses
 from backend.durability.schemas import MessagePage, PurgeReport

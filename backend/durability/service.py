@@ -21,14 +21,12 @@ How the tiers meet (invariants 6, 7, 8 and 11):
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 import msgspec
-from redis.client import NEVER_DECODE
 from sqlalchemy import exc as sa_errors
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -37,8 +35,6 @@ from backend.archive.service import ArchiveService, ArchiveUnavailable
 from backend.core.auth import Principal
 from backend.core.config import Settings
 from backend.core.db import translate_db_errors
-from backend.core.errors import SessionNotFound
-from backend.core.redis import translate_errors
 from backend.durability import repository as repo
 from backend.durability.refused import (
     ARCHIVE_UNAVAILABLE,
@@ -63,8 +59,6 @@ from backend.state.service import ConversationStateManager, Kind
 
 log = logging.getLogger(__name__)
 
-_BYTES = {NEVER_DECODE: True}
-
 
 @dataclass
 class FlushReport:
@@ -74,7 +68,7 @@ class FlushReport:
     messages_written: int = 0
     released: int = 0
     requeued: int = 0
-    refused: int = 0  # kept dirty with a backoff (backend/durability/refused.py)
+    refused: int = 0  # kept dirty with a backoff (backend/state/refused.py)
     recovered: int = 0  # refused before, written now
 
     def merge(self, other: FlushReport) -> None:
@@ -100,7 +94,6 @@ class HybridConversationService:
         self.manager = manager
         self.engine = engine
         self.settings = settings
-        self.keys = manager.keys
         self.archive = ArchiveService(engine, settings)
         self.refused = RefusedSessions(manager, settings)
         self.retention = timedelta(days=settings.data_retention_days)
@@ -120,19 +113,10 @@ class HybridConversationService:
         and the sessions whose documents cannot be read (refused: they stay dirty)."""
         if not session_ids:
             return {}, {}
-        client = self.manager.redis.client
-        with translate_errors():
-            pipe = client.pipeline(transaction=False)
-            # As bytes: a document that is not UTF-8 (a hand edit) must be refused alone, not
-            # fail the decoding of the whole batch's reply.
-            for sid in session_ids:
-                pipe.execute_command("HGET", self.keys.conversation(sid), "doc", **_BYTES)
-                pipe.execute_command("HGET", self.keys.orchestration(sid), "doc", **_BYTES)
-            raw = await pipe.execute()
+        raw = await self.manager.read_hot_documents(session_ids)
         snapshots: dict[str, Snapshot] = {}
         refused: dict[str, Refusal] = {}
-        for i, sid in enumerate(session_ids):
-            conv_raw, orch_raw = raw[2 * i], raw[2 * i + 1]
+        for sid, (conv_raw, orch_raw) in zip(session_ids, raw, strict=True):
             if conv_raw is None:
                 continue
             try:
@@ -182,7 +166,7 @@ class HybridConversationService:
         A document the database cannot store (a malformed message, a NUL) must not block the
         whole dirty set: the batch is split in halves until the culprit is alone (a few
         transactions, not one per session), the others are written, and the culprit is
-        reported as refused (kept dirty with a backoff, see backend/durability/refused.py).
+        reported as refused (kept dirty with a backoff, see backend/state/refused.py).
         """
         try:
             return await self._write_batch(snapshots)
@@ -229,18 +213,10 @@ class HybridConversationService:
         seen: set[str] = set()
         while flush.batches < max_batches:
             width = min(concurrency, max_batches - flush.batches)
-            with translate_errors():
-                raw_ids = await self.manager.redis.client.zrange(
-                    self.keys.dirty(),
-                    "-inf",
-                    time.time() if due_only else "+inf",
-                    byscore=True,
-                    offset=0,
-                    num=batch_size * width,
-                )
+            raw_ids = await self.manager.dirty.batch(batch_size * width, due_only=due_only)
             # A session written again during this run goes back to the end of the set; it is
             # left for the next run rather than chased in a loop.
-            ids: list[str] = [str(sid) for sid in raw_ids if sid not in seen]
+            ids = [sid for sid in raw_ids if sid not in seen]
             if not ids:
                 break
             seen.update(ids)
@@ -276,38 +252,13 @@ class HybridConversationService:
         )
 
     async def _release(self, versions: dict[str, tuple[int, int]]) -> int:
-        """Drop sessions from the dirty set, then re-add any written since the snapshot.
-
-        ZREM first and re-read after: a write landing between the two either sees the member
-        gone and adds it itself (ZADD NX), or is seen by the re-read. Nothing slips through.
-        """
-        if not versions:
-            return 0
-        client = self.manager.redis.client
-        ids = list(versions)
-        with translate_errors():
-            await client.zrem(self.keys.dirty(), *ids)
-            pipe = client.pipeline(transaction=False)
-            for sid in ids:
-                pipe.hget(self.keys.conversation(sid), "version")
-                pipe.hget(self.keys.orchestration(sid), "version")
-            raw = await pipe.execute()
-            moved = [
-                sid
-                for i, sid in enumerate(ids)
-                if (int(raw[2 * i] or 0), int(raw[2 * i + 1] or 0)) > (0, 0)
-                and (int(raw[2 * i] or 0), int(raw[2 * i + 1] or 0)) != versions[sid]
-            ]
-            if moved:
-                now = time.time()
-                await client.zadd(self.keys.dirty(), dict.fromkeys(moved, now), nx=True)
-        return len(moved)
+        """Drop sessions from the dirty set unless written since their snapshot (see
+        `DirtySet.release`); returns how many stay."""
+        return await self.manager.dirty.release(versions)
 
     # ------------------------------------------------------------ read-through
 
-    async def _restorer(
-        self, manager: ConversationStateManager, kind: Kind, session_id: str
-    ) -> StateDocument | None:
+    async def _restorer(self, kind: Kind, session_id: str) -> StateDocument | None:
         return await self.restore(session_id, kind)
 
     async def restore(self, session_id: str, kind: Kind = "conversation") -> StateDocument | None:
@@ -346,11 +297,11 @@ class HybridConversationService:
             )
         if kind == "conversation":
             return await self.manager.get_hot_conversation_state(session_id)
-        return await self.manager._get(OrchestrationState, self.keys.orchestration(session_id))
+        return await self.manager.get_hot_orchestration_state(session_id)
 
     # ------------------------------------------------------------------ delete
 
-    async def _before_delete(self, manager: ConversationStateManager, session_id: str) -> None:
+    async def _before_delete(self, session_id: str) -> None:
         await self.deactivate(session_id)
 
     async def deactivate(self, session_id: str) -> None:
@@ -375,33 +326,13 @@ class HybridConversationService:
 
     async def purge(self, session_id: str) -> PurgeReport:
         """Remove a session from every tier: Redis, PostgreSQL (tombstoned) and the archive."""
-        (meta,) = await self.manager.session_metas([session_id])
-        client = self.manager.redis.client
-        with translate_errors():
-            hot = await self.manager.redis.delete(*self.keys.session_keys(session_id))
-            await self._purge_idempotency_records(session_id)
-            await client.zrem(self.keys.dirty(), session_id)
-            if meta is not None:
-                await client.zrem(
-                    self.keys.user_index(meta["tenant_id"], meta["user_id"]), session_id
-                )
+        hot = await self.manager.purge_hot(session_id)
         with translate_db_errors():
             async with self.engine.begin() as conn:
                 warm = await repo.purge_session(conn, session_id)
         cold = await self.archive.delete(session_id)
         await self.refused.forget(session_id)
-        return PurgeReport(session_id=session_id, hot=hot > 0, warm=warm, cold=cold)
-
-    async def _purge_idempotency_records(self, session_id: str) -> None:
-        """DELETE keeps a session's Idempotency-Key records (a retry still gets its first
-        answer); erasure takes them, and the user's mapping of the key that opened the session
-        (named in its record), so a retry after it opens a new session, not this id again."""
-        records = self.keys.idempotency(session_id)
-        client = self.manager.redis.client
-        with translate_errors():
-            values = [v for key in records for v in await client.hvals(key)]
-        opened = {str(json.loads(v).get("opened") or "") for v in values} - {""}
-        await self.manager.redis.delete(*records, *sorted(opened))
+        return PurgeReport(session_id=session_id, hot=hot, warm=warm, cold=cold)
 
     # ----------------------------------------------------------- owner, paging
 
@@ -419,14 +350,7 @@ class HybridConversationService:
 
     async def owned_conversation(self, principal: Principal, session_id: str) -> ConversationState:
         """The caller's conversation (read-through); another user's is 404 like a missing one."""
-        conv = await self.manager.get_conversation_state(session_id)
-        if (
-            conv is None
-            or conv.user_id != principal.user_id
-            or conv.tenant_id != principal.tenant_id
-        ):
-            raise SessionNotFound(f"session {session_id} not found")
-        return conv
+        return await self.manager.get_owned(principal, session_id)
 
     async def page_messages(
         self, principal: Principal, session_id: str, *, before: int | None, limit: int
@@ -497,22 +421,19 @@ class HybridConversationService:
 
     # ---------------------------------------------------------- maintenance
 
-    async def hot_sessions(self, session_ids: list[str]) -> set[str]:
-        """The sessions that live in Redis or wait in the dirty set (never archived then)."""
-        client = self.manager.redis.client
-        with translate_errors():
-            pipe = client.pipeline(transaction=False)
-            for sid in session_ids:
-                pipe.exists(self.keys.conversation(sid))
-                pipe.zscore(self.keys.dirty(), sid)
-            raw = await pipe.execute()
-        return {
-            sid for i, sid in enumerate(session_ids) if raw[2 * i] or raw[2 * i + 1] is not None
-        }
-
     async def archive_inactive_sessions(self, *, now: datetime | None = None) -> int:
         """One archive pass: move a batch of inactive sessions to the cold tier."""
-        return await self.archive.archive_inactive(self.hot_sessions, now=now)
+        return await self.archive.archive_inactive(self.manager.hot_sessions, now=now)
+
+    async def archive_all(self, max_batches: int) -> int:
+        """Archive pass after pass until none is left (at most `max_batches`); the count."""
+        moved = 0
+        for _ in range(max_batches):
+            batch = await self.archive_inactive_sessions()
+            moved += batch
+            if not batch:
+                break
+        return moved
 
     async def cleanup_expired(
         self, *, now: datetime | None = None, limit: int = 500

@@ -7,9 +7,9 @@ from typing import Any
 from fastapi import APIRouter
 from sqlalchemy.exc import SQLAlchemyError
 
+from backend.api.deps import EngineDep, RedisDep
 from backend.core.db import DatabaseUnavailable
 from backend.core.db import ping as ping_database
-from backend.core.deps import EngineDep, RedisDep
 from backend.core.http import error_responses
 
 router = APIRouter(prefix="/health", tags=["health"])

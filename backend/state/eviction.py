@@ -3,7 +3,7 @@
 A session may leave Redis only when PostgreSQL already holds what Redis holds, because the
 read-through restore brings it back from there on the next read. A session in the dirty set
 has writes not yet snapshotted, so it is never evicted (nor one whose snapshot PostgreSQL
-refused: it stays dirty, see backend/durability/refused.py); neither is one with a reply being
+refused: it stays dirty, see backend/state/refused.py); neither is one with a reply being
 generated (its lease is held) nor one written in the last `min_idle` seconds. With a
 `warm_holds` check (the CLI passes one that asks PostgreSQL), the snapshot's versions must also
 be at least those in Redis: that covers a dirty mark lost to a crash between a write and its

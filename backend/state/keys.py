@@ -9,17 +9,13 @@ from __future__ import annotations
 
 import re
 
+from backend.core.ids import is_valid_principal_id
+
 _SESSION_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
-# Users and tenants come from JWT claims; braces would break the hash tag, so they are refused.
-_PRINCIPAL_ID = re.compile(r"^[A-Za-z0-9_.@+:-]{1,128}$")
 
 
 def is_valid_session_id(session_id: str) -> bool:
     return bool(_SESSION_ID.match(session_id))
-
-
-def is_valid_principal_id(value: str) -> bool:
-    return bool(_PRINCIPAL_ID.match(value))
 
 
 class Keys:
@@ -67,13 +63,13 @@ class Keys:
     def replies_due(self) -> str:
         """Sorted set: sessions that owe a reply, scored by when to check on them (unix s).
 
-        Kept by the state writes themselves (see `ConversationStateManager._write`), so a
+        Kept by the state writes themselves (see `StateStore._write`), so a
         session that owes a reply is in it whatever fails afterwards.
         """
         return f"{self.prefix}:replies:due"
 
     def user_index(self, tenant_id: str, user_id: str) -> str:
-        if not (_PRINCIPAL_ID.match(tenant_id) and _PRINCIPAL_ID.match(user_id)):
+        if not (is_valid_principal_id(tenant_id) and is_valid_principal_id(user_id)):
             raise ValueError(f"invalid tenant or user id: {tenant_id!r}, {user_id!r}")
         return f"{self.prefix}:idx:{{t:{tenant_id}:u:{user_id}}}:sessions"
 

@@ -2,9 +2,10 @@
 
 The engine behind `scripts/migrate_to_redis.py` and `triage migrate` (both are thin: they parse
 options and render progress and the summary). The dump format is described in
-`backend/state/legacy.py`; the writes are `ConversationStateManager.migrate_memory_to_redis`
-(restore semantics: never over a newer version; every migrated session is marked dirty, which
-hands it to the snapshot worker that makes it durable in PostgreSQL).
+`backend/state/legacy.py`; the writes are `write_legacy_records`, also the manager's
+`migrate_memory_to_redis` (restore semantics: never over a newer version; every migrated
+session is marked dirty, which hands it to the snapshot worker that makes it durable in
+PostgreSQL).
 
 Checks that span two records live here, before anything is written: an orchestration whose
 conversation in the same dump is invalid, or belongs to another user or tenant, is refused
@@ -22,7 +23,7 @@ from typing import Any
 
 from backend.state.legacy import convert_conversation, convert_orchestration, trim_history
 from backend.state.schemas import ConversationState, Event, OrchestrationState
-from backend.state.service import ConversationStateManager, Kind
+from backend.state.store import Kind, StateStore
 
 
 @dataclass
@@ -33,7 +34,7 @@ class MigrationReport:
 
 
 async def write_legacy_records(
-    manager: ConversationStateManager,
+    manager: StateStore,
     active_conversations: dict[str, dict[str, Any]],
     active_orchestrations: dict[str, dict[str, Any]],
     *,
@@ -188,7 +189,7 @@ def _orchestration_conflict(sid: str, record: Any, conversation: Any) -> str | N
 
 
 async def migrate(
-    manager: ConversationStateManager,
+    manager: StateStore,
     dump: LegacyDump,
     *,
     dry_run: bool = False,
@@ -204,8 +205,8 @@ async def migrate(
     for name, _ in refused:
         if on_record:
             on_record(name.split(":", 1)[1], "invalid")
-    report = await manager.migrate_memory_to_redis(
-        checked.conversations, checked.orchestrations, dry_run=dry_run, on_record=on_record
+    report = await write_legacy_records(
+        manager, checked.conversations, checked.orchestrations, dry_run=dry_run, on_record=on_record
     )
     outcome.migrated, outcome.skipped = report.migrated, report.skipped
     outcome.invalid = sorted([*report.invalid, *refused])
@@ -213,7 +214,7 @@ async def migrate(
 
 
 async def verify(
-    manager: ConversationStateManager,
+    manager: StateStore,
     dump: LegacyDump,
     outcome: MigrationOutcome,
     *,
@@ -248,7 +249,7 @@ async def verify(
             on_record(sid, "ok" if status in ("ok", "newer") else "mismatch")
 
 
-async def _verify_one(manager: ConversationStateManager, kind: Kind, sid: str, record: Any) -> str:
+async def _verify_one(manager: StateStore, kind: Kind, sid: str, record: Any) -> str:
     expected: ConversationState | OrchestrationState
     stored: ConversationState | OrchestrationState | None
     if kind == "conversation":

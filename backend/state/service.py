@@ -1,558 +1,102 @@
 """ConversationStateManager: the only code that reads or writes conversation state in Redis.
 
-Why it looks like this:
-
-* One write is one round trip. `write_state.lua` checks the version the caller read, stores the
-  document with its sliding TTL and appends the event to the session's stream atomically.
-  On a single Redis node the same script also touches the user's session index and the dirty
-  mark (which drives snapshotting to PostgreSQL). On a cluster those live in other slots, so
-  they ride in the same pipeline instead; either way they can always be rebuilt from the
-  sessions themselves (`rebuild_indexes`).
-* Optimistic concurrency: a stale write raises `VersionConflict`; `update()` re-reads and
-  retries with jittered backoff, bounded.
-* The state hash keeps flat copies of a few fields (status, kind, counts...) next to the JSON
-  document so listings and stats never parse whole documents.
+The versioned read and write path is `StateStore` (backend/state/store.py); the manager adds
+what spans sessions or tiers: events, listings, ownership, the dirty and due sets
+(backend/state/queues.py), deletion and purge of hot keys, stats and the legacy migration.
+Code outside `backend/state/` goes through these methods, never through the Redis client (the
+streaming hub, which tails the event streams, aside).
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
-import random
 import time
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
-from importlib.resources import files
-from typing import TYPE_CHECKING, Any, Literal, TypeVar, cast, overload
+from collections.abc import Callable
+from typing import Any, cast
 
-import msgspec
-from redis import exceptions as redis_errors
+from redis.client import NEVER_DECODE
 
-if TYPE_CHECKING:
-    from backend.state.migration import MigrationReport
-
-# What a conversation owes is bookkeeping in its own document (pure functions, no I/O); the
-# due set that follows it must change in the same write as the document.
-from backend.agents.replies import owes_reply
-from backend.core.autopipeline import AutoPipeline
-from backend.core.config import Settings
-from backend.core.errors import InvalidState, SessionNotFound, VersionConflict
-from backend.core.redis import RedisService, translate_errors
-from backend.state.decoded import DecodedConversations
-from backend.state.keys import Keys
+from backend.core.auth import Principal
+from backend.core.errors import SessionNotFound
+from backend.core.redis import translate_errors
+from backend.state.migration import MigrationReport, write_legacy_records
+from backend.state.owed import owes_reply
 from backend.state.schemas import (
     ConversationState,
-    Event,
     OrchestrationState,
     SessionPage,
     SessionSummary,
-    StateDocument,
     StreamEntry,
-    decode_state,
-    encode_state,
-    utcnow,
+)
+from backend.state.stats import system_stats
+from backend.state.store import (
+    AlreadyWritten,
+    IdempotentWrite,
+    Kind,
+    StateStore,
+    WriteResult,
+    _evalsha,
 )
 
-Kind = Literal["conversation", "orchestration"]
-S = TypeVar("S", ConversationState, OrchestrationState)
+__all__ = [
+    "AlreadyWritten",
+    "ConversationStateManager",
+    "IdempotentWrite",
+    "Kind",
+    "StateStore",
+    "WriteResult",
+]
 
-# Hooks the durability layer plugs in (see HybridConversationService): a restorer that brings
-# a session missing from Redis back from PostgreSQL or the cold archive (it must call
-# `restore_state` and return what is now in Redis, or None), and a callback that runs before a
-# session's hot keys are deleted (to snapshot what Redis holds first).
-Restorer = Callable[["ConversationStateManager", Kind, str], Awaitable["StateDocument | None"]]
-BeforeDelete = Callable[["ConversationStateManager", str], Awaitable[None]]
-# Lists a user's sessions across tiers (tenant, user, offset, limit): Redis's user index only
-# knows sessions touched since they were last loaded into Redis.
-SessionLister = Callable[[str, str, int, int], Awaitable[SessionPage]]
-
-
-def _lua(name: str) -> str:
-    return files("backend.state").joinpath("lua", name).read_text()
+_BYTES = {NEVER_DECODE: True}
+ZERO_ID = "0-0"
 
 
-@dataclass(frozen=True)
-class WriteResult:
-    version: int
-    event_id: str | None
-
-
-@dataclass(frozen=True)
-class IdempotentWrite:
-    """Tags a write with a client's Idempotency-Key: at most one write per key and session.
-
-    `record` (a JSON object) is stored with the write, in the same script, under the session's
-    hash tag; the script adds the write's `event_id` and `version`. A later write carrying the
-    same key writes nothing and raises `AlreadyWritten` with that record instead.
-    """
-
-    key: str
-    record: dict[str, Any]
-
-
-class AlreadyWritten(Exception):
-    """A write carried an Idempotency-Key already used in this session (nothing was written).
-
-    Not a TriageError: callers turn it into the first write's answer (or a 422).
-    """
-
-    def __init__(self, record: dict[str, Any]) -> None:
-        super().__init__("idempotency key already used")
-        self.record = record
-
-
-class ConversationStateManager:
-    def __init__(self, redis: RedisService, settings: Settings, *, prefix: str | None = None):
-        self.redis = redis
-        self.settings = settings
-        self.keys = Keys(prefix or settings.key_prefix)
-        self.restorer: Restorer | None = None
-        self.before_delete: BeforeDelete | None = None
-        self.session_lister: SessionLister | None = None
-        client = redis.client
-        self._autopipe = AutoPipeline(client)
-        self._single_node = not redis.is_cluster
-        self._decoded = DecodedConversations(settings.state_cache_sessions)
-        self._write_script = client.register_script(_lua("write_state.lua"))
-        self._event_script = client.register_script(_lua("append_event.lua"))
-        self._index_script = client.register_script(_lua("touch_index.lua"))
-        self._durable_script = client.register_script(_lua("mark_durable.lua"))
-
+class ConversationStateManager(StateStore):
     # ------------------------------------------------------------------ reads
 
-    async def get_conversation_state(self, session_id: str) -> ConversationState | None:
-        """The session's conversation; read-through to the restorer when Redis lost it."""
-        state = await self._get(ConversationState, self.keys.conversation(session_id))
-        if state is None and self.restorer is not None:
-            restored = await self.restorer(self, "conversation", session_id)
-            assert restored is None or isinstance(restored, ConversationState)
-            return restored
+    async def get_hot_orchestration_state(self, session_id: str) -> OrchestrationState | None:
+        """Redis only, never the restorer (what a restore just wrote)."""
+        return await self._get(OrchestrationState, self.keys.orchestration(session_id))
+
+    async def get_owned(self, principal: Principal, session_id: str) -> ConversationState:
+        """The caller's conversation (read-through), or `SessionNotFound`: another user's
+        session answers exactly like a missing one."""
+        state = await self.get_conversation_state(session_id)
+        if state is None or not owned_by(state, principal):
+            raise not_found(session_id)
         return state
 
-    async def get_orchestration_state(
-        self, session_id: str, *, restore: bool = True
-    ) -> OrchestrationState | None:
-        """The session's orchestration; read-through unless `restore=False` (see `update`)."""
-        state = await self._get(OrchestrationState, self.keys.orchestration(session_id))
-        if state is None and restore and self.restorer is not None:
-            restored = await self.restorer(self, "orchestration", session_id)
-            assert restored is None or isinstance(restored, OrchestrationState)
-            return restored
-        return state
+    async def read_hot_documents(
+        self, session_ids: list[str]
+    ) -> list[tuple[bytes | None, bytes | None]]:
+        """The raw (conversation, orchestration) documents Redis holds, per session.
 
-    async def get_hot_conversation_state(self, session_id: str) -> ConversationState | None:
-        """Redis only, never the restorer (for the snapshot worker and for tests)."""
-        return await self._get(ConversationState, self.keys.conversation(session_id))
-
-    async def _get(self, model: type[S], key: str) -> S | None:
-        raw, durable_seq = await self._autopipe.call(("HMGET", key, "doc", "durable_seq"), raw=True)
-        if raw is None:
-            return None
-        if model is not ConversationState:
-            return decode_state(model, raw)
-        conversation = self._decoded.get(key, raw)
-        if conversation is None:
-            conversation = decode_state(ConversationState, raw)
-            self._decoded.decoded(key, raw, conversation)
-        if durable_seq is not None:
-            conversation.set_durable_seq(int(durable_seq))
-        return cast(S, conversation)
-
-    async def mark_durable(self, sequences: dict[str, int]) -> None:
-        """Record, per session, the highest message sequence PostgreSQL now holds.
-
-        Lets the hot window drop those messages (see `ConversationState.trim_window`). It only
-        goes up, touches no version and no TTL, and does nothing for a session that is gone.
+        As bytes: a document that is not UTF-8 (a hand edit) must be refused alone by the
+        caller, not fail the decoding of the whole batch's reply.
         """
-        if not sequences:
-            return
-        await self._pipeline(
-            [
-                _evalsha(self._durable_script.sha, [self.keys.conversation(sid)], [seq])
-                for sid, seq in sequences.items()
-            ]
-        )
-
-    async def idempotency_record(self, session_id: str, key: str) -> dict[str, Any] | None:
-        """The record a write tagged with Idempotency-Key `key` stored, if any (see
-        `IdempotentWrite`)."""
-        current, previous = self.keys.idempotency(session_id)
-        found = await self._pipeline([("HGET", current, key), ("HGET", previous, key)])
-        raw = found[0] or found[1]
-        return None if raw is None else cast(dict[str, Any], json.loads(raw))
-
-    async def get_version(self, session_id: str, kind: Kind = "conversation") -> int:
-        """The stored version (0 when absent): a cheap read that does not parse the document."""
+        if not session_ids:
+            return []
         with translate_errors():
-            raw = await self.redis.client.hget(self._state_key(kind, session_id), "version")
-        return int(raw or 0)
+            pipe = self.redis.client.pipeline(transaction=False)
+            for sid in session_ids:
+                pipe.execute_command("HGET", self.keys.conversation(sid), "doc", **_BYTES)
+                pipe.execute_command("HGET", self.keys.orchestration(sid), "doc", **_BYTES)
+            raw = await pipe.execute()
+        return [(raw[2 * i], raw[2 * i + 1]) for i in range(len(session_ids))]
 
-    # ----------------------------------------------------------------- writes
-
-    async def save_conversation_state(
-        self,
-        state: ConversationState,
-        *,
-        expected_version: int | None = None,
-        event: Event | None = None,
-    ) -> ConversationState:
-        """Write `state` if the stored version is still the one it was read at.
-
-        Returns the state with its new version; raises `VersionConflict` when stale.
-        """
-        return await self._save("conversation", state, expected_version, event)
-
-    async def save_orchestration_state(
-        self,
-        state: OrchestrationState,
-        *,
-        expected_version: int | None = None,
-        event: Event | None = None,
-    ) -> OrchestrationState:
-        return await self._save("orchestration", state, expected_version, event)
-
-    async def _save(
-        self, kind: Kind, state: S, expected_version: int | None, event: Event | None
-    ) -> S:
-        return (await self._save_returning_event(kind, state, expected_version, event))[0]
-
-    async def _save_returning_event(
-        self,
-        kind: Kind,
-        state: S,
-        expected_version: int | None,
-        event: Event | None,
-        idempotency: IdempotentWrite | None = None,
-    ) -> tuple[S, str | None]:
-        expected = state.version if expected_version is None else expected_version
-        new = state.with_version(expected + 1)
-        result = await self._write(
-            kind, new, mode="cas", version=expected, event=event, idempotency=idempotency
-        )
-        if result is None:
-            actual = await self.get_version(state.session_id, kind)
-            raise VersionConflict(
-                f"{kind} {state.session_id} changed since it was read",
-                expected=expected,
-                actual=actual,
-            )
-        return new, result.event_id
-
-    async def restore_state(
-        self,
-        kind: Kind,
-        state: StateDocument,
-        event: Event | None = None,
-        *,
-        mark_dirty: bool = False,
-    ) -> bool:
-        """Put back a state lost from Redis with its stored version.
-
-        Writes only when Redis holds no state or an older version: a restore never brings back
-        an older version over a newer one. Returns whether it wrote. `mark_dirty` hands the
-        session to snapshotting (for state PostgreSQL does not hold, e.g. migrated state).
-        """
-        if state.version < 1:
-            raise InvalidState("a restored state needs a version of at least 1")
-        result = await self._write(
-            kind, state, mode="restore", version=state.version, event=event, mark_dirty=mark_dirty
-        )
-        return result is not None
-
-    async def _write(
-        self,
-        kind: Kind,
-        state: StateDocument,
-        *,
-        mode: str,
-        version: int,
-        event: Event | None,
-        mark_dirty: bool = True,
-        idempotency: IdempotentWrite | None = None,
-    ) -> WriteResult | None:
-        """One run of write_state.lua. None on a version conflict; `AlreadyWritten` when
-        `idempotency` names a key this session already used."""
-        sid = state.session_id
-        own_ttl, other_ttl = self._ttls(kind)
-        doc = encode_state(state)
-        updated_us = int(state.updated_at.timestamp() * 1_000_000)
-        meta: dict[str, Any] = {
-            "status": state.status,
-            "updated_at": updated_us,
-            "user_id": state.user_id,
-            "tenant_id": state.tenant_id,
+    async def hot_sessions(self, session_ids: list[str]) -> set[str]:
+        """The sessions that live in Redis or wait in the dirty set (never archived then)."""
+        if not session_ids:
+            return set()
+        with translate_errors():
+            pipe = self.redis.client.pipeline(transaction=False)
+            for sid in session_ids:
+                pipe.exists(self.keys.conversation(sid))
+                pipe.zscore(self.keys.dirty(), sid)
+            raw = await pipe.execute()
+        return {
+            sid for i, sid in enumerate(session_ids) if raw[2 * i] or raw[2 * i + 1] is not None
         }
-        if isinstance(state, ConversationState):
-            meta |= {
-                "kind": state.kind,
-                "title": state.title,
-                "message_count": state.message_count,
-                # Lets an open event stream check cheaply that its session's reply is coming.
-                "owes_reply": owes_reply(state),
-            }
-        conversation, orchestration, events, idem, idem_old = self.keys.state_keys(sid)
-        if kind == "conversation":
-            keys = [conversation, orchestration, events, idem, idem_old]
-        else:
-            keys = [orchestration, conversation, events, idem, idem_old]
-        args: list[Any] = [
-            mode,
-            version,
-            own_ttl,
-            other_ttl,
-            self.settings.stream_maxlen,
-            event.type if event else "",
-            _json(event.data) if event else "",
-            doc,
-            _json(meta),
-        ]
-        index_key = self.keys.user_index(state.tenant_id, state.user_id)
-        ttl = self.settings.conversation_ttl
-        index_score = updated_us if kind == "conversation" else ""
-        now = time.time()
-        dirty_score = now if mark_dirty else ""
-        due_score = self._due_score(state, now)
-        if self._single_node:
-            keys += [index_key, self.keys.dirty(), self.keys.replies_due()]
-            args += [sid, index_score, ttl, dirty_score, *self._idempotency_args(idempotency)]
-            args.append(due_score)
-            reply = await self._run_script(_evalsha(self._write_script.sha, keys, args))
-        else:
-            # Pipeline, not MULTI: on a cluster the index and dirty set sit in other slots. If
-            # the versioned write loses, the extra ZADDs are harmless (the session exists and is
-            # at least as new as this score); if we crash after the script, both are rebuildable.
-            args += [sid, "", ttl, "", *self._idempotency_args(idempotency), ""]
-            commands = [_evalsha(self._write_script.sha, keys, args)]
-            if index_score != "":
-                prune = int(mode == "restore" or version == 0)  # a new session, as in the script
-                commands.append(
-                    _evalsha(self._index_script.sha, [index_key], [sid, index_score, ttl, prune])
-                )
-            if dirty_score != "":
-                commands.append(("ZADD", self.keys.dirty(), "NX", dirty_score, sid))
-            # Adding a due entry rides along even if the versioned write loses (a spare entry
-            # costs the sweep one look); removing one waits until the write has won, since a
-            # lost write's state is not the session's.
-            if due_score not in ("", "-"):
-                commands.append(("ZADD", self.keys.replies_due(), "LT", due_score, sid))
-            reply = (await self._pipeline(commands))[0]
-            if reply[0] and due_score == "-":
-                await self._drop_due(sid)
-        ok, new_version, *rest = reply
-        if ok == 2:
-            raise AlreadyWritten(json.loads(new_version))
-        if not ok:
-            return None
-        if isinstance(state, ConversationState):
-            self._decoded.written(keys[0], doc, state)
-        return WriteResult(version=int(new_version), event_id=(rest[0] or None) if rest else None)
-
-    def _idempotency_args(self, idempotency: IdempotentWrite | None) -> tuple[Any, ...]:
-        if idempotency is None:
-            return _NO_IDEMPOTENCY
-        return (
-            idempotency.key,
-            _json(idempotency.record),
-            self.settings.idempotency_keys_per_session,
-            self.settings.conversation_ttl,
-        )
-
-    async def _drop_due(self, sid: str) -> None:
-        """Cluster only: remove a due entry after the write that settled the session.
-
-        Not atomic with that write (other slot), so look again afterwards: a message stored in
-        between added its own entry before our ZREM may have taken it; put it back.
-        """
-        with translate_errors():
-            await self.redis.client.zrem(self.keys.replies_due(), sid)
-            (meta,) = await self.session_metas([sid])
-            if meta is not None and meta.get("owes_reply"):
-                score = time.time() + self.settings.generation_lease_ms / 1000
-                await self.redis.client.zadd(self.keys.replies_due(), {sid: score}, lt=True)
-
-    def _due_score(self, state: StateDocument, now: float) -> float | str:
-        """How this write moves the session in the replies' due set (see write_state.lua).
-
-        A conversation that owes a reply is due one lease from now: the replica that stored
-        the message starts its reply at once, and should it die first, the sweep of any
-        replica finds it then. One that owes none leaves the set, in the write that stored
-        its reply (or final error) and not after it, so no failure in between strands it.
-        """
-        if not isinstance(state, ConversationState):
-            return ""
-        if owes_reply(state):
-            return now + self.settings.generation_lease_ms / 1000
-        return "-"
-
-    async def _run_script(self, command: tuple[Any, ...]) -> Any:
-        """One EVALSHA; on NOSCRIPT (a restarted Redis lost its script cache: the command did
-        not run) load the scripts and send it again."""
-        try:
-            return await self._autopipe.call(command)
-        except redis_errors.NoScriptError:
-            await self.load_scripts()
-            return await self._autopipe.call(command)
-
-    async def _pipeline(self, commands: list[tuple[Any, ...]]) -> list[Any]:
-        """Run raw commands in one non-transactional pipeline (one round trip, shared with
-        whatever other callers are in flight: see AutoPipeline).
-
-        A command refused with NOSCRIPT (a restarted or new Redis node lost the script cache)
-        did not run: load the scripts and replay just those commands, never the others.
-        """
-        results: list[Any] = [None] * len(commands)
-        pending = list(range(len(commands)))
-        for attempt in (1, 2):
-            answers = await self._autopipe.execute([commands[i] for i in pending])
-            for i, answer in zip(pending, answers, strict=True):
-                results[i] = answer
-            pending = [i for i in pending if isinstance(results[i], redis_errors.NoScriptError)]
-            if not pending:
-                break
-            if attempt == 1:
-                await self.load_scripts()
-        for r in results:
-            if isinstance(r, Exception):
-                with translate_errors():
-                    raise r
-        return results
-
-    async def load_scripts(self) -> None:
-        """Load the Lua scripts on every node (called at start-up and after NOSCRIPT)."""
-        with translate_errors():
-            for script in (
-                self._write_script,
-                self._event_script,
-                self._index_script,
-                self._durable_script,
-            ):
-                await self.redis.client.script_load(script.script)
-
-    async def append_event(
-        self, session_id: str, event: Event, *, version: int | None = None
-    ) -> str | None:
-        """Append an event that changes no state (a streamed delta, a ping of progress).
-
-        Returns the stream entry id, or None when the session's state is gone.
-        """
-        keys = [self.keys.conversation(session_id), self.keys.events(session_id)]
-        ttl = max(self.settings.conversation_ttl, self.settings.orchestration_ttl)
-        args: list[str | int | bytes] = [
-            ttl,
-            self.settings.stream_maxlen,
-            event.type,
-            _json(event.data),
-            "" if version is None else version,
-        ]
-        with translate_errors():
-            try:
-                result = await self._event_script(keys=keys, args=args)
-            except redis_errors.NoScriptError:
-                await self.load_scripts()
-                result = await self._event_script(keys=keys, args=args)
-        return result or None
-
-    # ------------------------------------------------------------ read-modify-write
-
-    @overload
-    async def update(
-        self,
-        session_id: str,
-        mutate: Callable[[ConversationState], Event | Awaitable[Event | None] | None],
-        *,
-        kind: Literal["conversation"] = ...,
-        create: Callable[[], ConversationState] | None = ...,
-        restore: bool = ...,
-    ) -> ConversationState: ...
-
-    @overload
-    async def update(
-        self,
-        session_id: str,
-        mutate: Callable[[OrchestrationState], Event | Awaitable[Event | None] | None],
-        *,
-        kind: Literal["orchestration"],
-        create: Callable[[], OrchestrationState] | None = ...,
-        restore: bool = ...,
-    ) -> OrchestrationState: ...
-
-    async def update(
-        self,
-        session_id: str,
-        mutate: Callable[[Any], Any],
-        *,
-        kind: Kind = "conversation",
-        create: Callable[[], Any] | None = None,
-        restore: bool = True,
-    ) -> Any:
-        """Read, apply `mutate`, write; on a conflict re-read and retry with jittered backoff.
-
-        `mutate` changes the state in place and may return the Event to append with the write
-        (it must be free of side effects: it runs again on every retry). `create` builds the
-        initial state when the session does not exist; without it a missing session raises
-        `SessionNotFound`. After `STATE_WRITE_MAX_ATTEMPTS` conflicts, `VersionConflict` is raised.
-        """
-        state, _ = await self.update_returning_event(
-            session_id, mutate, kind=kind, create=create, restore=restore
-        )
-        return state
-
-    async def update_returning_event(
-        self,
-        session_id: str,
-        mutate: Callable[[Any], Any],
-        *,
-        kind: Kind = "conversation",
-        create: Callable[[], Any] | None = None,
-        current: StateDocument | None = None,
-        idempotency: IdempotentWrite | None = None,
-        restore: bool = True,
-    ) -> tuple[Any, str | None]:
-        """`update()`, also returning the stream id of the event written with the state.
-
-        SSE routes need that id: a client resumes after it (Last-Event-ID). `current` is a
-        state the caller has just read (and hands over: it is changed in place): the first
-        attempt starts from it instead of reading again; a conflict re-reads as usual.
-        `idempotency` tags the write (see `IdempotentWrite`): if its key was used already, no
-        attempt writes and `AlreadyWritten` is raised.
-        `restore=False` reads Redis only, never the restorer: for a state PostgreSQL cannot
-        hold (a session it has no snapshot of), so the write works while PostgreSQL is down.
-        """
-        attempts = self.settings.state_write_max_attempts
-        last: VersionConflict | None = None
-        for attempt in range(attempts):
-            if attempt == 0 and current is not None:
-                state: Any = current
-            elif kind == "conversation" and not restore:
-                state = await self.get_hot_conversation_state(session_id)
-            else:
-                state = await (
-                    self.get_conversation_state(session_id)
-                    if kind == "conversation"
-                    else self.get_orchestration_state(session_id, restore=restore)
-                )
-            if state is None:
-                if create is None:
-                    raise SessionNotFound(f"session {session_id} not found")
-                state = create()
-            state.updated_at = utcnow()
-            event = mutate(state)
-            if isinstance(event, Awaitable):
-                event = await event
-            try:
-                return await self._save_returning_event(kind, state, None, event, idempotency)
-            except VersionConflict as exc:
-                last = exc
-                # Exponential backoff with full jitter: writers that keep losing spread out
-                # over a window that grows with their losses, so even 20 writers hammering
-                # one session each get through well within the attempt budget.
-                await asyncio.sleep(random.uniform(0, min(0.25, 0.002 * 2**attempt)))
-        assert last is not None
-        raise VersionConflict(
-            f"{kind} {session_id}: gave up after {attempts} conflicting attempts",
-            expected=last.expected,
-            actual=last.actual,
-        )
 
     # ------------------------------------------------------------------ events
 
@@ -568,6 +112,12 @@ class ConversationStateManager:
             )
         entries = cast(list[tuple[str, dict[str, str]]], rows or [])
         return [StreamEntry.from_redis(entry_id, fields) for entry_id, fields in entries]
+
+    async def last_event_id(self, session_id: str) -> str:
+        """The id of the newest entry of the session's event stream (`0-0` when empty)."""
+        with translate_errors():
+            rows = await self.redis.client.xrevrange(self.keys.events(session_id), count=1)
+        return str(rows[0][0]) if rows else ZERO_ID
 
     # ------------------------------------------------------------ listing, stats
 
@@ -605,37 +155,18 @@ class ConversationStateManager:
                 await self.redis.client.zrem(index, *gone)
         return SessionPage(items=items, total=total - len(gone), offset=offset, limit=limit)
 
-    async def session_metas(self, session_ids: list[str]) -> list[dict[str, Any] | None]:
-        """The flat meta (plus version) of each session's conversation, None where it is gone."""
-        if not session_ids:
-            return []
-        with translate_errors():
-            pipe = self.redis.client.pipeline(transaction=False)
-            for sid in session_ids:
-                pipe.hmget(self.keys.conversation(sid), ["version", "meta"])
-            rows = await pipe.execute()
-        return [
-            None if version is None else {**json.loads(meta), "version": int(version)}
-            for version, meta in rows
-        ]
-
     async def get_system_stats(self) -> dict[str, Any]:
         """Counts over the whole hot tier (SCAN-based: for ops, not for every request)."""
-        from backend.state.stats import system_stats
-
         return await system_stats(self)
 
     async def dirty_backlog(self) -> tuple[int, float]:
         """Sessions waiting for a snapshot, and how long the oldest has waited (seconds)."""
+        return await self.dirty.backlog()
+
+    async def memory_info(self) -> dict[str, Any]:
+        """Redis's INFO memory section (for `triage monitor`)."""
         with translate_errors():
-            pipe = self.redis.client.pipeline(transaction=False)
-            pipe.zcard(self.keys.dirty())
-            pipe.zrange(self.keys.dirty(), 0, 0, withscores=True)
-            count, oldest = await pipe.execute()
-        # A refused session's score is its next attempt (backend/durability/refused.py), which
-        # may be ahead: it is counted as dirty, and reported as refused, not as lag.
-        lag = max(0.0, round(time.time() - oldest[0][1], 3)) if oldest else 0.0
-        return int(count), lag
+            return cast(dict[str, Any], await self.redis.client.info("memory"))
 
     async def rebuild_indexes(self) -> int:
         """Rebuild every user's index, the dirty set and the replies' due set from the
@@ -670,20 +201,47 @@ class ConversationStateManager:
     # ------------------------------------------------------------------ delete
 
     async def delete_session(self, session_id: str) -> bool:
-        """Remove every hot key of a session and its index entry. Returns whether it existed.
+        """Remove every hot key of a session, its index entry and its due entry. Returns
+        whether it existed.
 
         `before_delete` (if set) runs first, so what Redis holds is made durable before it goes.
+        The Idempotency-Key records stay (a retry still gets its first answer).
         """
         if self.before_delete is not None:
-            await self.before_delete(self, session_id)
+            await self.before_delete(session_id)
+        return await self._drop_hot(session_id)
+
+    async def purge_hot(self, session_id: str) -> bool:
+        """Erase a session from Redis (right to erasure): every hot key, its index, dirty and
+        due entries, its Idempotency-Key records and the user's mapping of the key that opened
+        it (named in its record), so a retry after it opens a new session, not this id again.
+        Returns whether it held state."""
+        records = self.keys.idempotency(session_id)
+        with translate_errors():
+            values = [v for key in records for v in await self.redis.client.hvals(key)]
+        opened = {str(json.loads(v).get("opened") or "") for v in values} - {""}
+        return await self._drop_hot(session_id, extra=[*records, *sorted(opened)], dirty=True)
+
+    async def _drop_hot(
+        self, session_id: str, *, extra: list[str] | None = None, dirty: bool = False
+    ) -> bool:
+        """The one hot-key delete: the session's keys (and `extra`), then its entries in the
+        user's index, the due set and (`dirty`) the dirty set."""
         (meta,) = await self.session_metas([session_id])
         with translate_errors():
+            # One DEL: a session's keys share its hash tag (one slot, also on a cluster).
             removed = int(await self.redis.client.delete(*self.keys.session_keys(session_id)))
-            self._decoded.forget(self.keys.conversation(session_id))
+        if extra:
+            await self.redis.delete(*extra)
+        self._decoded.forget(self.keys.conversation(session_id))
+        with translate_errors():
             if meta is not None:
                 await self.redis.client.zrem(
                     self.keys.user_index(meta["tenant_id"], meta["user_id"]), session_id
                 )
+            await self.due.drop(session_id)
+            if dirty:
+                await self.redis.client.zrem(self.keys.dirty(), session_id)
         return removed > 0
 
     # -------------------------------------------------------------- migration
@@ -700,29 +258,16 @@ class ConversationStateManager:
 
         See `backend.state.migration.write_legacy_records`.
         """
-        from backend.state.migration import write_legacy_records
-
         return await write_legacy_records(
             self, active_conversations, active_orchestrations, dry_run=dry_run, on_record=on_record
         )
 
-    # ---------------------------------------------------------------- helpers
 
-    def _state_key(self, kind: Kind, session_id: str) -> str:
-        if kind == "conversation":
-            return self.keys.conversation(session_id)
-        return self.keys.orchestration(session_id)
-
-    def _ttls(self, kind: Kind) -> tuple[int, int]:
-        conv, orch = self.settings.conversation_ttl, self.settings.orchestration_ttl
-        return (conv, orch) if kind == "conversation" else (orch, conv)
+def owned_by(state: ConversationState, principal: Principal) -> bool:
+    """The one ownership check: the session belongs to this user of this tenant."""
+    return state.user_id == principal.user_id and state.tenant_id == principal.tenant_id
 
 
-_json = msgspec.json.Encoder().encode
-_NO_IDEMPOTENCY = ("", "", "", "")  # write_state.lua's ARGV[14..17] for an untagged write
-
-
-def _evalsha(sha: str, keys: list[str], args: list[Any]) -> tuple[Any, ...]:
-    # A raw command: redis-py's ClusterPipeline blocks its `evalsha` method, yet routes a raw
-    # EVALSHA by its keys' slot, which is all a single-slot script needs.
-    return ("EVALSHA", sha, len(keys), *keys, *args)
+def not_found(session_id: str) -> SessionNotFound:
+    # One message for "missing" and "someone else's": the answer must not tell them apart.
+    return SessionNotFound(f"session {session_id} not found", session_id=session_id)

@@ -6,17 +6,15 @@ every request.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from backend.core.redis import translate_errors
-
-if TYPE_CHECKING:
-    from backend.state.service import ConversationStateManager
+from backend.state.store import StateStore
 
 _CHUNK = 500
 
 
-async def system_stats(manager: ConversationStateManager) -> dict[str, Any]:
+async def system_stats(manager: StateStore) -> dict[str, Any]:
     keys, redis = manager.keys, manager.redis
     conv_ids = [
         keys.session_id_from_key(k) async for k in redis.scan_keys(keys.conversation_pattern())
@@ -36,7 +34,7 @@ async def system_stats(manager: ConversationStateManager) -> dict[str, Any]:
             by_kind[meta["kind"]] = by_kind.get(meta["kind"], 0) + 1
             hot_messages += meta["message_count"]
             users.add((meta["tenant_id"], meta["user_id"]))
-    dirty, lag = await manager.dirty_backlog()
+    dirty, lag = await manager.dirty.backlog()
     with translate_errors():
         refused = int(await redis.client.hlen(keys.refused()))
     health = await redis.health_check()
@@ -49,7 +47,7 @@ async def system_stats(manager: ConversationStateManager) -> dict[str, Any]:
         "messages_total": hot_messages,
         "dirty_sessions": dirty,
         "snapshot_lag_seconds": lag,
-        # Kept dirty because PostgreSQL refused them (backend/durability/refused.py).
+        # Kept dirty because PostgreSQL refused them (backend/state/refused.py).
         "refused_sessions": refused,
         "redis_used_memory": health["used_memory"],
         "redis_used_memory_human": health["used_memory_human"],

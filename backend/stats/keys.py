@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from backend.state.keys import is_valid_principal_id
+from backend.core.ids import is_valid_principal_id
 
 
 def stats_cache(prefix: str, tenant_id: str, days: int) -> str:

@@ -6,8 +6,8 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 
+from backend.api.deps import StatsDep
 from backend.core.auth import PrincipalDep
-from backend.core.deps import StatsDep
 from backend.core.errors import TriageError
 from backend.core.http import error_responses
 from backend.stats.schemas import TenantStats

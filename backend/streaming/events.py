@@ -19,6 +19,7 @@ from sse_starlette import ServerSentEvent
 from backend.core.errors import TriageError
 from backend.core.redis import RedisClient, translate_errors
 from backend.state.schemas import StreamEntry
+from backend.state.service import ConversationStateManager
 
 StreamId = tuple[int, int]
 
@@ -71,6 +72,13 @@ class ResumePoint:
     after: str
     reload: bool = False
     reason: str | None = None
+
+
+async def resume_point(
+    manager: ConversationStateManager, session_id: str, after: str | None
+) -> ResumePoint:
+    """`check_resume` on a session's event stream, through the request pool (for routes)."""
+    return await check_resume(manager.redis.client, manager.keys.events(session_id), after)
 
 
 async def check_resume(client: RedisClient, stream_key: str, after: str | None) -> ResumePoint:

@@ -227,6 +227,7 @@ class StreamHub:
         keys_per_reader: int,
         check_seconds: float,
         max_backlog: int,
+        on_owing: Callable[[list[str]], Awaitable[None]] | None = None,
     ) -> None:
         self.client = client
         self.keys = keys
@@ -244,8 +245,8 @@ class StreamHub:
         self._readers: list[_Reader] = []
         self._tasks: set[asyncio.Task[None]] = set()
         self._checker: asyncio.Task[None] | None = None
-        # Set by the runtime: called with open streams' sessions that owe a reply.
-        self.on_owing: Callable[[list[str]], Awaitable[None]] | None = None
+        # Called with open streams' sessions that owe a reply (the reply runner's `recheck`).
+        self.on_owing = on_owing
 
     # ---------------------------------------------------------------- lifecycle
 

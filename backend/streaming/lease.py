@@ -38,17 +38,14 @@ class SessionLease:
         # The owner (replica id) in the token tells an operator who holds a lease.
         return f"{self.owner}:{secrets.token_hex(8)}"
 
-    async def acquire(self, session_id: str, token: str) -> bool:
-        with translate_errors():
-            return bool(
-                await self.redis.client.set(
-                    self.keys.lease(session_id), token, nx=True, px=self.ttl_ms
-                )
-            )
-
     async def take(self, session_id: str, token: str) -> bool:
-        """Hold the lease with `token`: take it when free, keep it when `token` holds it."""
+        """Hold the lease with `token`: take it when free, keep it when `token` holds it.
+
+        The one way to acquire the lease (`acquire` is the same call).
+        """
         return bool(await self._run(self._take, session_id, token, self.ttl_ms))
+
+    acquire = take
 
     async def renew(self, session_id: str, token: str) -> bool:
         return bool(await self._run(self._renew, session_id, token, self.ttl_ms))
@@ -59,6 +56,16 @@ class SessionLease:
     async def is_held(self, session_id: str) -> bool:
         with translate_errors():
             return bool(await self.redis.client.exists(self.keys.lease(session_id)))
+
+    async def held(self, session_ids: list[str]) -> list[bool]:
+        """Whether each session's lease is held (one round trip)."""
+        if not session_ids:
+            return []
+        with translate_errors():
+            pipe = self.redis.client.pipeline(transaction=False)
+            for sid in session_ids:
+                pipe.exists(self.keys.lease(sid))
+            return [bool(found) for found in await pipe.execute()]
 
     async def _run(self, script: AsyncScript, session_id: str, *args: str | int) -> object:
         keys = [self.keys.lease(session_id)]

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
+from backend.api.deps import SummariesDep
 from backend.core.auth import PrincipalDep
-from backend.core.deps import SummariesDep
 from backend.core.http import error_responses
 from backend.durability.router import SessionId
 from backend.summaries.schemas import SessionSummaryOut

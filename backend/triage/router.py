@@ -6,11 +6,10 @@ from typing import Annotated
 
 from fastapi import APIRouter, Body
 
+from backend.api.deps import RuntimeDep, SessionId
 from backend.conversations.idempotency import IdempotencyKey
-from backend.conversations.router import SessionId
 from backend.conversations.schemas import PostedMessage, PostMessageRequest
 from backend.core.auth import PrincipalDep
-from backend.core.deps import RuntimeDep
 from backend.core.http import BODY_ERRORS, error_responses
 from backend.triage.schemas import StartTriageRequest, TriageStarted, TriageStatus
 

@@ -8,7 +8,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from backend.conversations.schemas import MESSAGE_TEXT_SCHEMA, GenerationInfo, PostedMessage
 from backend.core.text import StoredText
-from backend.interviewer.base import CaseAnalysis, TriageResult
+from backend.generators.base import CaseAnalysis, TriageResult
 
 
 class StartTriageRequest(BaseModel):

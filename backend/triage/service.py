@@ -2,8 +2,8 @@
 
 Stateless like the interviewer: the orchestration state (stage, the latest case analysis, the
 triage result) lives in Redis next to the conversation, written through the
-ConversationStateManager. The ReplyRunner calls `assess` before generating each reply: the
-orchestrator analyses the interview (`analyze`), hands the analysis to the reply generator, and
+ConversationStateManager. The ReplyRunner calls `CaseAssessor.assess` before generating each
+reply: it analyses the interview (`analyze`), hands the analysis to the reply generator, and
 decides from the case analysis (`ready_for_triage`) when the interview holds enough
 to triage, builds the result with `build_triage_result` (validated by its pydantic model) and
 stores it with a `triage.updated` event. Once triaged a session stays triaged: later messages
@@ -14,18 +14,18 @@ from __future__ import annotations
 
 import contextlib
 
-from backend.agents import replies
 from backend.conversations.service import (
     IntelligentInterviewerService,
     Posted,
     generation_info,
 )
 from backend.core.auth import Principal
-from backend.interviewer.analysis import analyze
-from backend.interviewer.base import CaseAnalysis, TriageResult
-from backend.interviewer.triage import build_triage_result
+from backend.generators.analysis import analyze
+from backend.generators.base import CaseAnalysis, TriageResult
+from backend.replies import bookkeeping as replies
 from backend.state.schemas import ConversationState, Event, OrchestrationState
 from backend.state.service import ConversationStateManager
+from backend.triage.result import build_triage_result
 from backend.triage.schemas import TriageStarted, TriageStatus
 
 INTERVIEWING = "interviewing"
@@ -47,53 +47,13 @@ def may_be_in_postgres(conversation: ConversationState) -> bool:
     return conversation.durable_seq > 0
 
 
-class IntelligentTriageOrchestrator:
-    def __init__(
-        self, manager: ConversationStateManager, interviewer: IntelligentInterviewerService
-    ) -> None:
+class CaseAssessor:
+    """The part of the triage the reply runner calls before each reply: it needs only the
+    state, so the runner gets it at construction (the orchestrator needs the interviewer,
+    which needs the runner)."""
+
+    def __init__(self, manager: ConversationStateManager) -> None:
         self.manager = manager
-        self.interviewer = interviewer
-
-    async def start_intelligent_triage(
-        self, principal: Principal, message: str | None, idempotency_key: str | None = None
-    ) -> TriageStarted:
-        """A new triage session for the caller, with its first message when one is given."""
-        conversation, posted = await self.interviewer.start_conversation(
-            principal, message, kind="triage", idempotency_key=idempotency_key
-        )
-        # With a key this may be a retry, answered from a session that moved on since.
-        orchestration = (
-            await self.manager.get_orchestration_state(conversation.session_id)
-            if idempotency_key is not None
-            else None
-        )
-        status = self._status(conversation, orchestration)
-        return TriageStarted(
-            **status.model_dump(),
-            message=posted.public() if posted else None,
-            events_url=posted.public().events_url
-            if posted
-            else f"/api/conversations/sessions/{conversation.session_id}/events",
-        )
-
-    async def continue_intelligent_triage(
-        self,
-        principal: Principal,
-        session_id: str,
-        message: str,
-        idempotency_key: str | None = None,
-    ) -> Posted:
-        return await self.interviewer.continue_conversation(
-            principal, session_id, message, idempotency_key=idempotency_key
-        )
-
-    async def get_orchestration_status(self, principal: Principal, session_id: str) -> TriageStatus:
-        conversation = await self.interviewer.get_owned(principal, session_id)
-        await self.interviewer.runner.ensure(conversation)
-        orchestration = await self.manager.get_orchestration_state(
-            session_id, restore=may_be_in_postgres(conversation)
-        )
-        return self._status(conversation, orchestration)
 
     async def assess(self, session_id: str, conversation: ConversationState) -> CaseAnalysis:
         """Analyse the interview and record it (with the triage result once ready).
@@ -141,6 +101,63 @@ class IntelligentTriageOrchestrator:
                 restore=may_be_in_postgres(conversation),
             )
         return analysis
+
+
+class IntelligentTriageOrchestrator:
+    def __init__(
+        self,
+        manager: ConversationStateManager,
+        interviewer: IntelligentInterviewerService,
+        assessor: CaseAssessor,
+    ) -> None:
+        self.manager = manager
+        self.interviewer = interviewer
+        self.assessor = assessor
+
+    async def start_intelligent_triage(
+        self, principal: Principal, message: str | None, idempotency_key: str | None = None
+    ) -> TriageStarted:
+        """A new triage session for the caller, with its first message when one is given."""
+        conversation, posted = await self.interviewer.start_conversation(
+            principal, message, kind="triage", idempotency_key=idempotency_key
+        )
+        # With a key this may be a retry, answered from a session that moved on since.
+        orchestration = (
+            await self.manager.get_orchestration_state(conversation.session_id)
+            if idempotency_key is not None
+            else None
+        )
+        status = self._status(conversation, orchestration)
+        return TriageStarted(
+            **status.model_dump(),
+            message=posted.public() if posted else None,
+            events_url=posted.public().events_url
+            if posted
+            else f"/api/conversations/sessions/{conversation.session_id}/events",
+        )
+
+    async def continue_intelligent_triage(
+        self,
+        principal: Principal,
+        session_id: str,
+        message: str,
+        idempotency_key: str | None = None,
+    ) -> Posted:
+        return await self.interviewer.continue_conversation(
+            principal, session_id, message, idempotency_key=idempotency_key
+        )
+
+    async def get_orchestration_status(self, principal: Principal, session_id: str) -> TriageStatus:
+        conversation = await self.interviewer.get_owned(principal, session_id)
+        await self.interviewer.runner.ensure(conversation)
+        orchestration = await self.manager.get_orchestration_state(
+            session_id, restore=may_be_in_postgres(conversation)
+        )
+        return self._status(conversation, orchestration)
+
+    async def assess(self, session_id: str, conversation: ConversationState) -> CaseAnalysis:
+        """See `CaseAssessor.assess`."""
+        return await self.assessor.assess(session_id, conversation)
 
     def _status(
         self, conversation: ConversationState, orchestration: OrchestrationState | None

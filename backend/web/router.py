@@ -22,10 +22,10 @@ from fastapi import APIRouter, Request
 from fastapi import Path as PathParam
 from fastapi.responses import FileResponse, HTMLResponse
 
+from backend.api.deps import RedisDep, SettingsDep
 from backend.conversations.keys import ConversationKeys
 from backend.conversations.ratelimit import FixedWindowLimiter
 from backend.core.auth import create_token
-from backend.core.deps import RedisDep, SettingsDep
 from backend.core.errors import TriageError
 from backend.core.http import BODY_ERRORS, error_responses
 from backend.web.schemas import DevToken, DevTokenRequest

@@ -19,7 +19,7 @@ import hashlib
 import re
 import unicodedata
 
-from backend.state.keys import is_valid_principal_id
+from backend.core.ids import is_valid_principal_id
 
 MAX_NAME_CHARS = 128
 _NOT_ID = re.compile(r"[^A-Za-z0-9_.@+:-]+")

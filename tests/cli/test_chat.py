@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import uuid
 from collections.abc import Callable
 from typing import Any
 
@@ -238,7 +239,9 @@ async def test_notices_get_their_own_line_in_the_middle_of_a_reply(
     screen = SharedScreen()
     term = Terminal(out=screen, err=screen)
     (a,) = start_replicas(1, offline_chunk_delay_ms=100)
-    token = create_token(settings, "ana", "escritorio-1")
+    # A user of this test alone: the session list also holds what other tests of the run left
+    # in the shared test database for a user of the same name.
+    token = create_token(settings, f"ana-{uuid.uuid4().hex[:8]}", "escritorio-1")
     chatting = asyncio.create_task(_chat([a.url], token, None, [MESSAGE], 30, term))
 
     await asyncio.wait_for(screen.reply_under_way.wait(), GUARD)

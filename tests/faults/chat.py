@@ -15,10 +15,10 @@ import httpx
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from backend.agents.replies import owes_reply
 from backend.core.auth import create_token
 from backend.core.config import Settings
 from backend.core.redis import RedisService
+from backend.state.owed import owes_reply
 from backend.state.service import ConversationStateManager
 from tests.faults.servers import CeleryProcess
 

@@ -25,16 +25,16 @@ import redis
 from fastapi import FastAPI
 from sqlalchemy.engine import make_url
 
-from backend.agents import replies
-from backend.agents.runtime import ConversationRuntime
 from backend.core.auth import Principal
 from backend.core.config import Settings
 from backend.core.db import create_engine
 from backend.core.errors import StoreUnavailable
 from backend.core.redis import RedisService
 from backend.durability.service import HybridConversationService
+from backend.replies import bookkeeping as replies
 from backend.state.schemas import ConversationState, Event
 from backend.state.service import ConversationStateManager
+from backend.wiring import ConversationRuntime
 from tests.conftest import client_for, make_settings
 from tests.redis_cluster import free_port
 from tests.redis_server import RedisServer
@@ -340,7 +340,7 @@ async def test_a_reply_that_needs_postgresql_waits_for_it_and_is_not_counted(
     replica_engine = create_engine(behind, pool_size=1)
     HybridConversationService(replica.interviewer.manager, replica_engine, behind).install()
     try:
-        caplog.set_level(logging.WARNING, logger="backend.agents")
+        caplog.set_level(logging.WARNING, logger="backend.replies")
 
         async def waited_twice() -> bool:
             return sum("store unavailable" in r.getMessage() for r in caplog.records) >= 2

@@ -7,12 +7,12 @@ import asyncio
 import httpx
 from fastapi import FastAPI
 
-from backend.agents.runtime import ConversationRuntime
 from backend.core.config import Settings
 from backend.core.redis import RedisService
-from backend.interviewer.base import TriageResult
+from backend.generators.base import TriageResult
 from backend.state.schemas import ConversationState
 from backend.state.service import ConversationStateManager
+from backend.wiring import ConversationRuntime
 from tests.sse_helpers import GUARD, bearer
 
 ANSWERS = [

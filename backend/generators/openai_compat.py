@@ -22,10 +22,9 @@ from httpx_sse import SSEError, aconnect_sse
 
 from backend.core.config import Settings
 from backend.core.text import make_storable
-from backend.interviewer.analysis import area_label
-from backend.interviewer.base import CaseAnalysis, GenerationError
-from backend.interviewer.questions import Topic, question_for
-from backend.interviewer.triage import URGENCY_LABELS
+from backend.generators.analysis import URGENCY_LABELS, area_label
+from backend.generators.base import CaseAnalysis, GenerationError
+from backend.generators.questions import Topic, question_for
 from backend.state.schemas import ConversationState
 
 _RETRYABLE_STATUS = {408, 409, 429}

@@ -3,8 +3,8 @@ offline interviewer replying between the client's messages."""
 
 from __future__ import annotations
 
-from backend.interviewer.analysis import analyze
-from backend.interviewer.offline import compose_reply
+from backend.generators.analysis import analyze
+from backend.generators.offline import compose_reply
 from backend.state.schemas import ConversationState
 
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from backend.interviewer.text import compile_patterns
+from backend.generators.text import compile_patterns
 
 
 @dataclass(frozen=True)

@@ -26,12 +26,12 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from functools import lru_cache
 
-from backend.interviewer import lexicon
-from backend.interviewer.areas import AREAS, AREAS_BY_KEY, GENERAL_WEIGHT, SUB_AREA_WEIGHT
-from backend.interviewer.base import CaseAnalysis, Urgency
-from backend.interviewer.questions import MISSING_LABELS, TOPIC_ORDER, Topic, asked_topic
-from backend.interviewer.scan import MessageScan, scan_message
-from backend.interviewer.text import shorten
+from backend.generators import lexicon
+from backend.generators.areas import AREAS, AREAS_BY_KEY, GENERAL_WEIGHT, SUB_AREA_WEIGHT
+from backend.generators.base import CaseAnalysis, Urgency
+from backend.generators.questions import MISSING_LABELS, TOPIC_ORDER, Topic, asked_topic
+from backend.generators.scan import MessageScan, scan_message
+from backend.generators.text import shorten
 from backend.state.schemas import ConversationState
 
 MAX_USER_TURNS = 6
@@ -39,6 +39,7 @@ MAX_USER_TURNS = 6
 # "Oi, preciso de ajuda com um problema no trabalho" is not yet a story.
 STORY_MIN_WORDS = 12
 FACT_LIMIT = 300
+URGENCY_LABELS = {"baixa": "baixa", "media": "média", "alta": "alta", "urgente": "urgente"}
 ANSWER_LIMIT = 120
 NO_DOCUMENTS_FACT = "nenhum documento informado"
 # A reply that starts by denying ("não", "nenhum", "nada") has nothing to list.

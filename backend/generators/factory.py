@@ -9,9 +9,9 @@ from __future__ import annotations
 import httpx
 
 from backend.core.config import Settings
-from backend.interviewer.base import ReplyGenerator
-from backend.interviewer.offline import OfflineInterviewer
-from backend.interviewer.openai_compat import OpenAICompatibleGenerator
+from backend.generators.base import ReplyGenerator
+from backend.generators.offline import OfflineInterviewer
+from backend.generators.openai_compat import OpenAICompatibleGenerator
 
 
 class GeneratorConfigError(ValueError):

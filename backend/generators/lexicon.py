@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from backend.interviewer.text import compile_patterns
+from backend.generators.text import compile_patterns
 
 # --- Urgency ---------------------------------------------------------------------------------
 

@@ -1,4 +1,5 @@
-"""Dependency aliases for routes. Clients live on `app.state`, created by the lifespan.
+"""Dependency aliases for routes (and the session id path parameter). Clients live on
+`app.state`, put there by the lifespan (`backend.wiring.build_services`).
 
 The providers are `async def` on purpose: FastAPI runs a plain `def` dependency in its thread
 pool, a thread hop per dependency per request for what is an attribute lookup.
@@ -9,16 +10,17 @@ from __future__ import annotations
 from typing import Annotated
 
 from celery import Celery
-from fastapi import Depends, Request
+from fastapi import Depends, Path, Request
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from backend.agents.runtime import ConversationRuntime
+from backend.conversations.schemas import SESSION_ID_PATTERN
 from backend.core.config import Settings
 from backend.core.redis import RedisService
 from backend.durability.service import HybridConversationService
 from backend.state.service import ConversationStateManager
 from backend.stats.service import StatsService
 from backend.summaries.service import SummaryService
+from backend.wiring import ConversationRuntime
 
 
 async def _settings(request: Request) -> Settings:
@@ -68,3 +70,7 @@ SummariesDep = Annotated[SummaryService, Depends(_summaries)]
 StatsDep = Annotated[StatsService, Depends(_stats)]
 CeleryDep = Annotated[Celery, Depends(_celery)]
 RuntimeDep = Annotated[ConversationRuntime, Depends(_runtime)]
+
+SessionId = Annotated[
+    str, Path(pattern=SESSION_ID_PATTERN, description="The session id (letters, digits, _ -).")
+]

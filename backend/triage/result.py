@@ -7,15 +7,14 @@ thin interview (area unknown, nothing dated): the gaps go into `missing_informat
 
 from __future__ import annotations
 
-from backend.interviewer.analysis import FACT_LIMIT, area_label
-from backend.interviewer.areas import AREAS_BY_KEY
-from backend.interviewer.base import CaseAnalysis, Complexity, TriageResult
-from backend.interviewer.questions import Topic
-from backend.interviewer.text import shorten
+from backend.generators.analysis import FACT_LIMIT, URGENCY_LABELS, area_label
+from backend.generators.areas import AREAS_BY_KEY
+from backend.generators.base import CaseAnalysis, Complexity, TriageResult
+from backend.generators.questions import Topic
+from backend.generators.text import shorten
 from backend.state.schemas import ConversationState
 
 UNKNOWN_AREA = "indefinida"
-URGENCY_LABELS = {"baixa": "baixa", "media": "média", "alta": "alta", "urgente": "urgente"}
 
 # How soon a lawyer should see the client, by urgency.
 _WHEN_BY_URGENCY = {

@@ -14,7 +14,7 @@ Recovery, so a session is never stuck: a replica that dies mid-reply leaves a ma
 lease that expires. The sessions that owe a reply sit in a sorted set (`replies:due`, scored by
 when to look at them). The state write that leaves a session owing a reply puts it there and
 the write that stores its reply (or final error) takes it out, atomically (see
-`ConversationStateManager._write`), so whatever fails in between, it stays due. Lease renewals
+`StateStore._write`), so whatever fails in between, it stays due. Lease renewals
 push its score forward; every replica sweeps the set, and every read of a session and every
 open event stream check too. Whoever then takes the lease closes the dead reply with an
 `error` event and generates it again.
@@ -37,17 +37,15 @@ import asyncio
 import contextlib
 import functools
 import logging
-import time
 import uuid
 from collections.abc import Awaitable, Callable
 from typing import Protocol, TypeVar
 
-from backend.agents import replies
-from backend.agents.waits import OUTAGES, OutageWaits
 from backend.core.config import Settings
 from backend.core.errors import SessionNotFound, StoreUnavailable
-from backend.core.redis import translate_errors
-from backend.interviewer.base import CaseAnalysis, GenerationError, ReplyGenerator
+from backend.generators.base import CaseAnalysis, GenerationError, ReplyGenerator
+from backend.replies import bookkeeping as replies
+from backend.replies.waits import OUTAGES, OutageWaits
 from backend.state.schemas import ConversationState, Event
 from backend.state.service import ConversationStateManager
 from backend.streaming.lease import SessionLease
@@ -59,7 +57,7 @@ T = TypeVar("T")
 
 
 class Assessor(Protocol):
-    """Analyses the case before each reply and records it (the triage orchestrator)."""
+    """Analyses the case before each reply and records it (`triage.service.CaseAssessor`)."""
 
     async def assess(self, session_id: str, conversation: ConversationState) -> CaseAnalysis: ...
 
@@ -87,15 +85,14 @@ class ReplyRunner:
         lease: SessionLease,
         generator: ReplyGenerator,
         settings: Settings,
+        assessor: Assessor,
     ) -> None:
         self.manager = manager
         self.lease = lease
         self.generator = generator
         self.settings = settings
-        self.due_key = manager.keys.replies_due()
         self.waits = OutageWaits(lease.ttl_ms)
-        # Set after construction: the orchestrator needs the interviewer, which needs us.
-        self.assessor: Assessor | None = None
+        self.assessor = assessor
         self.accepting = True
         self._jobs: dict[str, _Job] = {}
         self._sweeper: asyncio.Task[None] | None = None
@@ -118,6 +115,11 @@ class ReplyRunner:
             still = await cancel_and_wait(late, deadline_s=5)
             if still:
                 log.warning("%d replies did not stop; their leases expire", len(still))
+
+    @property
+    def due_key(self) -> str:
+        """The replies' due set (kept by the state manager's `due`)."""
+        return self.manager.due.key
 
     @property
     def running(self) -> int:
@@ -151,11 +153,7 @@ class ReplyRunner:
         idle = [sid for sid in session_ids if sid not in self._jobs]
         if not idle or not self.accepting:
             return
-        with translate_errors():
-            pipe = self.manager.redis.client.pipeline(transaction=False)
-            for sid in idle:
-                pipe.exists(self.manager.keys.lease(sid))
-            held = await pipe.execute()
+        held = await self.lease.held(idle)
         for sid, holder in zip(idle, held, strict=True):
             if not holder:
                 self.kick(sid)
@@ -369,7 +367,6 @@ class ReplyRunner:
         generator (an LLM) still gets one delta per chunk; one that has the whole reply at
         once (the offline interviewer without pacing) costs one or two writes, not forty.
         """
-        assert self.assessor is not None, "the runner needs its assessor (the orchestrator)"
         assessor = self.assessor
         analysis = await self._stored(job, sid, lambda: assessor.assess(sid, conversation))
         marker = replies.marker(conversation)
@@ -532,20 +529,18 @@ class ReplyRunner:
     async def _mark_due(self, sid: str, *, delay: float) -> None:
         """Move the session's due entry (XX: only one a state write put there; a session
         that owes nothing any more must not come back)."""
-        with contextlib.suppress(StoreUnavailable), translate_errors():
-            await self.manager.redis.client.zadd(self.due_key, {sid: time.time() + delay}, xx=True)
+        with contextlib.suppress(StoreUnavailable):
+            await self.manager.due.push(sid, delay)
 
     async def _drop_due(self, sid: str, *, gone: bool) -> None:
         """Nothing owed: drop a due entry the writes left behind (a session deleted, or one
         written before the due set was kept by the writes)."""
-        with translate_errors():
-            removed = await self.manager.redis.client.zrem(self.due_key, sid)
+        removed = await self.manager.due.drop(sid)
         if removed and not gone:
             # Look again: a message stored just before the ZREM had its entry taken with it.
             conversation = await self.manager.get_hot_conversation_state(sid)
             if conversation is not None and replies.owes_reply(conversation):
-                with translate_errors():
-                    await self.manager.redis.client.zadd(self.due_key, {sid: time.time()})
+                await self.manager.due.add_now(sid)
 
     async def _sweep_loop(self) -> None:
         while self.accepting:
@@ -558,12 +553,8 @@ class ReplyRunner:
 
     async def sweep(self) -> int:
         """Start replies for due sessions whose generator is gone. Returns how many started."""
-        with translate_errors():
-            due = await self.manager.redis.client.zrangebyscore(
-                self.due_key, "-inf", time.time(), start=0, num=200
-            )
         started = 0
-        for sid in map(str, due):
+        for sid in await self.manager.due.due(limit=200):
             if sid in self._jobs:
                 continue
             if await self.lease.is_held(sid):

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from backend.interviewer.analysis import MAX_USER_TURNS, analyze
-from backend.interviewer.questions import MISSING_LABELS, Topic
-from backend.interviewer.scan import MAX_MESSAGE_CHARS, scan_message
-from tests.interviewer.helpers import chat, interview
+from backend.generators.analysis import MAX_USER_TURNS, analyze
+from backend.generators.questions import MISSING_LABELS, Topic
+from backend.generators.scan import MAX_MESSAGE_CHARS, scan_message
+from tests.generators.helpers import chat, interview
 
 
 @pytest.mark.parametrize(

@@ -7,14 +7,14 @@ from collections.abc import AsyncIterator, Iterator
 import httpx
 import pytest
 
-from backend.interviewer.analysis import analyze
-from backend.interviewer.base import GenerationError
-from backend.interviewer.factory import create_generator
-from backend.interviewer.openai_compat import OpenAICompatibleGenerator
+from backend.generators.analysis import analyze
+from backend.generators.base import GenerationError
+from backend.generators.factory import create_generator
+from backend.generators.openai_compat import OpenAICompatibleGenerator
 from backend.state.schemas import ConversationState
 from tests.conftest import make_settings
-from tests.interviewer.fake_llm import MODEL, REPLY_PIECES, VALID_KEY, FakeLLMServer
-from tests.interviewer.helpers import chat
+from tests.generators.fake_llm import MODEL, REPLY_PIECES, VALID_KEY, FakeLLMServer
+from tests.generators.helpers import chat
 from tests.redis_cluster import free_port
 
 FULL_REPLY = "".join(REPLY_PIECES)

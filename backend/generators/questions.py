@@ -11,8 +11,8 @@ from __future__ import annotations
 import re
 from enum import StrEnum
 
-from backend.interviewer.areas import AREAS_BY_KEY
-from backend.interviewer.text import fold
+from backend.generators.areas import AREAS_BY_KEY
+from backend.generators.text import fold
 
 
 class Topic(StrEnum):

@@ -14,9 +14,9 @@ import re
 from dataclasses import dataclass
 from functools import lru_cache
 
-from backend.interviewer import lexicon
-from backend.interviewer.areas import AREAS
-from backend.interviewer.text import LOOKBACK_CHARS, Hit, Text, fold, word_count
+from backend.generators import lexicon
+from backend.generators.areas import AREAS
+from backend.generators.text import LOOKBACK_CHARS, Hit, Text, fold, word_count
 
 # Only the start of a very long message is read: intake answers are short, and this bounds the
 # work done on the request path whatever a client pastes.

@@ -17,12 +17,12 @@ import asyncio
 import re
 from collections.abc import AsyncIterator
 
-from backend.interviewer.analysis import ANSWER_LIMIT, NO_DOCUMENTS_FACT, analyze, area_label
-from backend.interviewer.areas import AREAS_BY_KEY
-from backend.interviewer.base import CaseAnalysis
-from backend.interviewer.lexicon import DOCUMENT_ANY, LEVEL_RANK, PARTY_ANY, WHEN
-from backend.interviewer.questions import FALLBACK_QUESTION, GUIDANCE, Topic, question_for
-from backend.interviewer.text import fold, join_pt, shorten
+from backend.generators.analysis import ANSWER_LIMIT, NO_DOCUMENTS_FACT, analyze, area_label
+from backend.generators.areas import AREAS_BY_KEY
+from backend.generators.base import CaseAnalysis
+from backend.generators.lexicon import DOCUMENT_ANY, LEVEL_RANK, PARTY_ANY, WHEN
+from backend.generators.questions import FALLBACK_QUESTION, GUIDANCE, Topic, question_for
+from backend.generators.text import fold, join_pt, shorten
 from backend.state.schemas import ConversationState
 
 WORDS_PER_CHUNK = 3

@@ -6,11 +6,11 @@ import re
 
 import pytest
 
-from backend.interviewer.analysis import analyze
-from backend.interviewer.offline import OfflineInterviewer, compose_reply, split_chunks
-from backend.interviewer.questions import GUIDANCE, Topic, question_for
+from backend.generators.analysis import analyze
+from backend.generators.offline import OfflineInterviewer, compose_reply, split_chunks
+from backend.generators.questions import GUIDANCE, Topic, question_for
 from backend.state.schemas import ConversationState
-from tests.interviewer.helpers import chat, interview, without_last_reply
+from tests.generators.helpers import chat, interview, without_last_reply
 
 
 async def stream(conversation: ConversationState, **options: int) -> list[str]:

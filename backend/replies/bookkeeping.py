@@ -17,38 +17,20 @@ Bookkeeping lives in the conversation's `data`, so any replica can read it:
 
 from __future__ import annotations
 
-from typing import Any
-
+from backend.state.owed import answered_through, marker, owes_reply, pending_seq
 from backend.state.schemas import ConversationState, Event, Message, to_jsonable, utcnow
 
-
-def answered_through(conversation: ConversationState) -> int:
-    value = conversation.data.get("replied_through")
-    if isinstance(value, int):
-        return value
-    # Sessions written before this bookkeeping (e.g. migrated legacy ones): the latest
-    # assistant message answers everything before it.
-    for message in reversed(conversation.messages):
-        if message.role == "assistant":
-            return int(message.metadata.get("in_reply_to", message.seq))
-    return 0
-
-
-def pending_seq(conversation: ConversationState) -> int | None:
-    """The seq of the newest user message still waiting for a reply, if any."""
-    for message in reversed(conversation.messages):
-        if message.role == "user":
-            return message.seq if message.seq > answered_through(conversation) else None
-    return None
-
-
-def marker(conversation: ConversationState) -> dict[str, Any] | None:
-    value = conversation.data.get("generation")
-    return value if isinstance(value, dict) else None
-
-
-def owes_reply(conversation: ConversationState) -> bool:
-    return pending_seq(conversation) is not None or marker(conversation) is not None
+__all__ = [
+    "answered_through",
+    "complete_reply",
+    "fail_reply",
+    "marker",
+    "owes_reply",
+    "pending_seq",
+    "reply_error",
+    "start_reply",
+    "user_message_event",
+]
 
 
 def user_message_event(message: Message) -> Event:

@@ -6,9 +6,9 @@ import httpx
 import pytest
 from pydantic import SecretStr, ValidationError
 
-from backend.interviewer.factory import GeneratorConfigError, create_generator
-from backend.interviewer.offline import OfflineInterviewer
-from backend.interviewer.openai_compat import OpenAICompatibleGenerator
+from backend.generators.factory import GeneratorConfigError, create_generator
+from backend.generators.offline import OfflineInterviewer
+from backend.generators.openai_compat import OpenAICompatibleGenerator
 from tests.conftest import make_settings
 
 

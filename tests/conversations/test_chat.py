@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import httpx
 
-from backend.agents.router import reply_filters
+from backend.conversations.chat import reply_filters
 from backend.state.schemas import StreamEntry
 from backend.state.service import ConversationStateManager
 from backend.streaming.events import parse_stream_id

@@ -5,13 +5,13 @@ from __future__ import annotations
 from fastapi import APIRouter
 from sse_starlette import EventSourceResponse
 
+from backend.api.deps import RuntimeDep, SettingsDep, StateManagerDep
 from backend.conversations.idempotency import IdempotencyKey
 from backend.conversations.schemas import ChatRequest
 from backend.core.auth import PrincipalDep
-from backend.core.deps import RuntimeDep, SettingsDep, StateManagerDep
 from backend.core.http import BODY_ERRORS, error_responses
 from backend.state.schemas import StreamEntry
-from backend.streaming.events import ResumePoint, check_resume
+from backend.streaming.events import ResumePoint, resume_point
 from backend.streaming.sse import SSE_RESPONSES, EntryTest, session_events, sse_response
 
 router = APIRouter(prefix="/api/agents", tags=["agents"])
@@ -68,8 +68,7 @@ async def chat(
     if posted.replayed:
         # A retry: the reply may have gone on (or be over) since. Stream it from the stored
         # message on, as a reconnect with Last-Event-ID would (a `reload` if the stream lost it).
-        events_key = manager.keys.events(posted.session_id)
-        point = await check_resume(manager.redis.client, events_key, posted.entry.id)
+        point = await resume_point(manager, posted.session_id, posted.entry.id)
     ends, skip = reply_filters(posted.message.seq)
     sub = runtime.hub.new_subscription(posted.session_id)
     content = session_events(

@@ -12,13 +12,13 @@ import pytest
 from fastapi import FastAPI
 from pydantic import SecretStr
 
-from backend.agents import replies
-from backend.agents.runtime import ConversationRuntime
 from backend.core.auth import Principal
 from backend.core.config import Settings
 from backend.core.redis import RedisService
+from backend.replies import bookkeeping as replies
 from backend.state.schemas import ConversationState, Event, StreamEntry
 from backend.state.service import ConversationStateManager
+from backend.wiring import ConversationRuntime
 from tests.redis_cluster import free_port
 from tests.sse_helpers import GUARD
 

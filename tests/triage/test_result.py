@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from backend.interviewer.analysis import analyze
-from backend.interviewer.base import TriageResult
-from backend.interviewer.questions import MISSING_LABELS, Topic
-from backend.interviewer.triage import UNKNOWN_AREA, build_triage_result
-from tests.interviewer.helpers import chat, interview
+from backend.generators.analysis import analyze
+from backend.generators.base import TriageResult
+from backend.generators.questions import MISSING_LABELS, Topic
+from backend.triage.result import UNKNOWN_AREA, build_triage_result
+from tests.generators.helpers import chat, interview
 
 
 def triage_of(*client_messages: str) -> TriageResult:

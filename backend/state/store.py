@@ -1,0 +1,561 @@
+"""StateStore: the versioned read and write path of session state in Redis.
+
+Why it looks like this:
+
+* One write is one round trip. `write_state.lua` checks the version the caller read, stores the
+  document with its sliding TTL and appends the event to the session's stream atomically.
+  On a single Redis node the same script also touches the user's session index and the dirty
+  mark (which drives snapshotting to PostgreSQL). On a cluster those live in other slots, so
+  they ride in the same pipeline instead; either way they can always be rebuilt from the
+  sessions themselves (`rebuild_indexes`).
+* Optimistic concurrency: a stale write raises `VersionConflict`; `update()` re-reads and
+  retries with jittered backoff, bounded.
+* The state hash keeps flat copies of a few fields (status, kind, counts...) next to the JSON
+  document so listings and stats never parse whole documents.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from importlib.resources import files
+from typing import Any, Literal, TypeVar, cast, overload
+
+import msgspec
+from redis import exceptions as redis_errors
+
+from backend.core.autopipeline import AutoPipeline
+from backend.core.config import Settings
+from backend.core.errors import InvalidState, SessionNotFound, VersionConflict
+from backend.core.redis import RedisService, translate_errors
+from backend.state.decoded import DecodedConversations
+from backend.state.keys import Keys
+from backend.state.owed import owes_reply
+from backend.state.queues import DirtySet, DueSet
+from backend.state.schemas import (
+    ConversationState,
+    Event,
+    OrchestrationState,
+    SessionPage,
+    StateDocument,
+    decode_state,
+    encode_state,
+    utcnow,
+)
+
+Kind = Literal["conversation", "orchestration"]
+S = TypeVar("S", ConversationState, OrchestrationState)
+
+# Hooks the durability layer plugs in (see HybridConversationService): a restorer that brings
+# a session missing from Redis back from PostgreSQL or the cold archive (it must call
+# `restore_state` and return what is now in Redis, or None), and a callback that runs before a
+# session's hot keys are deleted (to snapshot what Redis holds first).
+Restorer = Callable[[Kind, str], Awaitable["StateDocument | None"]]
+BeforeDelete = Callable[[str], Awaitable[None]]
+# Lists a user's sessions across tiers (tenant, user, offset, limit): Redis's user index only
+# knows sessions touched since they were last loaded into Redis.
+SessionLister = Callable[[str, str, int, int], Awaitable[SessionPage]]
+
+
+def _lua(name: str) -> str:
+    return files("backend.state").joinpath("lua", name).read_text()
+
+
+@dataclass(frozen=True)
+class WriteResult:
+    version: int
+    event_id: str | None
+
+
+@dataclass(frozen=True)
+class IdempotentWrite:
+    """Tags a write with a client's Idempotency-Key: at most one write per key and session.
+
+    `record` (a JSON object) is stored with the write, in the same script, under the session's
+    hash tag; the script adds the write's `event_id` and `version`. A later write carrying the
+    same key writes nothing and raises `AlreadyWritten` with that record instead.
+    """
+
+    key: str
+    record: dict[str, Any]
+
+
+class AlreadyWritten(Exception):
+    """A write carried an Idempotency-Key already used in this session (nothing was written).
+
+    Not a TriageError: callers turn it into the first write's answer (or a 422).
+    """
+
+    def __init__(self, record: dict[str, Any]) -> None:
+        super().__init__("idempotency key already used")
+        self.record = record
+
+
+class StateStore:
+    """Reads, versioned writes and read-modify-write of one session's state documents."""
+
+    def __init__(self, redis: RedisService, settings: Settings, *, prefix: str | None = None):
+        self.redis = redis
+        self.settings = settings
+        self.keys = Keys(prefix or settings.key_prefix)
+        self.restorer: Restorer | None = None
+        self.before_delete: BeforeDelete | None = None
+        self.session_lister: SessionLister | None = None
+        client = redis.client
+        self._autopipe = AutoPipeline(client)
+        self._single_node = not redis.is_cluster
+        self._decoded = DecodedConversations(settings.state_cache_sessions)
+        self._write_script = client.register_script(_lua("write_state.lua"))
+        self._event_script = client.register_script(_lua("append_event.lua"))
+        self._index_script = client.register_script(_lua("touch_index.lua"))
+        self._durable_script = client.register_script(_lua("mark_durable.lua"))
+        self.due = DueSet(redis, self.keys, settings)
+        self.dirty = DirtySet(redis, self.keys)
+
+    # ------------------------------------------------------------------ reads
+
+    async def get_conversation_state(self, session_id: str) -> ConversationState | None:
+        """The session's conversation; read-through to the restorer when Redis lost it."""
+        state = await self._get(ConversationState, self.keys.conversation(session_id))
+        if state is None and self.restorer is not None:
+            restored = await self.restorer("conversation", session_id)
+            assert restored is None or isinstance(restored, ConversationState)
+            return restored
+        return state
+
+    async def get_orchestration_state(
+        self, session_id: str, *, restore: bool = True
+    ) -> OrchestrationState | None:
+        """The session's orchestration; read-through unless `restore=False` (see `update`)."""
+        state = await self._get(OrchestrationState, self.keys.orchestration(session_id))
+        if state is None and restore and self.restorer is not None:
+            restored = await self.restorer("orchestration", session_id)
+            assert restored is None or isinstance(restored, OrchestrationState)
+            return restored
+        return state
+
+    async def get_hot_conversation_state(self, session_id: str) -> ConversationState | None:
+        """Redis only, never the restorer (for the snapshot worker and for tests)."""
+        return await self._get(ConversationState, self.keys.conversation(session_id))
+
+    async def _get(self, model: type[S], key: str) -> S | None:
+        raw, durable_seq = await self._autopipe.call(("HMGET", key, "doc", "durable_seq"), raw=True)
+        if raw is None:
+            return None
+        if model is not ConversationState:
+            return decode_state(model, raw)
+        conversation = self._decoded.get(key, raw)
+        if conversation is None:
+            conversation = decode_state(ConversationState, raw)
+            self._decoded.decoded(key, raw, conversation)
+        if durable_seq is not None:
+            conversation.set_durable_seq(int(durable_seq))
+        return cast(S, conversation)
+
+    async def mark_durable(self, sequences: dict[str, int]) -> None:
+        """Record, per session, the highest message sequence PostgreSQL now holds.
+
+        Lets the hot window drop those messages (see `ConversationState.trim_window`). It only
+        goes up, touches no version and no TTL, and does nothing for a session that is gone.
+        """
+        if not sequences:
+            return
+        await self._pipeline(
+            [
+                _evalsha(self._durable_script.sha, [self.keys.conversation(sid)], [seq])
+                for sid, seq in sequences.items()
+            ]
+        )
+
+    async def idempotency_record(self, session_id: str, key: str) -> dict[str, Any] | None:
+        """The record a write tagged with Idempotency-Key `key` stored, if any (see
+        `IdempotentWrite`)."""
+        current, previous = self.keys.idempotency(session_id)
+        found = await self._pipeline([("HGET", current, key), ("HGET", previous, key)])
+        raw = found[0] or found[1]
+        return None if raw is None else cast(dict[str, Any], json.loads(raw))
+
+    async def get_version(self, session_id: str, kind: Kind = "conversation") -> int:
+        """The stored version (0 when absent): a cheap read that does not parse the document."""
+        with translate_errors():
+            raw = await self.redis.client.hget(self._state_key(kind, session_id), "version")
+        return int(raw or 0)
+
+    # ----------------------------------------------------------------- writes
+
+    async def save_conversation_state(
+        self,
+        state: ConversationState,
+        *,
+        expected_version: int | None = None,
+        event: Event | None = None,
+    ) -> ConversationState:
+        """Write `state` if the stored version is still the one it was read at.
+
+        Returns the state with its new version; raises `VersionConflict` when stale.
+        """
+        return await self._save("conversation", state, expected_version, event)
+
+    async def save_orchestration_state(
+        self,
+        state: OrchestrationState,
+        *,
+        expected_version: int | None = None,
+        event: Event | None = None,
+    ) -> OrchestrationState:
+        return await self._save("orchestration", state, expected_version, event)
+
+    async def _save(
+        self, kind: Kind, state: S, expected_version: int | None, event: Event | None
+    ) -> S:
+        return (await self._save_returning_event(kind, state, expected_version, event))[0]
+
+    async def _save_returning_event(
+        self,
+        kind: Kind,
+        state: S,
+        expected_version: int | None,
+        event: Event | None,
+        idempotency: IdempotentWrite | None = None,
+    ) -> tuple[S, str | None]:
+        expected = state.version if expected_version is None else expected_version
+        new = state.with_version(expected + 1)
+        result = await self._write(
+            kind, new, mode="cas", version=expected, event=event, idempotency=idempotency
+        )
+        if result is None:
+            actual = await self.get_version(state.session_id, kind)
+            raise VersionConflict(
+                f"{kind} {state.session_id} changed since it was read",
+                expected=expected,
+                actual=actual,
+            )
+        return new, result.event_id
+
+    async def restore_state(
+        self,
+        kind: Kind,
+        state: StateDocument,
+        event: Event | None = None,
+        *,
+        mark_dirty: bool = False,
+    ) -> bool:
+        """Put back a state lost from Redis with its stored version.
+
+        Writes only when Redis holds no state or an older version: a restore never brings back
+        an older version over a newer one. Returns whether it wrote. `mark_dirty` hands the
+        session to snapshotting (for state PostgreSQL does not hold, e.g. migrated state).
+        """
+        if state.version < 1:
+            raise InvalidState("a restored state needs a version of at least 1")
+        result = await self._write(
+            kind, state, mode="restore", version=state.version, event=event, mark_dirty=mark_dirty
+        )
+        return result is not None
+
+    async def _write(
+        self,
+        kind: Kind,
+        state: StateDocument,
+        *,
+        mode: str,
+        version: int,
+        event: Event | None,
+        mark_dirty: bool = True,
+        idempotency: IdempotentWrite | None = None,
+    ) -> WriteResult | None:
+        """One run of write_state.lua. None on a version conflict; `AlreadyWritten` when
+        `idempotency` names a key this session already used."""
+        sid = state.session_id
+        own_ttl, other_ttl = self._ttls(kind)
+        doc = encode_state(state)
+        updated_us = int(state.updated_at.timestamp() * 1_000_000)
+        meta: dict[str, Any] = {
+            "status": state.status,
+            "updated_at": updated_us,
+            "user_id": state.user_id,
+            "tenant_id": state.tenant_id,
+        }
+        if isinstance(state, ConversationState):
+            meta |= {
+                "kind": state.kind,
+                "title": state.title,
+                "message_count": state.message_count,
+                # Lets an open event stream check cheaply that its session's reply is coming.
+                "owes_reply": owes_reply(state),
+            }
+        conversation, orchestration, events, idem, idem_old = self.keys.state_keys(sid)
+        if kind == "conversation":
+            keys = [conversation, orchestration, events, idem, idem_old]
+        else:
+            keys = [orchestration, conversation, events, idem, idem_old]
+        args: list[Any] = [
+            mode,
+            version,
+            own_ttl,
+            other_ttl,
+            self.settings.stream_maxlen,
+            event.type if event else "",
+            _json(event.data) if event else "",
+            doc,
+            _json(meta),
+        ]
+        index_key = self.keys.user_index(state.tenant_id, state.user_id)
+        ttl = self.settings.conversation_ttl
+        index_score = updated_us if kind == "conversation" else ""
+        now = time.time()
+        dirty_score = now if mark_dirty else ""
+        due_score = self.due.score(state, now)
+        if self._single_node:
+            keys += [index_key, self.keys.dirty(), self.keys.replies_due()]
+            args += [sid, index_score, ttl, dirty_score, *self._idempotency_args(idempotency)]
+            args.append(due_score)
+            reply = await self._run_script(_evalsha(self._write_script.sha, keys, args))
+        else:
+            # Pipeline, not MULTI: on a cluster the index and dirty set sit in other slots. If
+            # the versioned write loses, the extra ZADDs are harmless (the session exists and is
+            # at least as new as this score); if we crash after the script, both are rebuildable.
+            args += [sid, "", ttl, "", *self._idempotency_args(idempotency), ""]
+            commands = [_evalsha(self._write_script.sha, keys, args)]
+            if index_score != "":
+                prune = int(mode == "restore" or version == 0)  # a new session, as in the script
+                commands.append(
+                    _evalsha(self._index_script.sha, [index_key], [sid, index_score, ttl, prune])
+                )
+            if dirty_score != "":
+                commands.append(("ZADD", self.keys.dirty(), "NX", dirty_score, sid))
+            # Adding a due entry rides along even if the versioned write loses (a spare entry
+            # costs the sweep one look); removing one waits until the write has won, since a
+            # lost write's state is not the session's.
+            if due_score not in ("", "-"):
+                commands.append(("ZADD", self.keys.replies_due(), "LT", due_score, sid))
+            reply = (await self._pipeline(commands))[0]
+            if reply[0] and due_score == "-":
+                await self.due.settle(sid)
+        ok, new_version, *rest = reply
+        if ok == 2:
+            raise AlreadyWritten(json.loads(new_version))
+        if not ok:
+            return None
+        if isinstance(state, ConversationState):
+            self._decoded.written(keys[0], doc, state)
+        return WriteResult(version=int(new_version), event_id=(rest[0] or None) if rest else None)
+
+    def _idempotency_args(self, idempotency: IdempotentWrite | None) -> tuple[Any, ...]:
+        if idempotency is None:
+            return _NO_IDEMPOTENCY
+        return (
+            idempotency.key,
+            _json(idempotency.record),
+            self.settings.idempotency_keys_per_session,
+            self.settings.conversation_ttl,
+        )
+
+    async def _run_script(self, command: tuple[Any, ...]) -> Any:
+        """One EVALSHA; on NOSCRIPT (a restarted Redis lost its script cache: the command did
+        not run) load the scripts and send it again."""
+        try:
+            return await self._autopipe.call(command)
+        except redis_errors.NoScriptError:
+            await self.load_scripts()
+            return await self._autopipe.call(command)
+
+    async def _pipeline(self, commands: list[tuple[Any, ...]]) -> list[Any]:
+        """Run raw commands in one non-transactional pipeline (one round trip, shared with
+        whatever other callers are in flight: see AutoPipeline).
+
+        A command refused with NOSCRIPT (a restarted or new Redis node lost the script cache)
+        did not run: load the scripts and replay just those commands, never the others.
+        """
+        results: list[Any] = [None] * len(commands)
+        pending = list(range(len(commands)))
+        for attempt in (1, 2):
+            answers = await self._autopipe.execute([commands[i] for i in pending])
+            for i, answer in zip(pending, answers, strict=True):
+                results[i] = answer
+            pending = [i for i in pending if isinstance(results[i], redis_errors.NoScriptError)]
+            if not pending:
+                break
+            if attempt == 1:
+                await self.load_scripts()
+        for r in results:
+            if isinstance(r, Exception):
+                with translate_errors():
+                    raise r
+        return results
+
+    async def load_scripts(self) -> None:
+        """Load the Lua scripts on every node (called at start-up and after NOSCRIPT)."""
+        with translate_errors():
+            for script in (
+                self._write_script,
+                self._event_script,
+                self._index_script,
+                self._durable_script,
+            ):
+                await self.redis.client.script_load(script.script)
+
+    async def append_event(
+        self, session_id: str, event: Event, *, version: int | None = None
+    ) -> str | None:
+        """Append an event that changes no state (a streamed delta, a ping of progress).
+
+        Returns the stream entry id, or None when the session's state is gone.
+        """
+        keys = [self.keys.conversation(session_id), self.keys.events(session_id)]
+        ttl = max(self.settings.conversation_ttl, self.settings.orchestration_ttl)
+        args: list[str | int | bytes] = [
+            ttl,
+            self.settings.stream_maxlen,
+            event.type,
+            _json(event.data),
+            "" if version is None else version,
+        ]
+        with translate_errors():
+            try:
+                result = await self._event_script(keys=keys, args=args)
+            except redis_errors.NoScriptError:
+                await self.load_scripts()
+                result = await self._event_script(keys=keys, args=args)
+        return result or None
+
+    # ------------------------------------------------------------ read-modify-write
+
+    @overload
+    async def update(
+        self,
+        session_id: str,
+        mutate: Callable[[ConversationState], Event | Awaitable[Event | None] | None],
+        *,
+        kind: Literal["conversation"] = ...,
+        create: Callable[[], ConversationState] | None = ...,
+        restore: bool = ...,
+    ) -> ConversationState: ...
+
+    @overload
+    async def update(
+        self,
+        session_id: str,
+        mutate: Callable[[OrchestrationState], Event | Awaitable[Event | None] | None],
+        *,
+        kind: Literal["orchestration"],
+        create: Callable[[], OrchestrationState] | None = ...,
+        restore: bool = ...,
+    ) -> OrchestrationState: ...
+
+    async def update(
+        self,
+        session_id: str,
+        mutate: Callable[[Any], Any],
+        *,
+        kind: Kind = "conversation",
+        create: Callable[[], Any] | None = None,
+        restore: bool = True,
+    ) -> Any:
+        """Read, apply `mutate`, write; on a conflict re-read and retry with jittered backoff.
+
+        `mutate` changes the state in place and may return the Event to append with the write
+        (it must be free of side effects: it runs again on every retry). `create` builds the
+        initial state when the session does not exist; without it a missing session raises
+        `SessionNotFound`. After `STATE_WRITE_MAX_ATTEMPTS` conflicts, `VersionConflict` is raised.
+        """
+        state, _ = await self.update_returning_event(
+            session_id, mutate, kind=kind, create=create, restore=restore
+        )
+        return state
+
+    async def update_returning_event(
+        self,
+        session_id: str,
+        mutate: Callable[[Any], Any],
+        *,
+        kind: Kind = "conversation",
+        create: Callable[[], Any] | None = None,
+        current: StateDocument | None = None,
+        idempotency: IdempotentWrite | None = None,
+        restore: bool = True,
+    ) -> tuple[Any, str | None]:
+        """`update()`, also returning the stream id of the event written with the state.
+
+        SSE routes need that id: a client resumes after it (Last-Event-ID). `current` is a
+        state the caller has just read (and hands over: it is changed in place): the first
+        attempt starts from it instead of reading again; a conflict re-reads as usual.
+        `idempotency` tags the write (see `IdempotentWrite`): if its key was used already, no
+        attempt writes and `AlreadyWritten` is raised.
+        `restore=False` reads Redis only, never the restorer: for a state PostgreSQL cannot
+        hold (a session it has no snapshot of), so the write works while PostgreSQL is down.
+        """
+        attempts = self.settings.state_write_max_attempts
+        last: VersionConflict | None = None
+        for attempt in range(attempts):
+            if attempt == 0 and current is not None:
+                state: Any = current
+            elif kind == "conversation" and not restore:
+                state = await self.get_hot_conversation_state(session_id)
+            else:
+                state = await (
+                    self.get_conversation_state(session_id)
+                    if kind == "conversation"
+                    else self.get_orchestration_state(session_id, restore=restore)
+                )
+            if state is None:
+                if create is None:
+                    raise SessionNotFound(f"session {session_id} not found")
+                state = create()
+            state.updated_at = utcnow()
+            event = mutate(state)
+            if isinstance(event, Awaitable):
+                event = await event
+            try:
+                return await self._save_returning_event(kind, state, None, event, idempotency)
+            except VersionConflict as exc:
+                last = exc
+                # Exponential backoff with full jitter: writers that keep losing spread out
+                # over a window that grows with their losses, so even 20 writers hammering
+                # one session each get through well within the attempt budget.
+                await asyncio.sleep(random.uniform(0, min(0.25, 0.002 * 2**attempt)))
+        assert last is not None
+        raise VersionConflict(
+            f"{kind} {session_id}: gave up after {attempts} conflicting attempts",
+            expected=last.expected,
+            actual=last.actual,
+        )
+
+    async def session_metas(self, session_ids: list[str]) -> list[dict[str, Any] | None]:
+        """The flat meta (plus version) of each session's conversation, None where it is gone."""
+        if not session_ids:
+            return []
+        with translate_errors():
+            pipe = self.redis.client.pipeline(transaction=False)
+            for sid in session_ids:
+                pipe.hmget(self.keys.conversation(sid), ["version", "meta"])
+            rows = await pipe.execute()
+        return [
+            None if version is None else {**json.loads(meta), "version": int(version)}
+            for version, meta in rows
+        ]
+
+    # ---------------------------------------------------------------- helpers
+
+    def _state_key(self, kind: Kind, session_id: str) -> str:
+        if kind == "conversation":
+            return self.keys.conversation(session_id)
+        return self.keys.orchestration(session_id)
+
+    def _ttls(self, kind: Kind) -> tuple[int, int]:
+        conv, orch = self.settings.conversation_ttl, self.settings.orchestration_ttl
+        return (conv, orch) if kind == "conversation" else (orch, conv)
+
+
+_json = msgspec.json.Encoder().encode
+_NO_IDEMPOTENCY = ("", "", "", "")  # write_state.lua's ARGV[14..17] for an untagged write
+
+
+def _evalsha(sha: str, keys: list[str], args: list[Any]) -> tuple[Any, ...]:
+    # A raw command: redis-py's ClusterPipeline blocks its `evalsha` method, yet routes a raw
+    # EVALSHA by its keys' slot, which is all a single-slot script needs.
+    return ("EVALSHA", sha, len(keys), *keys, *args)
