@@ -165,9 +165,10 @@ async def test_delete_over_http_is_409_and_keeps_the_session(
         gone = await api.get(f"/api/conversations/sessions/{other}", headers=bearer())
         assert gone.status_code == 404
 
-        # /health/celery reports the refused count (503 here: no worker runs in this test).
-        health = await api.get("/health/celery")
-        assert health.json()["error"]["refused_sessions"] == 1
+        # /health/celery reports the refused count (in its 503 when no worker answers, as in
+        # this test, unless a worker of another test process shares the broker).
+        health = (await api.get("/health/celery")).json()
+        assert health.get("error", health)["refused_sessions"] == 1
 
 
 async def test_a_batch_failing_for_another_reason_is_retried_whole_not_refused(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import httpx
 import pytest
@@ -14,6 +15,7 @@ from backend.durability.service import HybridConversationService
 from backend.state.service import ConversationStateManager
 from tests.conftest import client_for
 from tests.durability.conftest import chat, drop_hot, new_id, rows
+from tests.redis_server import RedisServer
 
 TENANT = "escritorio-1"
 
@@ -109,8 +111,19 @@ async def test_postgres_health(client: httpx.AsyncClient) -> None:
     assert body["status"] == "ok" and body["schema_revision"] == "0001"
 
 
-async def test_celery_health_is_503_when_no_worker_answers(client: httpx.AsyncClient) -> None:
-    response = await client.get("/health/celery")
+async def test_celery_health_is_503_when_no_worker_answers(
+    settings: Settings, tmp_path: Path
+) -> None:
+    # A broker of this test alone: workers of other test processes on the shared Redis would
+    # answer a ping sent there.
+    broker = RedisServer(tmp_path).start()
+    try:
+        async for client in client_for(
+            settings.model_copy(update={"celery_broker_url": broker.url})
+        ):
+            response = await client.get("/health/celery")
+    finally:
+        broker.destroy()
     assert response.status_code == 503
     error = response.json()["error"]
     assert error["code"] == "workers_unavailable" and error["workers"] == []
