@@ -139,3 +139,16 @@ def test_compose_runs_prometheus_with_this_config_and_rules() -> None:
     # The token file the scrape jobs read is written next to the config from METRICS_TOKEN.
     assert '"$$METRICS_TOKEN" > /etc/prometheus/metrics_token' in command
     assert "METRICS_TOKEN" in prometheus["environment"]
+
+
+def test_the_readme_tells_the_operator_what_each_alert_means_and_what_to_do() -> None:
+    readme = (ROOT / "README.md").read_text()
+    section = readme.split("\n## Alerts\n", 1)[1].split("\n## ", 1)[0]
+    rows = {
+        line.split("|")[1].strip().strip("`"): line
+        for line in section.splitlines()
+        if line.startswith("| `")
+    }
+    assert set(rows) == set(ALERTS)
+    for name, line in rows.items():
+        assert ALERTS[name]["labels"]["severity"] in line, name
