@@ -106,7 +106,7 @@ def test_a_supervisor_restarts_every_long_running_service() -> None:
 
 def test_the_worker_exposes_its_metrics_port_on_the_compose_network() -> None:
     worker = SERVICES["worker"]
-    assert worker["expose"] == ["9808"] and "ports" not in worker
+    assert worker["expose"] == ["9540"] and "ports" not in worker
 
 
 def test_every_long_running_service_has_a_healthcheck_using_tools_its_image_has() -> None:
