@@ -52,7 +52,7 @@ SCRAPE_METRICS = {"up"}
 
 _KEYWORDS = {"by", "without", "on", "ignoring", "group_left", "group_right", "bool"}
 _KEYWORDS |= {"and", "or", "unless", "offset", "inf", "nan"}
-_IDENT = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*")
+_IDENT = re.compile(r"(?<![\w.])[a-zA-Z_:][a-zA-Z0-9_:]*")  # not the unit of "10m"
 
 
 def metric_names(expr: str) -> set[str]:

@@ -11,7 +11,13 @@ import pytest
 import yaml
 
 from backend.core.config import Settings
-from tests.deploy.prometheus_tools import PROMETHEUS_DIR, ROOT, run_promtool, unknown_metrics
+from tests.deploy.prometheus_tools import (
+    PROMETHEUS_DIR,
+    ROOT,
+    metric_names,
+    run_promtool,
+    unknown_metrics,
+)
 
 CONFIG: dict[str, Any] = yaml.safe_load((PROMETHEUS_DIR / "prometheus.yml").read_text())
 RULES: list[dict[str, Any]] = [
@@ -55,6 +61,7 @@ def test_every_alert_has_a_severity_and_a_runbook_line() -> None:
 
 def test_the_rules_read_only_contract_metrics() -> None:
     for name, rule in ALERTS.items():
+        assert metric_names(rule["expr"]), f"{name} reads no metric"
         assert not unknown_metrics(rule["expr"]), f"{name} reads {unknown_metrics(rule['expr'])}"
 
 
