@@ -36,6 +36,8 @@ IMAGE_TOOLS = {
     "redis:": {"redis-cli", "grep", "sh"},
     "postgres:": {"pg_isready", "grep", "sh"},
     "nginx:": {"wget", "grep", "sh"},  # the alpine variant: busybox wget
+    "prom/prometheus:": {"wget", "grep", "sh"},  # busybox based
+    "grafana/grafana:": {"wget", "grep", "sh"},  # alpine based
     "build": {"python", "celery", "triage", "grep", "sh"},
 }
 
@@ -72,7 +74,17 @@ def test_valid_against_the_compose_schema() -> None:
 
 
 def test_the_services_of_the_deployment() -> None:
-    assert set(SERVICES) == {"redis", "postgres", "migrate", "api", "worker", "beat", "nginx"}
+    assert set(SERVICES) == {
+        "redis",
+        "postgres",
+        "migrate",
+        "api",
+        "worker",
+        "beat",
+        "nginx",
+        "prometheus",
+        "grafana",
+    }
     assert SERVICES["api"]["deploy"]["replicas"] == 2
     # Two beats: one schedules (Redis lock), the other takes over if it dies.
     assert SERVICES["beat"]["deploy"]["replicas"] == 2
@@ -84,8 +96,17 @@ def test_a_supervisor_restarts_every_long_running_service() -> None:
     assert {name: SERVICES[name].get("restart") for name in LONG_RUNNING} == {
         name: "unless-stopped" for name in LONG_RUNNING
     }
-    # Only nginx is published; Redis, PostgreSQL and the replicas stay on the compose network.
-    assert [name for name, svc in SERVICES.items() if "ports" in svc] == ["nginx"]
+    # Only nginx is published to the world; Prometheus (no login) and Grafana on loopback;
+    # Redis, PostgreSQL, the replicas and the workers stay on the compose network.
+    published = {name: svc["ports"] for name, svc in SERVICES.items() if "ports" in svc}
+    assert set(published) == {"nginx", "prometheus", "grafana"}
+    for name in ("prometheus", "grafana"):
+        assert all(str(port).startswith("127.0.0.1:") for port in published[name]), name
+
+
+def test_the_worker_exposes_its_metrics_port_on_the_compose_network() -> None:
+    worker = SERVICES["worker"]
+    assert worker["expose"] == ["9540"] and "ports" not in worker
 
 
 def test_every_long_running_service_has_a_healthcheck_using_tools_its_image_has() -> None:
@@ -110,6 +131,9 @@ def test_startup_order() -> None:
         }
     assert deps("beat")["migrate"] == "service_completed_successfully"
     assert deps("nginx") == {"api": "service_healthy"}
+    # Prometheus starts alone (it scrapes whatever answers); Grafana waits for it.
+    assert deps("prometheus") == {}
+    assert deps("grafana") == {"prometheus": "service_healthy"}
 
 
 def test_redis_runs_the_project_config_with_the_password_from_the_environment() -> None:
