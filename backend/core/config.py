@@ -32,6 +32,9 @@ class Settings(BaseSettings):
 
     environment: Literal["development", "test", "production"] = "development"
     log_level: str = "INFO"
+    # "json": one JSON object per line (for log shippers); "text": for a terminal. Unset: text
+    # in development, json elsewhere (see backend/core/logging.py).
+    log_format: Literal["json", "text"] | None = None
 
     # Hot state.
     redis_url: str = "redis://127.0.0.1:6379/0"
@@ -145,6 +148,12 @@ class Settings(BaseSettings):
     @property
     def broker_url(self) -> str:
         return self.celery_broker_url or self.redis_url
+
+    @model_validator(mode="after")
+    def _default_log_format(self) -> Settings:
+        if self.log_format is None:
+            self.log_format = "text" if self.environment == "development" else "json"
+        return self
 
     @model_validator(mode="after")
     def _check_durability(self) -> Settings:
