@@ -28,6 +28,13 @@ def _setup_logging(loglevel: int | str | None = None, **_: Any) -> None:
     configure_logging(level or settings.log_level, settings.log_format or "text")
 
 
+@signals.celeryd_init.connect
+def _early_logging(options: dict[str, Any] | None = None, **_: Any) -> None:
+    # Sent before the worker's first warnings (e.g. running as root), which setup_logging
+    # would come too late for.
+    _setup_logging(loglevel=(options or {}).get("loglevel"))
+
+
 @signals.worker_init.connect
 def _trace_worker(**_: Any) -> None:
     # Before the pool forks: the children inherit the instrumentation (the SDK's batch

@@ -29,9 +29,17 @@ _TOKEN_IN_URL = re.compile(r"([?&]access_token=)[^&\s\"]*")
 session_id_var: ContextVar[str | None] = ContextVar("log_session_id", default=None)
 task_id_var: ContextVar[str | None] = ContextVar("log_task_id", default=None)
 
-# Loggers that write request or response bodies at DEBUG (sse-starlette logs every SSE chunk,
-# i.e. message texts; httpcore/hpack log headers, i.e. bearer tokens): never below INFO.
-_PAYLOAD_LOGGERS = ("sse_starlette", "httpcore", "hpack", "multipart", "python_multipart")
+# Loggers that write payloads when verbose, held at the level where they stop: sse-starlette
+# logs every SSE chunk (message texts) at DEBUG, httpcore/hpack headers (bearer tokens) at
+# DEBUG, SQLAlchemy's engine every statement with its parameters (message texts) at INFO.
+_PAYLOAD_LOGGERS = {
+    "sse_starlette": logging.INFO,
+    "httpcore": logging.INFO,
+    "hpack": logging.INFO,
+    "multipart": logging.INFO,
+    "python_multipart": logging.INFO,
+    "sqlalchemy.engine": logging.WARNING,
+}
 # uvicorn installs its own handlers (text, propagate off): its lines go through ours instead.
 _UVICORN_LOGGERS = ("uvicorn", "uvicorn.error", "uvicorn.access")
 _TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s [%(request_id)s]%(ids)s %(message)s"
@@ -125,14 +133,17 @@ def configure_logging(level: str, log_format: str = "text") -> None:
             handler.addFilter(ContextIds())
     root.setLevel(level.upper())
     if ours:
+        # Python's warnings (Celery's "running as root", deprecations) as log lines too.
+        logging.captureWarnings(True)
+    if ours:
         for name in _UVICORN_LOGGERS:
             logger = logging.getLogger(name)
             logger.handlers.clear()
             logger.propagate = True
-    for name in _PAYLOAD_LOGGERS:
+    for name, floor in _PAYLOAD_LOGGERS.items():
         logger = logging.getLogger(name)
-        if logger.getEffectiveLevel() < logging.INFO:
-            logger.setLevel(logging.INFO)
+        if logger.getEffectiveLevel() < floor:
+            logger.setLevel(floor)
     access = logging.getLogger("uvicorn.access")
     if not any(isinstance(f, RedactTokens) for f in access.filters):
         access.addFilter(RedactTokens())
