@@ -101,6 +101,7 @@ def make_formatter(log_format: str) -> logging.Formatter:
             list(_JSON_FIELDS),
             rename_fields=dict(_RENAMED),
             timestamp=True,  # "timestamp": ISO 8601 in UTC
+            json_ensure_ascii=False,  # Portuguese stays readable
             # Only the fields above and the ids: no process/thread noise.
             reserved_attrs=[*_reserved(), "ids"],
         )
