@@ -103,7 +103,8 @@ def make_formatter(log_format: str) -> logging.Formatter:
             timestamp=True,  # "timestamp": ISO 8601 in UTC
             json_ensure_ascii=False,  # Portuguese stays readable
             # Only the fields above and the ids: no process/thread noise.
-            reserved_attrs=[*_reserved(), "ids"],
+            # uvicorn's `color_message` is its message again, with terminal colour codes.
+            reserved_attrs=[*_reserved(), "ids", "color_message"],
         )
     return _Text(_TEXT_FORMAT)
 

@@ -15,7 +15,7 @@ context manager: no tracer, no span objects, no attribute dicts.
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import (
     AbstractAsyncContextManager,
     AbstractContextManager,
@@ -25,9 +25,13 @@ from contextlib import (
 from typing import Any
 
 from opentelemetry import trace
+from opentelemetry.context import Context
 from opentelemetry.sdk.resources import SERVICE_NAME, Resource
-from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace import TracerProvider, sampling
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter
+from opentelemetry.sdk.trace.sampling import Decision, Sampler, SamplingResult
+from opentelemetry.trace import Link, SpanKind, TraceState
+from opentelemetry.util.types import Attributes
 
 _OFF: AbstractContextManager[None] = nullcontext()
 _OFF_ASYNC: AbstractAsyncContextManager[None] = nullcontext()
@@ -138,9 +142,43 @@ def _exporter_names(env: Mapping[str, str]) -> list[str]:
     return [name.strip().lower() for name in raw.split(",") if name.strip()]
 
 
+class BackgroundCallsDropped(Sampler):
+    """Drops client spans that start a trace: the Redis calls of background loops (the stream
+    tailer's blocking reads, the reply sweeper, beat's lock) every second or two of every
+    process, part of no request, task or reply. Everything else goes to the sampler the
+    OTEL_TRACES_SAMPLER variables choose (parent-based always-on by default)."""
+
+    def __init__(self, delegate: Sampler) -> None:
+        self._delegate = delegate
+
+    def should_sample(
+        self,
+        parent_context: Context | None,
+        trace_id: int,
+        name: str,
+        kind: SpanKind | None = None,
+        attributes: Attributes = None,
+        links: Sequence[Link] | None = None,
+        trace_state: TraceState | None = None,
+    ) -> SamplingResult:
+        if kind == SpanKind.CLIENT and not (
+            trace.get_current_span(parent_context).get_span_context().is_valid
+        ):
+            return SamplingResult(Decision.DROP)
+        return self._delegate.should_sample(
+            parent_context, trace_id, name, kind, attributes, links, trace_state
+        )
+
+    def get_description(self) -> str:
+        return f"BackgroundCallsDropped{{{self._delegate.get_description()}}}"
+
+
 def _provider_from_env(service_name: str) -> TracerProvider:
     attributes = {} if os.environ.get("OTEL_SERVICE_NAME") else {SERVICE_NAME: service_name}
-    provider = TracerProvider(resource=Resource.create(attributes))
+    provider = TracerProvider(
+        resource=Resource.create(attributes),
+        sampler=BackgroundCallsDropped(sampling._get_from_env_or_default()),
+    )
     for name in _exporter_names(os.environ) or ["otlp"]:
         if name == "console":
             provider.add_span_processor(BatchSpanProcessor(ConsoleSpanExporter()))

@@ -10,6 +10,7 @@ import redis.asyncio
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.sdk.trace.sampling import ALWAYS_ON
 from opentelemetry.trace import SpanKind
 
 from backend.core import tracing
@@ -152,3 +153,18 @@ async def test_off_by_default_nothing_is_instrumented(settings: Settings) -> Non
     # no-op object: no span is made.
     assert not hasattr(redis.asyncio.Redis.execute_command, "__wrapped__")
     assert tracing.span("state.write") is tracing.span("reply.generate")
+
+
+def test_background_redis_calls_start_no_trace_but_requests_and_their_calls_do() -> None:
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider(sampler=tracing.BackgroundCallsDropped(ALWAYS_ON))
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    tracer = provider.get_tracer("test")
+    with tracer.start_as_current_span("XREAD", kind=SpanKind.CLIENT):
+        pass  # a stream tailer's blocking read, outside any request
+    with (
+        tracer.start_as_current_span("POST /api/agents/chat", kind=SpanKind.SERVER),
+        tracer.start_as_current_span("EVALSHA", kind=SpanKind.CLIENT),
+    ):
+        pass
+    assert [s.name for s in exporter.get_finished_spans()] == ["EVALSHA", "POST /api/agents/chat"]
