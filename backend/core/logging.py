@@ -57,12 +57,17 @@ class RedactTokens(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         if isinstance(record.args, tuple):
-            record.args = tuple(
-                redact_tokens(arg) if isinstance(arg, str) else arg for arg in record.args
-            )
+            record.args = tuple(_redacted(arg) for arg in record.args)
         if isinstance(record.msg, str):
             record.msg = redact_tokens(record.msg)
         return True
+
+
+def _redacted(arg: object) -> object:
+    # httpx passes its URL object, not a str.
+    if isinstance(arg, str) or (hasattr(arg, "query") and "access_token=" in str(arg)):
+        return redact_tokens(str(arg))
+    return arg
 
 
 class ContextIds(logging.Filter):
@@ -146,9 +151,11 @@ def configure_logging(level: str, log_format: str = "text") -> None:
         logger = logging.getLogger(name)
         if logger.getEffectiveLevel() < floor:
             logger.setLevel(floor)
-    access = logging.getLogger("uvicorn.access")
-    if not any(isinstance(f, RedactTokens) for f in access.filters):
-        access.addFilter(RedactTokens())
+    # uvicorn's access log, and httpx's request line (the CLI's event stream URL).
+    for name in ("uvicorn.access", "httpx"):
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, RedactTokens) for f in logger.filters):
+            logger.addFilter(RedactTokens())
 
 
 def bind_session(session_id: str | None) -> None:

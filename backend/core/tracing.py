@@ -104,7 +104,20 @@ def instrument_app(app: Any) -> None:
         return
     from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
 
-    FastAPIInstrumentor.instrument_app(app, tracer_provider=_provider)
+    FastAPIInstrumentor.instrument_app(
+        app, tracer_provider=_provider, server_request_hook=_redact_url
+    )
+
+
+def _redact_url(span: Any, scope: dict[str, Any]) -> None:
+    # EventSource passes the bearer token as `?access_token=`: not in a span either.
+    from backend.core.logging import redact_tokens
+
+    recorded = getattr(span, "attributes", None) or {}
+    for key in ("http.url", "url.full", "url.query", "http.target"):
+        value = recorded.get(key)
+        if isinstance(value, str) and "access_token=" in value:
+            span.set_attribute(key, redact_tokens(value))
 
 
 def span(name: str, **attributes: str | int) -> AbstractContextManager[Any]:

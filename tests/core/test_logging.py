@@ -5,9 +5,16 @@ from __future__ import annotations
 import json
 import logging
 
+import httpx
 from asgi_correlation_id import correlation_id
 
-from backend.core.logging import ContextIds, make_formatter, redact_tokens, session_id_var
+from backend.core.logging import (
+    ContextIds,
+    RedactTokens,
+    make_formatter,
+    redact_tokens,
+    session_id_var,
+)
 
 
 def record(message: str, *args: object) -> logging.LogRecord:
@@ -56,4 +63,20 @@ def test_text_lines_are_readable_with_the_ids() -> None:
 def test_tokens_in_urls_are_redacted() -> None:
     assert redact_tokens("GET /events?access_token=abc.def&x=1") == (
         "GET /events?access_token=[redacted]&x=1"
+    )
+
+
+def test_httpx_request_lines_do_not_keep_a_token_in_the_url() -> None:
+    rec = logging.LogRecord(
+        "httpx",
+        logging.INFO,
+        __file__,
+        1,
+        "HTTP Request: %s %s",
+        ("GET", httpx.URL("http://api/api/conversations/sessions/s/events?access_token=tok.en")),
+        None,
+    )
+    RedactTokens().filter(rec)
+    assert rec.getMessage() == (
+        "HTTP Request: GET http://api/api/conversations/sessions/s/events?access_token=[redacted]"
     )

@@ -168,3 +168,17 @@ def test_background_redis_calls_start_no_trace_but_requests_and_their_calls_do()
     ):
         pass
     assert [s.name for s in exporter.get_finished_spans()] == ["EVALSHA", "POST /api/agents/chat"]
+
+
+async def test_the_token_in_a_stream_url_is_not_kept_in_the_request_span(
+    spans: InMemorySpanExporter, settings: Settings, redis_cleanup: None
+) -> None:
+    token = bearer()["Authorization"].removeprefix("Bearer ")
+    async for api in client_for(settings):
+        # The events stream (EventSource cannot send headers) of a session that is not there.
+        response = await api.get(f"/api/conversations/sessions/nobody/events?access_token={token}")
+        assert response.status_code == 404  # the token was read: it authenticated the request
+    [server] = [s for s in spans.get_finished_spans() if s.kind == SpanKind.SERVER]
+    recorded = dict(server.attributes or {})
+    assert "access_token=[redacted]" in str(recorded)
+    assert token not in str(recorded)
