@@ -105,7 +105,11 @@ def instrument_app(app: Any) -> None:
     from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
 
     FastAPIInstrumentor.instrument_app(
-        app, tracer_provider=_provider, server_request_hook=_redact_url
+        app,
+        tracer_provider=_provider,
+        server_request_hook=_redact_url,
+        # No span per ASGI message: an SSE stream sends one per event and keep-alive ping.
+        exclude_spans=["receive", "send"],
     )
 
 
