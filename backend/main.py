@@ -16,6 +16,7 @@ from backend.core.errors import register_error_handlers
 from backend.core.http import install_http_plumbing
 from backend.core.logging import configure_logging
 from backend.core.openapi import install_openapi
+from backend.core.tracing import configure_tracing, instrument_app
 from backend.durability.router import health_router as durability_health_router
 from backend.durability.router import router as durability_router
 from backend.health.router import router as health_router
@@ -30,10 +31,13 @@ from workers.config import create_celery_app
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
+    # Here, not in the lifespan: uvicorn logs its start-up lines between the two, and they
+    # should already be in LOG_FORMAT.
+    configure_logging(settings.log_level, settings.log_format or "text")
+    configure_tracing("triage-api")
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        configure_logging(settings.log_level)
         services = build_services(settings, app=app)
         app.state.celery = create_celery_app(settings)
         if settings.gc_freeze:
@@ -55,6 +59,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     register_error_handlers(app)
     install_http_plumbing(app, settings.max_body_bytes)
     install_openapi(app, settings)
+    instrument_app(app)
     app.include_router(health_router)
     app.include_router(durability_health_router)
     app.include_router(durability_router)

@@ -19,7 +19,10 @@ _PASS_THROUGH = {"allow_extra_args": True, "ignore_unknown_options": True}
 
 
 def _celery(argv: list[str]) -> None:
-    load_settings()
+    settings = load_settings()
+    if settings.log_format == "json":
+        # Celery prints its start-up banner straight to stdout: not a JSON line.
+        argv = ["--quiet", *argv]
     from celery.bin.celery import celery as celery_command
 
     from workers.app import celery_app

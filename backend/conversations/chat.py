@@ -10,6 +10,7 @@ from backend.conversations.idempotency import IdempotencyKey
 from backend.conversations.schemas import ChatRequest
 from backend.core.auth import PrincipalDep
 from backend.core.http import BODY_ERRORS, error_responses
+from backend.core.logging import bind_session
 from backend.state.schemas import StreamEntry
 from backend.streaming.events import ResumePoint, resume_point
 from backend.streaming.sse import SSE_RESPONSES, EntryTest, session_events, sse_response
@@ -64,6 +65,7 @@ async def chat(
         posted = await runtime.interviewer.continue_conversation(
             principal, body.session_id, body.message, idempotency_key=idempotency_key
         )
+    bind_session(posted.session_id)
     point = ResumePoint(after=posted.entry.id)
     if posted.replayed:
         # A retry: the reply may have gone on (or be over) since. Stream it from the stored

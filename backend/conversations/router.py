@@ -23,6 +23,7 @@ from backend.conversations.schemas import (
 )
 from backend.core.auth import Principal, PrincipalDep, Unauthorized, decode_token
 from backend.core.http import BODY_ERRORS, error_responses
+from backend.core.logging import session_from_path
 from backend.state.schemas import SessionPage
 from backend.streaming.events import (
     STREAM_ID_SCHEMA,
@@ -33,6 +34,7 @@ from backend.streaming.events import (
 from backend.streaming.sse import SSE_RESPONSES, session_events, sse_response
 
 router = APIRouter(
+    dependencies=[Depends(session_from_path)],
     prefix="/api/conversations",
     tags=["conversations"],
     responses=error_responses(401, 422, 503),

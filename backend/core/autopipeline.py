@@ -15,6 +15,7 @@ across callers (each atomic step is one Lua script).
 from __future__ import annotations
 
 import asyncio
+import contextvars
 from collections.abc import Sequence
 from typing import Any
 
@@ -87,8 +88,10 @@ class AutoPipeline:
         """After the caller that sent its own commands: a drain task takes what queued up."""
         if self._queue:
             assert self._loop is not None  # set by whoever queued
-            # Kept: the loop holds only a weak reference to a task.
-            self._drainer = self._loop.create_task(self._drain())
+            # Kept: the loop holds only a weak reference to a task. Its own empty context:
+            # it serves many callers, so it must not carry the ids (log lines, trace parent)
+            # of the one that happened to hand over.
+            self._drainer = self._loop.create_task(self._drain(), context=contextvars.Context())
         else:
             self._draining = False
             self._loop = None

@@ -9,7 +9,7 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import Literal
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 # The development default. At least 32 bytes: PyJWT warns on every token signed with a shorter
@@ -32,6 +32,9 @@ class Settings(BaseSettings):
 
     environment: Literal["development", "test", "production"] = "development"
     log_level: str = "INFO"
+    # "json": one JSON object per line (for log shippers); "text": for a terminal. Unset: text
+    # in development, json elsewhere (see backend/core/logging.py).
+    log_format: Literal["json", "text"] | None = None
 
     # Hot state.
     redis_url: str = "redis://127.0.0.1:6379/0"
@@ -145,6 +148,17 @@ class Settings(BaseSettings):
     @property
     def broker_url(self) -> str:
         return self.celery_broker_url or self.redis_url
+
+    @field_validator("log_format", mode="before")
+    @classmethod
+    def _empty_log_format(cls, value: object) -> object:
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @model_validator(mode="after")
+    def _default_log_format(self) -> Settings:
+        if self.log_format is None:
+            self.log_format = "text" if self.environment == "development" else "json"
+        return self
 
     @model_validator(mode="after")
     def _check_durability(self) -> Settings:

@@ -7,18 +7,20 @@ from dataclasses import dataclass, field
 from typing import Annotated, Any
 
 from celery import Celery
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Depends, Query
 
 from backend.api.deps import CeleryDep, EngineDep, HybridDep, SessionId, SettingsDep
 from backend.core.auth import PrincipalDep
 from backend.core.db import health_check as db_health_check
 from backend.core.errors import SessionNotFound, TriageError
 from backend.core.http import error_responses
+from backend.core.logging import session_from_path
 from backend.durability.schemas import MessagePage, PurgeReport
 from workers.inspect import BROKER_ERRORS, beat_lock_holder, ping_workers, queue_depth
 from workers.keys import beat_lock
 
 router = APIRouter(
+    dependencies=[Depends(session_from_path)],
     prefix="/api/conversations/sessions",
     tags=["conversations"],
     responses=error_responses(401, 404, 422, 503),

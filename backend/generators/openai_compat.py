@@ -22,6 +22,7 @@ from httpx_sse import SSEError, aconnect_sse
 
 from backend.core.config import Settings
 from backend.core.text import make_storable
+from backend.core.tracing import aspan
 from backend.generators.analysis import URGENCY_LABELS, area_label
 from backend.generators.base import CaseAnalysis, GenerationError
 from backend.generators.questions import Topic, question_for
@@ -168,14 +169,17 @@ class OpenAICompatibleGenerator:
             "messages": build_messages(conversation, analysis),
         }
         try:
-            async with aconnect_sse(
-                self._client,
-                "POST",
-                self.url,
-                json=payload,
-                headers=dict(self._headers),
-                timeout=self._timeout,
-            ) as source:
+            async with (
+                aspan("llm.call", model=self.model),
+                aconnect_sse(
+                    self._client,
+                    "POST",
+                    self.url,
+                    json=payload,
+                    headers=dict(self._headers),
+                    timeout=self._timeout,
+                ) as source,
+            ):
                 response = source.response
                 if response.status_code != httpx.codes.OK:
                     raise _status_error(response.status_code, await response.aread())

@@ -43,6 +43,8 @@ from typing import Protocol, TypeVar
 
 from backend.core.config import Settings
 from backend.core.errors import SessionNotFound, StoreUnavailable
+from backend.core.logging import bind_session
+from backend.core.tracing import span
 from backend.generators.base import CaseAnalysis, GenerationError, ReplyGenerator
 from backend.replies import bookkeeping as replies
 from backend.replies.waits import OUTAGES, OutageWaits
@@ -161,6 +163,7 @@ class ReplyRunner:
     # ---------------------------------------------------------------- the job
 
     async def _run(self, session_id: str, job: _Job) -> None:
+        bind_session(session_id)  # this job's own task: its log lines name its session
         failures = 0
         try:
             while True:
@@ -305,7 +308,8 @@ class ReplyRunner:
         if replies.marker(conversation) is None:
             return conversation  # attempts used up: closed with an error event
         try:
-            text = await self._generate(sid, reply_id, conversation, job)
+            with span("reply.generate", session_id=sid, reply_id=reply_id):
+                text = await self._generate(sid, reply_id, conversation, job)
         except asyncio.CancelledError:
             # Shutdown grace is over: close the reply for clients; another replica retries.
             # Not the reply's fault, so the attempt is not counted.

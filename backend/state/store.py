@@ -32,6 +32,7 @@ from backend.core.autopipeline import AutoPipeline
 from backend.core.config import Settings
 from backend.core.errors import InvalidState, SessionNotFound, VersionConflict
 from backend.core.redis import RedisService, translate_errors
+from backend.core.tracing import span
 from backend.state.decoded import DecodedConversations
 from backend.state.keys import Keys
 from backend.state.owed import owes_reply
@@ -224,9 +225,10 @@ class StateStore:
     ) -> tuple[S, str | None]:
         expected = state.version if expected_version is None else expected_version
         new = state.with_version(expected + 1)
-        result = await self._write(
-            kind, new, mode="cas", version=expected, event=event, idempotency=idempotency
-        )
+        with span("state.write", kind=kind, session_id=new.session_id):
+            result = await self._write(
+                kind, new, mode="cas", version=expected, event=event, idempotency=idempotency
+            )
         if result is None:
             actual = await self.get_version(state.session_id, kind)
             raise VersionConflict(
@@ -252,9 +254,15 @@ class StateStore:
         """
         if state.version < 1:
             raise InvalidState("a restored state needs a version of at least 1")
-        result = await self._write(
-            kind, state, mode="restore", version=state.version, event=event, mark_dirty=mark_dirty
-        )
+        with span("state.restore", kind=kind, session_id=state.session_id):
+            result = await self._write(
+                kind,
+                state,
+                mode="restore",
+                version=state.version,
+                event=event,
+                mark_dirty=mark_dirty,
+            )
         return result is not None
 
     async def _write(

@@ -4,16 +4,22 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Body
+from fastapi import APIRouter, Body, Depends
 
 from backend.api.deps import RuntimeDep, SessionId
 from backend.conversations.idempotency import IdempotencyKey
 from backend.conversations.schemas import PostedMessage, PostMessageRequest
 from backend.core.auth import PrincipalDep
 from backend.core.http import BODY_ERRORS, error_responses
+from backend.core.logging import session_from_path
 from backend.triage.schemas import StartTriageRequest, TriageStarted, TriageStatus
 
-router = APIRouter(prefix="/api/triage", tags=["triage"], responses=error_responses(401, 422, 503))
+router = APIRouter(
+    prefix="/api/triage",
+    tags=["triage"],
+    responses=error_responses(401, 422, 503),
+    dependencies=[Depends(session_from_path)],
+)
 
 
 @router.post(

@@ -48,3 +48,20 @@ def test_development_default_secret_signs_tokens_without_a_warning() -> None:
 def test_a_short_secret_is_refused_even_in_development() -> None:
     with pytest.raises(ValidationError, match="at least 32 bytes"):
         Settings(_env_file=None, environment="development", jwt_secret="short")  # type: ignore[call-arg]
+
+
+def test_log_format_defaults_to_text_in_development_and_json_elsewhere(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    secret = "s" * 40
+    assert Settings(_env_file=None, environment="development").log_format == "text"  # type: ignore[call-arg]
+    assert (
+        Settings(_env_file=None, environment="production", jwt_secret=secret).log_format == "json"
+    )  # type: ignore[call-arg]
+    monkeypatch.setenv("LOG_FORMAT", "")  # as `.env.example` leaves it
+    assert Settings(_env_file=None, environment="test", jwt_secret=secret).log_format == "json"  # type: ignore[call-arg]
+    monkeypatch.setenv("LOG_FORMAT", "text")
+    assert Settings(_env_file=None, environment="test", jwt_secret=secret).log_format == "text"  # type: ignore[call-arg]
+    monkeypatch.setenv("LOG_FORMAT", "xml")
+    with pytest.raises(ValidationError, match="log_format"):
+        Settings(_env_file=None)  # type: ignore[call-arg]
