@@ -255,6 +255,9 @@ def test_nginx_answers_its_own_errors_in_the_api_error_shape(tmp_path: Path) -> 
         assert error["request_id"] == down.headers["x-request-id"]
         huge = httpx.post(f"{url}/api/triage", content=b"x" * 300_000, timeout=10)
         assert_json_error(huge, 413, "body_too_large")
+        # Metrics are scraped from the replicas directly, never served through the proxy.
+        metrics = httpx.get(f"{url}/metrics", timeout=10)
+        assert_json_error(metrics, 404, "not_found")
     assert "rid=" + error["request_id"] in (tmp_path / "access.log").read_text()
 
 
