@@ -11,6 +11,7 @@ from typing import Any
 from celery import signals
 
 from backend.core.config import get_settings
+from workers import metrics as _metrics  # noqa: F401 (connects the metrics' signals)
 from workers.config import create_celery_app
 
 celery_app = create_celery_app(get_settings())

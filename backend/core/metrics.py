@@ -235,8 +235,10 @@ def purged() -> None:
     M.purged.inc()
 
 
-def task_ran(task: str, outcome: str, seconds: float | None) -> None:
-    M.celery_tasks.labels(task, outcome).inc()
+def task_ran(task: str, outcome: str | None, seconds: float | None) -> None:
+    """A Celery task run: its outcome (succeeded, failed, retried) and/or its duration."""
+    if outcome is not None:
+        M.celery_tasks.labels(task, outcome).inc()
     if seconds is not None:
         M.celery_duration.labels(task).observe(seconds)
 
