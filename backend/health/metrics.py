@@ -14,7 +14,7 @@ from backend.core.metrics import Reader, Reading
 from workers.inspect import ping_workers, queue_depth
 
 # A scrape waits at most this long for the workers' answers to a ping.
-_PING_SECONDS = 0.5
+_PING_SECONDS = 0.25
 
 
 def readers(app: Any) -> list[Reader]:

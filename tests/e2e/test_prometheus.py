@@ -57,7 +57,11 @@ def running_prometheus(tmp_path: Path, api: str, worker: str) -> Iterator[str]:
     config.write_text(
         json.dumps(
             {
-                "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
+                "global": {
+                    "scrape_interval": "1s",
+                    "scrape_timeout": "1s",
+                    "evaluation_interval": "1s",
+                },
                 "scrape_configs": [
                     {"job_name": "api", "static_configs": [{"targets": [api]}]},
                     {"job_name": "worker", "static_configs": [{"targets": [worker]}]},
@@ -169,7 +173,12 @@ async def test_prometheus_sees_requests_replies_and_snapshot_rows(
                     if seen == expected or time.monotonic() > deadline:
                         break
                     await asyncio.sleep(0.5)
-                assert seen == expected, worker.log.read_text()[-2000:]
+                targets = (await client.get(f"{prometheus}/api/v1/targets")).json()
+                health = [
+                    (t["labels"]["job"], t["health"], t["lastError"])
+                    for t in targets["data"]["activeTargets"]
+                ]
+                assert seen == expected, health
                 up = await promql(client, prometheus, "sum(up)")
                 assert up == 2  # both targets scraped
     finally:
