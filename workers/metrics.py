@@ -58,6 +58,11 @@ def _prepare_dir() -> str:
     return _own_dir
 
 
+def _not_yet(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+    start_response("503 Service Unavailable", [("Content-Type", "text/plain")])
+    return [b"starting"]
+
+
 def _guarded(app: Callable[..., Iterable[bytes]], token: str | None) -> Callable[..., Any]:
     """The exporter's WSGI app behind METRICS_TOKEN (when set), like the API's /metrics."""
     if not token:
@@ -83,15 +88,13 @@ def _start_exporter(**_: Any) -> None:
     settings = get_settings()
     if not settings.metrics_enabled or not settings.worker_metrics_port:
         return
-    metrics.use_multiprocess_dir(_prepare_dir())
-    registry = CollectorRegistry()
-    multiprocess.MultiProcessCollector(registry)
     token = settings.metrics_token.get_secret_value() if settings.metrics_token else None
     try:
-        _server = make_server(
+        # Bound first: a worker without an exporter stays in plain (single-process) mode.
+        server = make_server(
             settings.worker_metrics_addr,
             settings.worker_metrics_port,
-            _guarded(make_wsgi_app(registry), token),
+            _not_yet,
             ThreadingWSGIServer,
             handler_class=_Quiet,
         )
@@ -103,6 +106,11 @@ def _start_exporter(**_: Any) -> None:
             exc,
         )
         return
+    metrics.use_multiprocess_dir(_prepare_dir())
+    registry = CollectorRegistry()
+    multiprocess.MultiProcessCollector(registry)
+    server.set_app(_guarded(make_wsgi_app(registry), token))
+    _server = server
     threading.Thread(target=_server.serve_forever, name="metrics", daemon=True).start()
     log.info(
         "worker metrics on http://%s:%s/metrics (multiprocess dir %s)",

@@ -117,7 +117,7 @@ class RedisService:
 
     def connections_in_use(self) -> int | None:
         """Connections checked out of the pool now (None on a cluster: one pool per node)."""
-        if self.is_cluster:
+        if isinstance(self.client, RedisCluster):
             return None
         pool = self.client.connection_pool
         return len(getattr(pool, "_in_use_connections", ()))
