@@ -15,10 +15,12 @@ from backend.core.config import Settings, get_settings
 from backend.core.errors import register_error_handlers
 from backend.core.http import install_http_plumbing
 from backend.core.logging import configure_logging
+from backend.core.metrics import install_metrics
 from backend.core.openapi import install_openapi
 from backend.core.tracing import configure_tracing, instrument_app
 from backend.durability.router import health_router as durability_health_router
 from backend.durability.router import router as durability_router
+from backend.health.metrics import readers as metric_readers
 from backend.health.router import router as health_router
 from backend.stats.router import router as stats_router
 from backend.summaries.router import router as summaries_router
@@ -60,6 +62,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_http_plumbing(app, settings.max_body_bytes)
     install_openapi(app, settings)
     instrument_app(app)
+    install_metrics(app, settings, metric_readers)  # after the others: the outermost middleware
     app.include_router(health_router)
     app.include_router(durability_health_router)
     app.include_router(durability_router)

@@ -14,6 +14,7 @@ from celery import signals
 from backend.core import tracing
 from backend.core.config import get_settings
 from backend.core.logging import bind_task, configure_logging
+from workers import metrics as _metrics  # noqa: F401 (connects the metrics' signals)
 from workers.config import SNAPSHOT_SESSION, create_celery_app
 
 celery_app = create_celery_app(get_settings())

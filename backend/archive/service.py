@@ -20,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from backend.archive import repository as repo
 from backend.archive.storage import ArchiveStore
+from backend.core import metrics
 from backend.core.config import Settings
 from backend.core.db import translate_db_errors
 from backend.core.errors import TriageError
@@ -63,6 +64,7 @@ class ArchiveService:
                     stored = await self.store.write(sid, document)
                     await repo.mark_archived(conn, document, stored, now)
                     moved += 1
+        metrics.archived(moved)
         if moved:
             log.info("archived %d inactive session(s) to %s", moved, self.store.root)
         return moved

@@ -12,6 +12,7 @@ import math
 from importlib.resources import files
 
 from backend.conversations.keys import ConversationKeys
+from backend.core import metrics
 from backend.core.config import Settings
 from backend.core.errors import TriageError
 from backend.core.redis import RedisService, translate_errors
@@ -25,8 +26,11 @@ class RateLimited(TriageError):
 class FixedWindowLimiter:
     """At most `limit` hits per key in each window of `window_seconds`."""
 
-    def __init__(self, redis: RedisService, limit: int, window_seconds: int, what: str) -> None:
+    def __init__(
+        self, redis: RedisService, limit: int, window_seconds: int, what: str, label: str
+    ) -> None:
         self.limit = limit
+        self.label = label  # the `limit` label of triage_rate_limited_total
         self.window_ms = window_seconds * 1000
         self.what = what  # "messages", "new sessions", ...: for the error message
         script = files("backend.conversations").joinpath("lua", "rate_limit.lua").read_text()
@@ -38,6 +42,7 @@ class FixedWindowLimiter:
             hits, ttl_ms = await self._script(keys=[key], args=[self.window_ms])
         if int(hits) > self.limit:
             retry_after = max(1, math.ceil(int(ttl_ms) / 1000))
+            metrics.rate_limited(self.label)
             raise RateLimited(
                 f"too many {self.what}: at most {self.limit} per "
                 f"{self.window_ms // 1000} s; retry in {retry_after} s",
@@ -53,13 +58,18 @@ class MessageRateLimiter:
     def __init__(self, redis: RedisService, settings: Settings) -> None:
         self.keys = ConversationKeys(settings.key_prefix)
         self.messages = FixedWindowLimiter(
-            redis, settings.rate_limit_messages, settings.rate_limit_window_seconds, "messages"
+            redis,
+            settings.rate_limit_messages,
+            settings.rate_limit_window_seconds,
+            "messages",
+            "messages",
         )
         self.sessions = FixedWindowLimiter(
             redis,
             settings.rate_limit_sessions,
             settings.rate_limit_sessions_window_seconds,
             "new sessions",
+            "sessions",
         )
 
     async def hit(self, tenant_id: str, user_id: str) -> None:

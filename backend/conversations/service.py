@@ -34,6 +34,7 @@ from backend.conversations.schemas import (
     SessionHistory,
     SessionInfo,
 )
+from backend.core import metrics
 from backend.core.auth import Principal
 from backend.core.config import Settings
 from backend.core.errors import TriageError
@@ -267,6 +268,7 @@ class IntelligentInterviewerService:
         state, event_id = await self.manager.update_returning_event(
             session_id, add, create=create, current=current, idempotency=stamp
         )
+        metrics.message_stored()
         ((message, event),) = stored
         assert event_id is not None
         entry = StreamEntry(id=event_id, type=event.type, version=state.version, data=event.data)

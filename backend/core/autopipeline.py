@@ -22,6 +22,7 @@ from typing import Any
 from redis import exceptions as redis_errors
 from redis.client import NEVER_DECODE
 
+from backend.core import metrics
 from backend.core.errors import StoreUnavailable
 from backend.core.redis import UNAVAILABLE_ERRORS, RedisClient, translate_errors
 
@@ -57,6 +58,7 @@ class AutoPipeline:
         try:
             return await self._client.execute_command(*command, **(_RAW if raw else _DECODED))
         except UNAVAILABLE_ERRORS as exc:  # translate_errors(), inlined on the hot path
+            metrics.redis_error()
             raise StoreUnavailable(f"Redis unavailable: {exc}") from exc
         finally:
             self._hand_over()

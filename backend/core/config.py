@@ -128,6 +128,13 @@ class Settings(BaseSettings):
     summary_llm_api_key: SecretStr | None = None
     summary_llm_timeout: float = Field(default=30.0, gt=0)
 
+    # Metrics (backend/core/metrics.py): GET /metrics on every replica, behind this bearer
+    # token when set; workers serve theirs on WORKER_METRICS_PORT (0: no exporter).
+    metrics_enabled: bool = True
+    metrics_token: SecretStr | None = None
+    worker_metrics_port: int = Field(default=9540, ge=0, le=65_535)
+    worker_metrics_addr: str = "0.0.0.0"
+
     # Auth.
     jwt_secret: str = DEV_JWT_SECRET
     jwt_algorithm: str = "HS256"

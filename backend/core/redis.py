@@ -20,6 +20,7 @@ from redis.asyncio.connection import AbstractConnection
 from redis.asyncio.retry import Retry
 from redis.backoff import EqualJitterBackoff
 
+from backend.core import metrics
 from backend.core.config import Settings
 from backend.core.errors import StoreUnavailable
 
@@ -43,6 +44,7 @@ def translate_errors() -> Iterator[None]:
     try:
         yield
     except UNAVAILABLE_ERRORS as exc:
+        metrics.redis_error()
         raise StoreUnavailable(f"Redis unavailable: {exc}") from exc
 
 
@@ -112,6 +114,13 @@ class RedisService:
 
     async def close(self) -> None:
         await self.client.aclose()
+
+    def connections_in_use(self) -> int | None:
+        """Connections checked out of the pool now (None on a cluster: one pool per node)."""
+        if isinstance(self.client, RedisCluster):
+            return None
+        pool = self.client.connection_pool
+        return len(getattr(pool, "_in_use_connections", ()))
 
     async def ping(self) -> bool:
         with translate_errors():

@@ -32,6 +32,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from backend.archive.service import ArchiveService, ArchiveUnavailable
+from backend.core import metrics
 from backend.core.auth import Principal
 from backend.core.config import Settings
 from backend.core.db import translate_db_errors
@@ -232,7 +233,11 @@ class HybridConversationService:
 
     async def snapshot_and_release(self, session_ids: list[str]) -> FlushReport:
         """Snapshot these sessions, then drop from the dirty set those that did not move on."""
+        started = time.perf_counter()
         report, snapshots = await self.snapshot_sessions(session_ids)
+        metrics.snapshot_batch(
+            time.perf_counter() - started, report.sessions_written, report.messages_written
+        )
         # Released: written (or already durable), purged, or gone from Redis entirely. Kept:
         # archived ones being brought back, and refused ones (dirty again after a backoff).
         keep = (set(report.archived) - set(report.done)) | set(report.refused)
@@ -272,6 +277,7 @@ class HybridConversationService:
                 stored = await repo.get_session(conn, session_id)
         if stored is None or stored.inactive_at is not None:
             return None
+        tier = "warm" if stored.archived_at is None else "cold"
         if stored.archived_at is not None:
             await self.archive.restore_to_warm(session_id)
         with translate_db_errors():
@@ -289,7 +295,8 @@ class HybridConversationService:
                 "messages": messages,
             },
         )
-        await self.manager.restore_state("conversation", conversation)
+        if await self.manager.restore_state("conversation", conversation):
+            metrics.restored(tier)
         await self.manager.mark_durable({session_id: stored.message_count})
         if orch_doc is not None:
             await self.manager.restore_state(
@@ -332,6 +339,7 @@ class HybridConversationService:
                 warm = await repo.purge_session(conn, session_id)
         cold = await self.archive.delete(session_id)
         await self.refused.forget(session_id)
+        metrics.purged()
         return PurgeReport(session_id=session_id, hot=hot, warm=warm, cold=cold)
 
     # ----------------------------------------------------------- owner, paging

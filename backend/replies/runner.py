@@ -37,10 +37,12 @@ import asyncio
 import contextlib
 import functools
 import logging
+import time
 import uuid
 from collections.abc import Awaitable, Callable
 from typing import Protocol, TypeVar
 
+from backend.core import metrics
 from backend.core.config import Settings
 from backend.core.errors import SessionNotFound, StoreUnavailable
 from backend.core.logging import bind_session
@@ -306,7 +308,10 @@ class ReplyRunner:
         except _NoWrite:
             return None
         if replies.marker(conversation) is None:
+            metrics.reply("failed")
             return conversation  # attempts used up: closed with an error event
+        metrics.reply("started")
+        started = time.perf_counter()
         try:
             with span("reply.generate", session_id=sid, reply_id=reply_id):
                 text = await self._generate(sid, reply_id, conversation, job)
@@ -357,9 +362,11 @@ class ReplyRunner:
             return event
 
         try:
-            return await self._write(job, sid, conversation, complete)
+            done = await self._write(job, sid, conversation, complete)
         except (_NoWrite, SessionNotFound):
             return None
+        metrics.reply_completed(started)
+        return done
 
     async def _generate(
         self, sid: str, reply_id: str, conversation: ConversationState, job: _Job
@@ -467,6 +474,7 @@ class ReplyRunner:
     ) -> ConversationState | None:
         """Close the reply with an `error` event (waiting out outages, given a `job`)."""
         max_attempts = self.settings.generation_max_attempts
+        retrying = [False]  # what the last attempt of the write said (for the metrics)
 
         def fail(state: ConversationState) -> Event:
             event = replies.fail_reply(
@@ -480,15 +488,18 @@ class ReplyRunner:
             )
             if event is None:
                 raise _NoWrite
+            retrying[0] = bool(event.data["retrying"])
             return event
 
         def write() -> Awaitable[ConversationState]:
             return self.manager.update(sid, fail)
 
         try:
-            return await (write() if job is None else self._stored(job, sid, write))
+            state = await (write() if job is None else self._stored(job, sid, write))
         except (_NoWrite, SessionNotFound):
             return None
+        metrics.reply("retried" if retrying[0] else "failed")
+        return state
 
     async def _close_dead(
         self, job: _Job, sid: str, dead: dict[str, object]

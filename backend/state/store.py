@@ -28,6 +28,7 @@ from typing import Any, Literal, TypeVar, cast, overload
 import msgspec
 from redis import exceptions as redis_errors
 
+from backend.core import metrics
 from backend.core.autopipeline import AutoPipeline
 from backend.core.config import Settings
 from backend.core.errors import InvalidState, SessionNotFound, VersionConflict
@@ -230,12 +231,14 @@ class StateStore:
                 kind, new, mode="cas", version=expected, event=event, idempotency=idempotency
             )
         if result is None:
+            metrics.state_conflict()
             actual = await self.get_version(state.session_id, kind)
             raise VersionConflict(
                 f"{kind} {state.session_id} changed since it was read",
                 expected=expected,
                 actual=actual,
             )
+        metrics.state_written(kind)
         return new, result.event_id
 
     async def restore_state(
@@ -522,6 +525,8 @@ class StateStore:
                 return await self._save_returning_event(kind, state, None, event, idempotency)
             except VersionConflict as exc:
                 last = exc
+                if attempt + 1 < attempts:
+                    metrics.state_retry()
                 # Exponential backoff with full jitter: writers that keep losing spread out
                 # over a window that grows with their losses, so even 20 writers hammering
                 # one session each get through well within the attempt budget.

@@ -17,6 +17,7 @@ from typing import Any, cast
 import anyio
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
+from backend.core import metrics
 from backend.core.config import Settings
 from backend.core.errors import StoreUnavailable
 from backend.state.schemas import StreamEntry
@@ -97,6 +98,8 @@ async def session_events(
         while True:
             item = await sub.next()
             if item is None:
+                if sub.reason in ("overflow", "shutdown"):
+                    metrics.stream_cut(sub.reason)
                 if sub.reason in _CLOSE_REASONS:
                     yield error_event(sid, *_CLOSE_REASONS[sub.reason])
                 return
@@ -130,7 +133,7 @@ def sse_response(
 ) -> EventSourceResponse:
     """An EventSourceResponse with the service's pings, send timeout and shutdown grace."""
     return EventSourceResponse(
-        content,
+        metrics.counted_stream(content),
         headers=headers,
         ping=settings.sse_ping_seconds,
         send_timeout=settings.sse_send_timeout_seconds,

@@ -123,6 +123,7 @@ async def dev_token(
         settings.rate_limit_dev_tokens,
         settings.rate_limit_dev_tokens_window_seconds,
         "development tokens",
+        "dev_tokens",
     )
     await limiter.hit(ConversationKeys(settings.key_prefix).dev_token_rate(client))
     user_id = user_id_for_name(body.user)
