@@ -43,6 +43,7 @@ from typing import Protocol, TypeVar
 
 from backend.core.config import Settings
 from backend.core.errors import SessionNotFound, StoreUnavailable
+from backend.core.replica_stats import replica_stats
 from backend.generators.base import CaseAnalysis, GenerationError, ReplyGenerator
 from backend.replies import bookkeeping as replies
 from backend.replies.waits import OUTAGES, OutageWaits
@@ -304,6 +305,7 @@ class ReplyRunner:
             return None
         if replies.marker(conversation) is None:
             return conversation  # attempts used up: closed with an error event
+        replica_stats.replies_started += 1
         try:
             text = await self._generate(sid, reply_id, conversation, job)
         except asyncio.CancelledError:
@@ -353,9 +355,11 @@ class ReplyRunner:
             return event
 
         try:
-            return await self._write(job, sid, conversation, complete)
+            completed = await self._write(job, sid, conversation, complete)
         except (_NoWrite, SessionNotFound):
             return None
+        replica_stats.replies_completed += 1
+        return completed
 
     async def _generate(
         self, sid: str, reply_id: str, conversation: ConversationState, job: _Job
@@ -482,9 +486,11 @@ class ReplyRunner:
             return self.manager.update(sid, fail)
 
         try:
-            return await (write() if job is None else self._stored(job, sid, write))
+            failed = await (write() if job is None else self._stored(job, sid, write))
         except (_NoWrite, SessionNotFound):
             return None
+        replica_stats.replies_failed += 1
+        return failed
 
     async def _close_dead(
         self, job: _Job, sid: str, dead: dict[str, object]
