@@ -1,8 +1,8 @@
 """Bearer JWT authentication (HS256). Every route depends on `PrincipalDep`.
 
 `sub` is the user, `tenant` the tenant; an optional `role` claim (only "ops" means anything:
-the operations page and `GET /api/ops/overview`). Ids are restricted to a safe alphabet because they end
-up in Redis keys; a token with other characters is refused like a forged one.
+the operations page and `GET /api/ops/overview`). Ids are restricted to a safe alphabet
+because they end up in Redis keys; a token with other characters is refused like a forged one.
 """
 
 from __future__ import annotations

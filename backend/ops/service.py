@@ -58,6 +58,7 @@ class ReplicaHeartbeat:
         self.interval = interval
         self.stats = stats
         self._task: asyncio.Task[None] | None = None
+        self._stop = asyncio.Event()
 
     @property
     def ttl(self) -> float:
@@ -79,20 +80,30 @@ class ReplicaHeartbeat:
     async def close(self) -> None:
         """Stop publishing and leave the page at once (not after the TTL)."""
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            # Stopped by an event, not only by cancel: a cancel that lands inside a Redis call
+            # can be swallowed there, and the loop would go on beating.
+            self._stop.set()
+            done, _ = await asyncio.wait({self._task}, timeout=_BROKER_TIMEOUT_SECONDS)
+            if not done:
+                self._task.cancel()
             self._task = None
-        with contextlib.suppress(StoreUnavailable):
-            with translate_errors():
-                async with self.redis.client.pipeline(transaction=False) as pipe:
-                    pipe.delete(self.keys.replica(self.replica_id))
-                    pipe.zrem(self.keys.replicas(), self.replica_id)
-                    await pipe.execute()
+        try:
+            # Bounded: a replica shutting down while Redis is unreachable must not wait on it
+            # (the heartbeat expires by itself).
+            await asyncio.wait_for(self._withdraw(), _BROKER_TIMEOUT_SECONDS)
+        except (StoreUnavailable, TimeoutError):
+            log.info("replica %s: heartbeat left to expire", self.replica_id)
+
+    async def _withdraw(self) -> None:
+        with translate_errors():
+            async with self.redis.client.pipeline(transaction=False) as pipe:
+                pipe.delete(self.keys.replica(self.replica_id))
+                pipe.zrem(self.keys.replicas(), self.replica_id)
+                await pipe.execute()
 
     async def _loop(self) -> None:
         failing = False
-        while True:
+        while not self._stop.is_set():
             try:
                 await self.publish()
                 failing = False
@@ -100,7 +111,8 @@ class ReplicaHeartbeat:
                 if not failing:  # once per outage, not every interval
                     log.warning("replica %s: heartbeat not published (%s)", self.replica_id, exc)
                 failing = True
-            await asyncio.sleep(self.interval)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stop.wait(), self.interval)
 
 
 @dataclass
@@ -176,7 +188,7 @@ class OpsService:
             with translate_errors():
                 client = self.redis.client
                 await client.zremrangebyscore(index, "-inf", time.time())
-                ids = sorted(await client.zrange(index, 0, -1))
+                ids = sorted(str(i) for i in await client.zrange(index, 0, -1))
                 if not ids:
                     return []
                 raw = await client.mget([self.keys.replica(i) for i in ids])
