@@ -126,6 +126,8 @@ class Chart {
     container.append(this.figure);
     this.data = [[], ...series.map(() => [])];
     const scales = { x: { time: true } };
+    // Bars are a day wide: half a day of margin each side, or the first and last are cut.
+    if (bars) scales.x.range = (u, min, max) => [min - 43_200, max + 43_200];
     const yAxes = (axes || [{}]).map((axis) => ({
       size: 48,
       stroke: "#5b6675",
