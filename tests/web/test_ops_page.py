@@ -34,12 +34,15 @@ LIVE_CHARTS = ["replicas", "streams", "replies", "p99", "backlog", "queue", "mem
 def chat(base: str, message: str) -> None:
     """Post one message as a user of the tenant and read its reply stream to the end."""
     token = create_token(make_settings(), "maria", TENANT)
-    with httpx.Client(base_url=base, timeout=GUARD) as client, client.stream(
-        "POST",
-        "/api/agents/chat",
-        json={"message": message},
-        headers={"Authorization": f"Bearer {token}"},
-    ) as response:
+    with (
+        httpx.Client(base_url=base, timeout=GUARD) as client,
+        client.stream(
+            "POST",
+            "/api/agents/chat",
+            json={"message": message},
+            headers={"Authorization": f"Bearer {token}"},
+        ) as response,
+    ):
         assert response.status_code == 200
         body = "".join(response.iter_text())
     assert "event: message.completed" in body
