@@ -21,11 +21,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from celery import Celery
-from redis.asyncio.cluster import RedisCluster
 
 from backend.core.config import Settings
 from backend.core.errors import StoreUnavailable
-from backend.core.redis import RedisService, translate_errors
+from backend.core.redis import RedisService
 from backend.core.replica_stats import ReplicaStats, p99, replica_stats
 from backend.durability.service import HybridConversationService
 from backend.ops.keys import OpsKeys
@@ -70,12 +69,14 @@ class ReplicaHeartbeat:
     async def publish(self) -> None:
         now = time.time()
         body = json.dumps({"replica_id": self.replica_id, "at": now, **self.stats.snapshot()})
-        ttl_ms = max(1, int(self.ttl * 1000))
-        with translate_errors():
-            async with self.redis.client.pipeline(transaction=False) as pipe:
-                pipe.set(self.keys.replica(self.replica_id), body, px=ttl_ms)
-                pipe.zadd(self.keys.replicas(), {self.replica_id: now + self.ttl})
-                await pipe.execute()
+        await self.redis.set_indexed(
+            self.keys.replica(self.replica_id),
+            body,
+            max(1, int(self.ttl * 1000)),
+            self.keys.replicas(),
+            self.replica_id,
+            now + self.ttl,
+        )
 
     async def close(self) -> None:
         """Stop publishing and leave the page at once (not after the TTL)."""
@@ -95,11 +96,9 @@ class ReplicaHeartbeat:
             log.info("replica %s: heartbeat left to expire", self.replica_id)
 
     async def _withdraw(self) -> None:
-        with translate_errors():
-            async with self.redis.client.pipeline(transaction=False) as pipe:
-                pipe.delete(self.keys.replica(self.replica_id))
-                pipe.zrem(self.keys.replicas(), self.replica_id)
-                await pipe.execute()
+        await self.redis.unset_indexed(
+            self.keys.replica(self.replica_id), self.keys.replicas(), self.replica_id
+        )
 
     async def _loop(self) -> None:
         failing = False
@@ -156,7 +155,7 @@ class OpsService:
             self._optional(self.hybrid.manager.dirty_backlog()),
             self._optional(self.hybrid.refused.count()),
             self._broker(),
-            self._optional(self._memory()),
+            self._optional(self.redis.memory()),
         )
         now = time.time()
         replicas = [_figures(beat, now) for beat in beats]
@@ -183,21 +182,12 @@ class OpsService:
         )
 
     async def _heartbeats(self) -> list[dict[str, Any]]:
-        index = self.keys.replicas()
         try:
-            with translate_errors():
-                client = self.redis.client
-                await client.zremrangebyscore(index, "-inf", time.time())
-                ids = sorted(str(i) for i in await client.zrange(index, 0, -1))
-                if not ids:
-                    return []
-                raw = await client.mget([self.keys.replica(i) for i in ids])
+            raw = await self.redis.live_indexed(self.keys.replicas(), self.keys.replica)
         except StoreUnavailable:
             return []
         beats = []
         for value in raw:
-            if value is None:
-                continue  # expired between the two reads
             with contextlib.suppress(ValueError, TypeError):
                 beat = json.loads(value)
                 if isinstance(beat, dict):
@@ -212,17 +202,6 @@ class OpsService:
             )
         except TimeoutError:
             return _Broker()
-
-    async def _memory(self) -> tuple[int, int]:
-        client = self.redis.client
-        with translate_errors():
-            if isinstance(client, RedisCluster):
-                per_node = await client.info("memory", target_nodes=RedisCluster.PRIMARIES)
-                nodes = list(per_node.values())
-            else:
-                nodes = [await client.info("memory")]
-        used = sum(int(n.get("used_memory", 0)) for n in nodes)
-        return used, sum(int(n.get("maxmemory", 0)) for n in nodes)
 
     @staticmethod
     async def _optional(read: Any) -> Any:
