@@ -9,6 +9,7 @@ artifacts/web/<test>/.
 from __future__ import annotations
 
 import asyncio
+import uuid
 
 import httpx
 import pytest
@@ -23,7 +24,10 @@ from tests.web.page import ChatPage
 
 pytestmark = [pytest.mark.e2e, pytest.mark.browser, pytest.mark.timeout(300)]
 
-TENANT = "dev"
+# A tenant and user of this test's own: PostgreSQL is shared by the run, and the tenant stats
+# and session listings of other tests must not see these sessions (nor these charts theirs).
+TENANT = f"ops-{uuid.uuid4().hex[:8]}"
+USER = f"ops-page-{uuid.uuid4().hex[:8]}"
 MESSAGES = [
     "Meu locador quer me despejar e a audiência é amanhã. Moro no imóvel há 5 anos.",
     "Fui demitido sem justa causa e a empresa não pagou minhas verbas rescisórias.",
@@ -33,7 +37,7 @@ LIVE_CHARTS = ["replicas", "streams", "replies", "p99", "backlog", "queue", "mem
 
 def chat(base: str, message: str) -> None:
     """Post one message as a user of the tenant and read its reply stream to the end."""
-    token = create_token(make_settings(), "maria", TENANT)
+    token = create_token(make_settings(), USER, TENANT)
     with (
         httpx.Client(base_url=base, timeout=GUARD) as client,
         client.stream(
@@ -109,7 +113,7 @@ def test_a_token_without_the_ops_role_is_told_it_has_no_access(
     (api,) = start_replicas(1)
     page.driver.get(f"{api.url}/ops")
     page.wait(lambda: page.visible("login"), "the token form")
-    sign_in(page, create_token(make_settings(), "maria", TENANT))
+    sign_in(page, create_token(make_settings(), USER, TENANT))
     page.wait(
         lambda: page.driver.execute_script("return document.body.dataset.state") == "denied",
         "the page to refuse the token",
