@@ -22,6 +22,7 @@ from backend.durability.router import health_router as durability_health_router
 from backend.durability.router import router as durability_router
 from backend.health.metrics import readers as metric_readers
 from backend.health.router import router as health_router
+from backend.ops.router import router as ops_router
 from backend.stats.router import router as stats_router
 from backend.summaries.router import router as summaries_router
 from backend.triage.router import router as triage_router
@@ -71,6 +72,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(conversations_router)
     app.include_router(agents_router)
     app.include_router(triage_router)
+    app.include_router(ops_router)
     app.include_router(web_router)
     if settings.environment == "development":
         app.include_router(web_dev_router)  # signs anyone in: never outside development

@@ -32,6 +32,8 @@ from backend.core.redis import RedisService, create_redis_client
 from backend.durability.service import HybridConversationService
 from backend.generators.base import ReplyGenerator
 from backend.generators.factory import create_generator
+from backend.ops.keys import OpsKeys
+from backend.ops.service import ReplicaHeartbeat
 from backend.replies.runner import ReplyRunner
 from backend.state.service import ConversationStateManager
 from backend.stats.service import StatsService
@@ -53,6 +55,7 @@ class ConversationRuntime:
     runner: ReplyRunner
     interviewer: IntelligentInterviewerService
     orchestrator: IntelligentTriageOrchestrator
+    heartbeat: ReplicaHeartbeat
 
     @classmethod
     def start(
@@ -93,9 +96,15 @@ class ConversationRuntime:
             max_backlog=settings.sse_max_backlog,
             on_owing=runner.recheck,
         )
+        heartbeat = ReplicaHeartbeat(
+            redis, OpsKeys(settings.key_prefix), replica_id, settings.ops_heartbeat_seconds
+        )
         hub.start()
         runner.start()
-        runtime = cls(replica_id, hub_redis, hub, generator, runner, interviewer, orchestrator)
+        heartbeat.start()
+        runtime = cls(
+            replica_id, hub_redis, hub, generator, runner, interviewer, orchestrator, heartbeat
+        )
         app.state.runtime = runtime
         log.info("conversation runtime up (replica %s, generator %s)", replica_id, generator.name)
         return runtime
@@ -104,6 +113,7 @@ class ConversationRuntime:
         """Let running replies finish (up to `grace` s), then close streams and clients."""
         if self.hub.closed:
             return
+        await self.heartbeat.close()
         await self.runner.shutdown(grace)
         await self.hub.close()
         aclose = getattr(self.generator, "aclose", None)

@@ -16,6 +16,9 @@ def token(
     user: Annotated[str, typer.Option("--user", "-u", help="User id (the token's sub).")],
     tenant: Annotated[str, typer.Option("--tenant", "-t", help="Tenant id.")],
     ttl: Annotated[int, typer.Option(help="Lifetime in seconds.", min=1)] = 86_400,
+    role: Annotated[
+        str | None, typer.Option(help='Role claim: "ops" opens the operations page (/ops).')
+    ] = None,
 ) -> None:
     """Print a bearer JWT for USER in TENANT, signed with JWT_SECRET (not in production)."""
     settings = load_settings()
@@ -24,7 +27,7 @@ def token(
         # anyone with shell access act as any user.
         raise fail("refusing to mint tokens with ENVIRONMENT=production", EXIT_CONFIG)
     try:
-        jwt = create_token(settings, user, tenant, ttl_seconds=ttl)
+        jwt = create_token(settings, user, tenant, ttl_seconds=ttl, role=role)
     except ValueError as exc:
         raise fail(str(exc), EXIT_CONFIG) from None
     typer.echo(jwt)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 from fastapi import APIRouter
 from sse_starlette import EventSourceResponse
 
@@ -56,6 +58,7 @@ async def chat(
     idempotency_key: IdempotencyKey = None,
 ) -> EventSourceResponse:
     """Send a message (new session without session_id) and stream its reply as SSE."""
+    posted_at = time.monotonic()
     if body.session_id is None:
         _, posted = await runtime.interviewer.start_conversation(
             principal, body.message, idempotency_key=idempotency_key
@@ -81,5 +84,6 @@ async def chat(
         first=[] if point.reload else [posted.entry],
         ends=ends,
         skip=skip,
+        posted_at=posted_at,
     )
     return sse_response(content, sub, settings, headers={"X-Session-Id": posted.session_id})

@@ -1,7 +1,8 @@
 """Bearer JWT authentication (HS256). Every route depends on `PrincipalDep`.
 
-`sub` is the user, `tenant` the tenant. Ids are restricted to a safe alphabet because they end
-up in Redis keys; a token with other characters is refused like a forged one.
+`sub` is the user, `tenant` the tenant; an optional `role` claim (only "ops" means anything:
+the operations page and `GET /api/ops/overview`). Ids are restricted to a safe alphabet
+because they end up in Redis keys; a token with other characters is refused like a forged one.
 """
 
 from __future__ import annotations
@@ -21,6 +22,9 @@ from backend.core.ids import is_valid_principal_id
 _bearer = HTTPBearer(auto_error=False, description="Bearer JWT: sub = user, tenant = tenant")
 
 
+OPS_ROLE = "ops"
+
+
 class Unauthorized(TriageError):
     status_code = 401
     code = "unauthorized"
@@ -30,6 +34,11 @@ class Unauthorized(TriageError):
 class Principal:
     user_id: str
     tenant_id: str
+    role: str | None = None
+
+    @property
+    def is_ops(self) -> bool:
+        return self.role == OPS_ROLE
 
 
 def create_token(
@@ -39,8 +48,10 @@ def create_token(
     ttl_seconds: int = 86_400,
     *,
     name: str | None = None,
+    role: str | None = None,
 ) -> str:
-    """A signed token; `name` (a display name, any text) rides along for clients to show."""
+    """A signed token; `name` (a display name, any text) rides along for clients to show,
+    `role` ("ops" for an operator) is checked by the routes that need it."""
     if not (is_valid_principal_id(user_id) and is_valid_principal_id(tenant_id)):
         raise ValueError("user and tenant ids may use letters, digits and _.@+:- (1-128 chars)")
     now = int(time.time())
@@ -52,6 +63,8 @@ def create_token(
     }
     if name is not None:
         claims["name"] = name
+    if role is not None:
+        claims["role"] = role
     return jwt.encode(claims, settings.jwt_secret, algorithm=settings.jwt_algorithm)
 
 
@@ -72,7 +85,10 @@ def decode_token(settings: Settings, token: str) -> Principal:
         raise Unauthorized("token must carry string claims 'sub' (user) and 'tenant'")
     if not (is_valid_principal_id(user) and is_valid_principal_id(tenant)):
         raise Unauthorized("token carries a user or tenant id with unsupported characters")
-    return Principal(user_id=user, tenant_id=tenant)
+    role = claims.get("role")
+    if role is not None and not isinstance(role, str):
+        raise Unauthorized("token claim 'role' must be a string")
+    return Principal(user_id=user, tenant_id=tenant, role=role)
 
 
 async def current_principal(

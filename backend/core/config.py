@@ -111,6 +111,9 @@ class Settings(BaseSettings):
     snapshot_retry_seconds: float = Field(default=30.0, gt=0)
     snapshot_retry_max_seconds: float = Field(default=3_600.0, gt=0)
     dirty_flush_interval: float = Field(default=5.0, gt=0)
+    # Each API replica publishes its heartbeat (open streams, reply counters, recent latencies)
+    # for the operations page this often; it expires after 3 intervals without one.
+    ops_heartbeat_seconds: float = Field(default=5.0, gt=0)
     archive_interval: float = Field(default=3_600.0, gt=0)
     cleanup_interval: float = Field(default=600.0, gt=0)
     summaries_hour: int = Field(default=2, ge=0, le=23)

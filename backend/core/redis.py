@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -195,3 +195,46 @@ class RedisService:
             "connected_clients": sum(int(n.get("connected_clients", 0)) for n in nodes),
             "nodes": len(nodes),
         }
+
+    # Values with an expiry listed in an index (the replicas' heartbeats, backend/ops): the
+    # index is a sorted set scored by expiry, so listing is one range read, never a SCAN.
+    # The value keys and their index must share a hash slot on a cluster (one hash tag).
+
+    async def set_indexed(
+        self, key: str, value: str, ttl_ms: int, index: str, member: str, expires_at: float
+    ) -> None:
+        """SET `key` with its TTL and list `member` in `index` until `expires_at` (epoch s)."""
+        with translate_errors():
+            async with self.client.pipeline(transaction=False) as pipe:
+                pipe.set(key, value, px=ttl_ms)
+                pipe.zadd(index, {member: expires_at})
+                await pipe.execute()
+
+    async def unset_indexed(self, key: str, index: str, member: str) -> None:
+        with translate_errors():
+            async with self.client.pipeline(transaction=False) as pipe:
+                pipe.delete(key)
+                pipe.zrem(index, member)
+                await pipe.execute()
+
+    async def live_indexed(self, index: str, key_of: Callable[[str], str]) -> list[str]:
+        """The values of the members of `index` that have not expired (the expired ones are
+        dropped from it), by member name."""
+        with translate_errors():
+            await self.client.zremrangebyscore(index, "-inf", time.time())
+            members = sorted(str(m) for m in await self.client.zrange(index, 0, -1))
+            if not members:
+                return []
+            values = await self.client.mget([key_of(m) for m in members])
+        return [str(v) for v in values if v is not None]
+
+    async def memory(self) -> tuple[int, int]:
+        """(used_memory, maxmemory) summed over the primaries; maxmemory 0: no limit."""
+        with translate_errors():
+            if isinstance(self.client, RedisCluster):
+                per_node = await self.client.info("memory", target_nodes=RedisCluster.PRIMARIES)
+                nodes = list(per_node.values())
+            else:
+                nodes = [await self.client.info("memory")]
+        used = sum(int(n.get("used_memory", 0)) for n in nodes)
+        return used, sum(int(n.get("maxmemory", 0)) for n in nodes)

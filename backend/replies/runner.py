@@ -46,6 +46,7 @@ from backend.core import metrics
 from backend.core.config import Settings
 from backend.core.errors import SessionNotFound, StoreUnavailable
 from backend.core.logging import bind_session
+from backend.core.replica_stats import replica_stats
 from backend.core.tracing import span
 from backend.generators.base import CaseAnalysis, GenerationError, ReplyGenerator
 from backend.replies import bookkeeping as replies
@@ -312,6 +313,7 @@ class ReplyRunner:
             return conversation  # attempts used up: closed with an error event
         metrics.reply("started")
         started = time.perf_counter()
+        replica_stats.replies_started += 1
         try:
             with span("reply.generate", session_id=sid, reply_id=reply_id):
                 text = await self._generate(sid, reply_id, conversation, job)
@@ -366,6 +368,7 @@ class ReplyRunner:
         except (_NoWrite, SessionNotFound):
             return None
         metrics.reply_completed(started)
+        replica_stats.replies_completed += 1
         return done
 
     async def _generate(
@@ -499,6 +502,7 @@ class ReplyRunner:
         except (_NoWrite, SessionNotFound):
             return None
         metrics.reply("retried" if retrying[0] else "failed")
+        replica_stats.replies_failed += 1
         return state
 
     async def _close_dead(

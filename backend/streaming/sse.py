@@ -11,6 +11,7 @@ drains and returns, so the response ends cleanly instead of being cancelled).
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator, Callable, Iterable
 from typing import Any, cast
 
@@ -20,6 +21,7 @@ from sse_starlette import EventSourceResponse, ServerSentEvent
 from backend.core import metrics
 from backend.core.config import Settings
 from backend.core.errors import StoreUnavailable
+from backend.core.replica_stats import replica_stats
 from backend.state.schemas import StreamEntry
 from backend.state.service import ConversationStateManager
 from backend.streaming.events import (
@@ -56,8 +58,12 @@ async def session_events(
     first: Iterable[StreamEntry] = (),
     ends: EntryTest | None = None,
     skip: EntryTest | None = None,
+    posted_at: float | None = None,
 ) -> AsyncIterator[ServerSentEvent]:
-    """The SSE events of one session after `point` (see module doc). Unsubscribes on exit."""
+    """The SSE events of one session after `point` (see module doc). Unsubscribes on exit.
+
+    `posted_at` (`time.monotonic()` when a chat POST arrived): the time to the first event is
+    recorded for the operations page."""
     sid = sub.session_id
     last = parse_stream_id(point.after)
     retry_sent = False
@@ -67,8 +73,11 @@ async def session_events(
         if not retry_sent:
             event.retry = RECONNECT_MS
             retry_sent = True
+            if posted_at is not None:
+                replica_stats.first_event(time.monotonic() - posted_at)
         return event
 
+    replica_stats.stream_opened()
     try:
         # Attach before the back-fill, so nothing falls in between.
         backfill = hub.attach(sub, point.after)
@@ -122,6 +131,7 @@ async def session_events(
                 if ends is not None and ends(entry):
                     return
     finally:
+        replica_stats.stream_closed()
         hub.unsubscribe(sub)
 
 

@@ -1,4 +1,5 @@
-"""The browser chat client: the page at `/`, its static files, and a development token route.
+"""The browser chat client: the page at `/`, its static files, and a development token route;
+and the operations page at `/ops` (live charts for an operator token, `static/ops.js`).
 
 The page is plain HTML, CSS and JavaScript served by the API itself: no front-end build step,
 no third-party script, one origin (so the page needs no CORS and the API's bearer auth works
@@ -48,10 +49,14 @@ _STATIC_TYPES = {
             "sessions.js",
             "sse.js",
             "state.js",
+            "ops.js",
         ),
         _JS,
     ),
+    "ops.css": "text/css; charset=utf-8",
 }
+# Third-party files, vendored with their licenses (no CDN: the pages work offline).
+_VENDOR_TYPES = {"uPlot.iife.min.js": _JS, "uPlot.min.css": "text/css; charset=utf-8"}
 DEV_TOKEN_TTL_SECONDS = 12 * 3600
 
 # Defence in depth for a page that shows what users and the model write: only our own script,
@@ -94,6 +99,22 @@ async def chat_page(settings: SettingsDep) -> HTMLResponse:
     dev_login = settings.environment == "development"
     html = _index_html(dev_login, settings.max_message_chars)
     return HTMLResponse(html, headers=_PAGE_HEADERS)
+
+
+@router.get("/ops", response_class=HTMLResponse)
+async def ops_page() -> HTMLResponse:
+    """The operations page (its data needs an operator token: GET /api/ops/overview)."""
+    html = (STATIC_DIR / "ops.html").read_text(encoding="utf-8")
+    return HTMLResponse(html, headers=_PAGE_HEADERS)
+
+
+@router.get("/static/vendor/{name}")
+async def vendor_file(name: Annotated[str, PathParam(max_length=64)]) -> FileResponse:
+    """A vendored third-party file (a fixed list)."""
+    media_type = _VENDOR_TYPES.get(name)
+    if media_type is None:
+        raise NotFound(f"no vendored file named {name!r}")
+    return FileResponse(STATIC_DIR / "vendor" / name, media_type=media_type, headers=_PAGE_HEADERS)
 
 
 @router.get("/static/{name}")

@@ -26,3 +26,10 @@ def test_refuses_a_placeholder_secret(ops_settings: Settings) -> None:
     result = invoke(ops_settings, "token", "--user", "ana", "--tenant", "t", JWT_SECRET="secret")
     assert result.exit_code == 2
     assert "JWT_SECRET" in result.stderr and result.stdout == ""
+
+
+def test_role_ops_mints_an_operator_token(ops_settings: Settings) -> None:
+    result = invoke(ops_settings, "token", "-u", "ops.ana", "-t", "t-1", "--role", "ops")
+    assert result.exit_code == 0, result.output
+    principal = decode_token(ops_settings, result.stdout.strip())
+    assert principal == Principal("ops.ana", "t-1", role="ops") and principal.is_ops

@@ -218,3 +218,23 @@ async def test_no_dev_token_outside_development(
         assert response.status_code == 404
         assert "access_token" not in response.text
         assert "/api/dev/token" not in (await client.get("/openapi.json")).text
+
+
+async def test_the_ops_page_loads_only_files_the_app_serves(api: httpx.AsyncClient) -> None:
+    response = await api.get("/ops")
+    assert response.status_code == 200
+    assert "unsafe-inline" not in response.headers["content-security-policy"]
+    html = response.text
+    assert '<html lang="pt-BR">' in html
+    refs = re.findall(r'(?:src|href)="([^"#]+)"', html)
+    assert "/static/vendor/uPlot.iife.min.js" in refs and "/static/ops.js" in refs
+    # No CDN: the page must work on a machine without internet access.
+    assert not [ref for ref in refs if "//" in ref]
+    for ref in (r for r in refs if r.startswith("/static/")):
+        file = await api.get(ref)
+        assert file.status_code == 200, ref
+        kind = "text/css" if ref.endswith(".css") else "text/javascript"
+        assert file.headers["content-type"].startswith(kind), ref
+    assert "uPlot" in (await api.get("/static/vendor/uPlot.iife.min.js")).text
+    missing = await api.get("/static/vendor/uPlot.LICENSE")
+    assert missing.status_code == 404 and missing.json()["error"]["code"] == "not_found"

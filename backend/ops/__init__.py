@@ -1,0 +1,1 @@
+"""The operations page's figures: replica heartbeats and the backlogs an operator watches."""
