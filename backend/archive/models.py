@@ -1,4 +1,8 @@
-"""The cold-tier index: which sessions sit in compressed files under ARCHIVE_DIR."""
+"""The cold-tier index: which sessions are archived, on which backend, under which key.
+
+`path` is the human-readable location (a file path or an s3:// URL) for operators; reading goes
+by `backend` and `key` alone.
+"""
 
 from __future__ import annotations
 
@@ -18,6 +22,9 @@ class ArchiveRecord(SQLModel, table=True):
     )
     tenant_id: str = Field(sa_column=Column(String(128), nullable=False, index=True))
     path: str = Field(sa_column=Column(Text, nullable=False))
+    # Rows from before object storage existed are local files (migration 0002).
+    backend: str = Field(sa_column=Column(String(16), nullable=False, server_default="local"))
+    key: str = Field(sa_column=Column(Text, nullable=False))
     version: int
     message_count: int
     bytes: int

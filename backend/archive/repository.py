@@ -73,9 +73,10 @@ async def mark_archived(
     params = {"id": session["id"], "now": now}
     await conn.execute(
         text(
-            "INSERT INTO archives (session_id, tenant_id, path, version, message_count, bytes,"
-            " sha256, archived_at) VALUES (:id, :tenant, :path, :version, :count, :bytes,"
-            " :sha, :now) ON CONFLICT (session_id) DO UPDATE SET path = excluded.path,"
+            "INSERT INTO archives (session_id, tenant_id, path, backend, key, version,"
+            " message_count, bytes, sha256, archived_at) VALUES (:id, :tenant, :path, :backend,"
+            " :key, :version, :count, :bytes, :sha, :now) ON CONFLICT (session_id) DO UPDATE"
+            " SET path = excluded.path, backend = excluded.backend, key = excluded.key,"
             " version = excluded.version, message_count = excluded.message_count,"
             " bytes = excluded.bytes, sha256 = excluded.sha256, archived_at = excluded.archived_at"
         ),
@@ -83,6 +84,8 @@ async def mark_archived(
             **params,
             "tenant": session["tenant_id"],
             "path": stored.path,
+            "backend": stored.backend,
+            "key": stored.key,
             "version": session["version"],
             "count": len(document["messages"]),
             "bytes": stored.bytes,
@@ -98,7 +101,7 @@ async def lock_archived(conn: AsyncConnection, session_id: str) -> dict[str, Any
         (
             await conn.execute(
                 text(
-                    "SELECT s.version, a.sha256 FROM sessions s"
+                    "SELECT s.version, a.sha256, a.backend, a.key FROM sessions s"
                     " JOIN archives a ON a.session_id = s.id"
                     " WHERE s.id = :id AND s.archived_at IS NOT NULL FOR UPDATE OF s"
                 ),

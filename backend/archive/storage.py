@@ -1,76 +1,108 @@
-"""Cold-tier files: one gzip-compressed JSON document per session under ARCHIVE_DIR.
+"""Cold-tier archives: one gzip-compressed JSON document per session, on a pluggable backend.
 
-The path depends on the session id alone (ids are `[A-Za-z0-9_-]`, so no traversal), which lets
-a purge remove the file even when its index row is gone. Writes go to a temporary file that is
-fsynced and renamed, so a crash never leaves a half-written archive under the real name.
-With several worker hosts, ARCHIVE_DIR must be shared storage (NFS, a mounted bucket).
+The key depends on the session id alone (`<id[:2]>/<id>.json.gz`; ids are `[A-Za-z0-9_-]`, so
+no traversal), which lets a purge remove the object from every configured backend even when
+its index row is gone. New archives go to ARCHIVE_BACKEND; an existing archive is read from
+the backend its index row names, so switching the default strands nothing.
 """
 
 from __future__ import annotations
 
-import asyncio
 import gzip
 import hashlib
 import json
-import os
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
+from backend.archive.backends import (
+    ArchiveBackend,
+    ArchiveBackendError,
+    ArchiveObjectMissing,
+    build_backends,
+)
+from backend.core.config import Settings
 from backend.state.keys import is_valid_session_id
 
 
 @dataclass(frozen=True)
 class StoredFile:
+    backend: str
+    key: str
     path: str
     bytes: int
     sha256: str
 
 
-class ArchiveStore:
-    def __init__(self, root: str | Path) -> None:
-        self.root = Path(root)
+class ArchiveChecksumMismatch(ValueError):
+    """The object does not hold the bytes the index recorded."""
 
-    def path_for(self, session_id: str) -> Path:
-        if not is_valid_session_id(session_id):
-            raise ValueError(f"invalid session id: {session_id!r}")
-        return self.root / session_id[:2] / f"{session_id}.json.gz"
+
+def key_for(session_id: str) -> str:
+    if not is_valid_session_id(session_id):
+        raise ValueError(f"invalid session id: {session_id!r}")
+    return f"{session_id[:2]}/{session_id}.json.gz"
+
+
+class ArchiveStore:
+    def __init__(self, backends: dict[str, ArchiveBackend], default: str) -> None:
+        self.backends = backends
+        self.default = backends[default]
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> ArchiveStore:
+        return cls(build_backends(settings), settings.archive_backend)
+
+    def backend(self, name: str) -> ArchiveBackend:
+        try:
+            return self.backends[name]
+        except KeyError:
+            raise ArchiveBackendError(
+                f"archive backend {name!r} is not configured in this process"
+            ) from None
 
     async def write(self, session_id: str, document: dict[str, Any]) -> StoredFile:
-        return await asyncio.to_thread(self._write, session_id, document)
-
-    async def read(self, session_id: str, sha256: str | None = None) -> dict[str, Any]:
-        return await asyncio.to_thread(self._read, session_id, sha256)
-
-    async def delete(self, session_id: str) -> bool:
-        return await asyncio.to_thread(self._delete, session_id)
-
-    async def exists(self, session_id: str) -> bool:
-        return await asyncio.to_thread(self.path_for(session_id).exists)
-
-    def _write(self, session_id: str, document: dict[str, Any]) -> StoredFile:
-        path = self.path_for(session_id)
-        path.parent.mkdir(parents=True, exist_ok=True)
+        key = key_for(session_id)
         raw = json.dumps(document, ensure_ascii=False, separators=(",", ":"), default=str)
         payload = gzip.compress(raw.encode(), compresslevel=6, mtime=0)
-        tmp = path.with_suffix(f".tmp{os.getpid()}")
-        with open(tmp, "wb") as f:
-            f.write(payload)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-        return StoredFile(str(path), len(payload), hashlib.sha256(payload).hexdigest())
+        await self.default.put(key, payload)
+        return StoredFile(
+            self.default.name,
+            key,
+            self.default.location(key),
+            len(payload),
+            hashlib.sha256(payload).hexdigest(),
+        )
 
-    def _read(self, session_id: str, sha256: str | None) -> dict[str, Any]:
-        payload = self.path_for(session_id).read_bytes()
+    async def read(
+        self,
+        session_id: str,
+        sha256: str | None = None,
+        *,
+        backend: str | None = None,
+        key: str | None = None,
+    ) -> dict[str, Any]:
+        store = self.backend(backend) if backend else self.default
+        payload = await store.get(key or key_for(session_id))
         if sha256 is not None and hashlib.sha256(payload).hexdigest() != sha256:
-            raise ValueError(f"archive of {session_id} does not match its checksum")
+            raise ArchiveChecksumMismatch(f"archive of {session_id} does not match its checksum")
         document: dict[str, Any] = json.loads(gzip.decompress(payload))
         return document
 
-    def _delete(self, session_id: str) -> bool:
+    async def delete(self, session_id: str) -> bool:
+        """Remove the session's archive from every configured backend; True if one held it."""
+        key = key_for(session_id)
+        found = False
+        for backend in self.backends.values():
+            found = await backend.delete(key) or found
+        return found
+
+    async def delete_object(self, backend: str, key: str) -> bool:
+        return await self.backend(backend).delete(key)
+
+    async def exists(self, session_id: str, backend: str | None = None) -> bool:
+        store = self.backend(backend) if backend else self.default
         try:
-            self.path_for(session_id).unlink()
-        except FileNotFoundError:
+            await store.get(key_for(session_id))
+        except ArchiveObjectMissing:
             return False
         return True

@@ -55,7 +55,8 @@ def archive(
     moved = run(archive_inactive_sessions(settings, max_batches=max_batches))
     console.print(
         f"archived {moved} sessions inactive for more than "
-        f"{settings.archive_inactive_sessions_days:g} days to {settings.archive_dir}",
+        f"{settings.archive_inactive_sessions_days:g} days to the {settings.archive_backend}"
+        " archive backend",
         highlight=False,
     )
 

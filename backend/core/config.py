@@ -121,6 +121,13 @@ class Settings(BaseSettings):
     archive_dir: str = "var/archive"
     archive_inactive_sessions_days: float = Field(default=30, ge=0)
     archive_batch_size: int = Field(default=200, gt=0)
+    # Where new archives go (backend/archive/backends.py). Reading follows each archive's own
+    # index row, so ARCHIVE_DIR and a configured bucket both stay readable after a switch.
+    # Credentials and region come from the standard AWS_* variables.
+    archive_backend: Literal["local", "s3"] = "local"
+    archive_s3_bucket: str = ""
+    archive_s3_prefix: str = "archive"
+    archive_s3_endpoint_url: str = ""
     data_retention_days: float = Field(default=1_825, gt=0)
     purge_tombstone_days: float = Field(default=7, gt=0)
     stats_cache_ttl: int = Field(default=300, ge=0)
@@ -168,6 +175,12 @@ class Settings(BaseSettings):
     def _default_log_format(self) -> Settings:
         if self.log_format is None:
             self.log_format = "text" if self.environment == "development" else "json"
+        return self
+
+    @model_validator(mode="after")
+    def _check_archive_backend(self) -> Settings:
+        if self.archive_backend == "s3" and not self.archive_s3_bucket:
+            raise ValueError("ARCHIVE_BACKEND=s3 needs ARCHIVE_S3_BUCKET")
         return self
 
     @model_validator(mode="after")

@@ -108,7 +108,7 @@ async def test_postgres_health(client: httpx.AsyncClient) -> None:
     response = await client.get("/health/postgres")
     assert response.status_code == 200
     body = response.json()
-    assert body["status"] == "ok" and body["schema_revision"] == "0001"
+    assert body["status"] == "ok" and body["schema_revision"] == "0002"
 
 
 async def test_celery_health_is_503_when_no_worker_answers(
