@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import uvloop
 
-from bench import durability, metrics_cost, sse_chat, sse_idle, state_write
+from bench import archive, durability, metrics_cost, sse_chat, sse_idle, state_write
 
 
 def main() -> None:
@@ -21,6 +21,8 @@ def main() -> None:
     print(sse_idle.report(uvloop.run(sse_idle.run())))
     print()
     print(durability.report(uvloop.run(durability.run())))
+    print()
+    print(archive.report(uvloop.run(archive.run())))
     print()
 
 
