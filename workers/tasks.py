@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import asdict
 from typing import Any
 
+from backend.archive.service import ArchiveWriteFailed
 from backend.core.db import DatabaseUnavailable
 from backend.core.errors import StoreUnavailable
 from workers.app import celery_app
@@ -54,7 +55,12 @@ def restore_session(session_id: str) -> int | None:
     return None if state is None else state.version
 
 
-@celery_app.task(name=ARCHIVE_INACTIVE, **_RETRY)
+# An archive backend that refuses a write (object storage down) rolled its batch back: retry
+# with the same backoff rather than wait an hour for the next beat.
+@celery_app.task(
+    name=ARCHIVE_INACTIVE,
+    **{**_RETRY, "autoretry_for": (*_RETRY["autoretry_for"], ArchiveWriteFailed)},
+)
 def archive_inactive(max_batches: int = 50) -> int:
     """Move sessions inactive for ARCHIVE_INACTIVE_SESSIONS_DAYS to the cold tier (hourly)."""
     ctx = get_context()
