@@ -131,4 +131,13 @@ class ArchiveService:
         return True
 
     async def delete(self, session_id: str) -> bool:
-        return await self.store.delete(session_id)
+        """Remove a session's archive from every configured backend (a purge)."""
+        try:
+            return await self.store.delete(session_id)
+        except (OSError, ArchiveBackendError) as exc:
+            log.error("archive of %s could not be erased: %s", session_id, exc)
+            raise ArchiveUnavailable(
+                "the session was erased from Redis and PostgreSQL but its archive could not be"
+                f" removed right now; run `triage purge {session_id}` again",
+                session_id=session_id,
+            ) from exc

@@ -9,8 +9,8 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from backend.archive.backends import ArchiveBackend
-from backend.archive.service import ArchiveWriteFailed
+from backend.archive.backends import ArchiveBackend, S3Backend
+from backend.archive.service import ArchiveUnavailable, ArchiveWriteFailed
 from backend.core.auth import create_token
 from backend.core.config import Settings
 from backend.durability.service import HybridConversationService
@@ -18,6 +18,7 @@ from backend.state.service import ConversationStateManager
 from tests.archive.conftest import S3Server, s3_settings
 from tests.conftest import client_for
 from tests.durability.conftest import chat, drop_hot, new_id, rows
+from tests.redis_cluster import free_port
 
 TENANT = "escritorio-1"
 _dates = iter(range(10_000))
@@ -220,4 +221,28 @@ async def test_archives_stay_readable_after_switching_the_default_backend(
     assert await message_count(engine, on_disk) == 4
     assert await message_count(engine, in_bucket) == 5
     assert not (tmp_path / "archive" / on_disk[:2] / f"{on_disk}.json.gz").exists()
+    assert s3.keys() == []
+
+
+async def test_a_purge_while_the_store_is_unreachable_says_so_and_can_be_run_again(
+    s3: S3Server,
+    manager: ConversationStateManager,
+    hybrid: HybridConversationService,
+    engine: AsyncEngine,
+) -> None:
+    (sid,), now = await cold_sessions(manager, hybrid, engine, 1)
+    assert await hybrid.archive_inactive_sessions(now=now) == 1
+    store = hybrid.archive.store
+    real = store.backends["s3"]
+    # The same bucket behind an endpoint nobody listens on: connections are refused.
+    store.backends["s3"] = S3Backend(s3.bucket, "cold", f"http://127.0.0.1:{free_port()}")
+
+    with pytest.raises(ArchiveUnavailable, match="run `triage purge"):
+        await hybrid.purge(sid)
+
+    assert await rows(engine, "SELECT 1 FROM sessions WHERE id = :id", id=sid) == []
+    assert s3.keys() == [f"cold/{sid[:2]}/{sid}.json.gz"]
+    store.backends["s3"] = real
+    report = await hybrid.purge(sid)
+    assert report.cold
     assert s3.keys() == []
