@@ -5,12 +5,15 @@ Replies are paced (OFFLINE_CHUNK_DELAY_MS) so they can be cut in the middle.
 
 from __future__ import annotations
 
+import asyncio
+
 import httpx
 import pytest
 
 from backend.state.service import ConversationStateManager
 from tests.conversations.ws_helpers import (
     as_events,
+    closed_with,
     message,
     read_until,
     recv,
@@ -89,3 +92,22 @@ async def test_a_frame_resent_with_its_client_id_is_stored_once(
         history = await wait_settled(client, b.url, sid)
     users = [m["content"] for m in history["messages"] if m["role"] == "user"]
     assert users == ["Meu chefe não paga horas extras.", "Trabalho doze horas por dia."]
+
+
+async def test_shutdown_closes_with_service_restart_and_the_client_resumes(
+    start_replicas: StartReplicas,
+) -> None:
+    # uvicorn closes its WebSockets itself on SIGTERM, before the app hears of the shutdown,
+    # with 1012 (Service Restart: reconnect); see the README's WebSocket section.
+    a, b = start_replicas(2)
+    async with socket(ws_url(a.url), bearer()) as ws:
+        await send(ws, message("Quero saber dos meus direitos."))
+        ack = await recv(ws)
+        terminating = asyncio.get_running_loop().run_in_executor(None, a.terminate)
+        code, seen = await closed_with(ws)
+        await asyncio.wait_for(terminating, GUARD)
+    assert code == 1012
+    last = as_events(seen)[-1].id if as_events(seen) else ack["event_id"]
+    async with socket(ws_url(b.url, ack["session_id"]), {**bearer(), "Last-Event-ID": last}) as ws:
+        rest = as_events(await read_until(ws, _is("message.completed")))
+    assert rest[-1].data["in_reply_to"] == ack["seq"]
