@@ -29,11 +29,11 @@ from starlette.websockets import WebSocketState
 
 from backend.conversations.idempotency import IDEMPOTENCY_KEY_MAX_LENGTH, IDEMPOTENCY_KEY_PATTERN
 from backend.conversations.schemas import SESSION_ID_PATTERN
+from backend.conversations.service import Posted
 from backend.core import metrics
 from backend.core.auth import Principal, Unauthorized, decode_token
 from backend.core.errors import TriageError
 from backend.core.logging import bind_session
-from backend.conversations.service import Posted
 from backend.state.schemas import StreamEntry
 from backend.streaming.events import (
     ResumePoint,
@@ -100,9 +100,9 @@ class _Socket:
                 ) from None
         metrics.ws_frame("out")
 
-    async def receive(self, timeout: float | None = None) -> dict[str, Any]:
+    async def receive(self) -> dict[str, Any]:
         """The next client frame as a JSON object (a malformed one closes the socket)."""
-        message = await asyncio.wait_for(self.ws.receive(), timeout)
+        message = await self.ws.receive()
         if message["type"] == "websocket.disconnect":
             raise WebSocketDisconnect(message.get("code", 1000))
         metrics.ws_frame("in")
@@ -144,12 +144,13 @@ async def _authenticate(ws: WebSocket, sock: _Socket) -> tuple[Principal, str | 
     token = _header_token(ws)
     if token is None:
         try:
-            frame = await sock.receive(timeout=settings.ws_auth_timeout_seconds)
+            async with asyncio.timeout(settings.ws_auth_timeout_seconds):
+                frame = await sock.receive()
         except TimeoutError:
             raise Unauthorized("no auth frame in time") from None
         if frame["type"] != "auth" or not isinstance(frame.get("token"), str):
             raise Unauthorized(
-                'send the bearer token in the Authorization header or a first frame '
+                "send the bearer token in the Authorization header or a first frame "
                 '{"type": "auth", "token": "<jwt>"}'
             )
         token = frame["token"]
@@ -177,7 +178,8 @@ async def _serve(ws: WebSocket, session_id: str | None) -> None:
                 await sock.send({"type": "pong"})
                 continue
             if frame["type"] != "message":
-                raise _Closed(CLOSE_POLICY, "invalid_frame", f"unknown frame type {frame['type']!r}")
+                unknown = f"unknown frame type {frame['type']!r}"
+                raise _Closed(CLOSE_POLICY, "invalid_frame", unknown)
             posted = await _post(sock, runtime, principal, session_id, frame)
             if posted is not None and session_id is None:
                 # The first message opened the session: stream it from that message on, as
@@ -217,8 +219,10 @@ async def _post(
 ) -> Posted | None:
     """Store one `message` frame and acknowledge it (None: refused, an error frame said why)."""
     client_id, text = frame.get("client_id"), frame.get("message")
-    if not isinstance(client_id, str) or len(client_id) > IDEMPOTENCY_KEY_MAX_LENGTH or not (
-        _CLIENT_ID.match(client_id)
+    if (
+        not isinstance(client_id, str)
+        or len(client_id) > IDEMPOTENCY_KEY_MAX_LENGTH
+        or not (_CLIENT_ID.match(client_id))
     ):
         raise _Closed(
             CLOSE_POLICY,
@@ -275,7 +279,11 @@ async def _start_pump(
     conversation = await runtime.interviewer.get_owned(principal, session_id)
     bind_session(session_id)
     await runtime.runner.ensure(conversation)
-    point = ResumePoint(after=after) if first else await resume_point(manager, session_id, after)
+    point = (
+        ResumePoint(after=after)
+        if first and after
+        else await resume_point(manager, session_id, after)
+    )
     sub = runtime.hub.new_subscription(session_id)
     events = session_events(runtime.hub, manager, sub, point, first=first or ())
     task = asyncio.create_task(_pump(sock, events, sub))

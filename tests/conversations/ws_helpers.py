@@ -25,7 +25,9 @@ def ws_url(base: str, session_id: str | None = None) -> str:
 
 
 @asynccontextmanager
-async def socket(url: str, headers: dict[str, str] | None = None) -> AsyncIterator[ClientConnection]:
+async def socket(
+    url: str, headers: dict[str, str] | None = None
+) -> AsyncIterator[ClientConnection]:
     async with connect(url, additional_headers=headers or {}, open_timeout=GUARD) as ws:
         yield ws
 

@@ -299,9 +299,7 @@ async def test_nginx_passes_the_apis_answers_through_with_one_request_id(
         assert f"rid={response.headers['x-request-id']}" in logged
 
 
-async def test_a_websocket_chat_runs_through_nginx(
-    tmp_path: Path, live_api: str
-) -> None:
+async def test_a_websocket_chat_runs_through_nginx(tmp_path: Path, live_api: str) -> None:
     """The file's upgrade directives, run by a real nginx in front of a live replica."""
     from tests.conversations.ws_helpers import message, read_until, recv, send, socket, ws_url
     from tests.sse_helpers import bearer
