@@ -49,6 +49,7 @@ CLOSE_NORMAL = 1000
 CLOSE_GOING_AWAY = 1001  # server shutdown: reconnect (to any replica) with the last id
 CLOSE_POLICY = 1008  # a malformed frame, or a reader too slow for the send timeout
 CLOSE_TOO_BIG = 1009  # a frame over MAX_BODY_BYTES
+CLOSE_TRY_AGAIN = 1013  # Redis or PostgreSQL unavailable while opening (HTTP 503)
 CLOSE_UNAUTHORIZED = 4401  # no, a bad or an expired token (HTTP 401)
 CLOSE_NOT_FOUND = 4404  # not the caller's session, or deleted (HTTP 404)
 
@@ -196,7 +197,9 @@ async def _serve(ws: WebSocket, session_id: str | None) -> None:
             await sock.send(_error_frame(closed.error, closed.message))
         await sock.close(closed.code, closed.error)
     except TriageError as exc:
-        code = {401: CLOSE_UNAUTHORIZED, 404: CLOSE_NOT_FOUND}.get(exc.status_code, CLOSE_POLICY)
+        code = {401: CLOSE_UNAUTHORIZED, 404: CLOSE_NOT_FOUND, 503: CLOSE_TRY_AGAIN}.get(
+            exc.status_code, CLOSE_POLICY
+        )
         with contextlib.suppress(Exception):
             await sock.send(_error_frame(exc.code, exc.message, **exc.details))
         await sock.close(code, exc.code)
