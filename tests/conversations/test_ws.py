@@ -130,3 +130,41 @@ async def test_open_sockets_and_frames_are_counted(live_api: str) -> None:
             scraped = (await client.get(f"{live_api}/metrics")).text
     assert "triage_ws_connections_open 1.0" in scraped
     assert M.ws_frames.labels("in")._value.get() == before_in + 1
+
+
+async def test_a_resent_opening_frame_opens_one_session(live_api: str) -> None:
+    opening = message("Meu vizinho invadiu meu terreno.", "abre-1")
+    async with socket(ws_url(live_api), bearer()) as ws:
+        await send(ws, opening)
+        first = await recv(ws)
+    async with socket(ws_url(live_api), bearer()) as ws:
+        await send(ws, opening)
+        again = await recv(ws)
+        # The socket streams the session the replayed frame opened.
+        rest = await read_until(ws, lambda f: f.get("event") == "message.completed")
+    assert (again["session_id"], again["event_id"]) == (first["session_id"], first["event_id"])
+    assert (first["replayed"], again["replayed"]) == (False, True)
+    assert rest[-1]["data"]["session_id"] == first["session_id"]
+    async with httpx.AsyncClient(timeout=GUARD) as client:
+        page = await client.get(f"{live_api}/api/conversations/sessions", headers=bearer())
+    assert page.json()["total"] == 1
+
+
+async def test_an_id_the_stream_never_generated_gets_reload(live_api: str) -> None:
+    sid = await _open_session(live_api)
+    headers = {**bearer(), "Last-Event-ID": "99999999999999-0"}
+    async with socket(ws_url(live_api, sid), headers) as ws:
+        frame = await recv(ws)
+    assert (frame["type"], frame["event"]) == ("event", "reload")
+    assert frame["data"]["reason"] == "stream_lost"
+    assert frame["data"]["history_url"] == f"/api/conversations/sessions/{sid}"
+
+
+async def test_a_browser_that_never_authenticates_is_closed(
+    settings: Settings, serve: Serve
+) -> None:
+    base = await serve(settings.model_copy(update={"ws_auth_timeout_seconds": 0.2}))
+    async with socket(ws_url(base)) as ws:
+        code, frames = await closed_with(ws)
+    assert code == 4401
+    assert frames[-1]["error"]["code"] == "unauthorized"
