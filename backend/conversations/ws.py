@@ -45,7 +45,6 @@ from backend.streaming.sse import session_events
 
 router = APIRouter(prefix="/api/conversations", tags=["conversations"])
 
-CLOSE_NORMAL = 1000
 CLOSE_GOING_AWAY = 1001  # server shutdown: reconnect (to any replica) with the last id
 CLOSE_POLICY = 1008  # a malformed frame, or a reader too slow for the send timeout
 CLOSE_TOO_BIG = 1009  # a frame over MAX_BODY_BYTES
@@ -208,8 +207,7 @@ async def _serve(ws: WebSocket, session_id: str | None) -> None:
     finally:
         if pump is not None:
             pump.cancel()
-            with contextlib.suppress(BaseException):
-                await pump
+            await asyncio.wait([pump])  # its clean-up (unsubscribing) runs before we return
         metrics.ws_closed()
 
 
@@ -308,7 +306,9 @@ async def _pump(sock: _Socket, events: AsyncIterator[ServerSentEvent], sub: Any)
         if aclose is not None:
             await aclose()
     # The stream ended: its last event (an `error`) said why.
-    code = {"shutdown": CLOSE_GOING_AWAY, "gone": CLOSE_NOT_FOUND}.get(sub.reason, CLOSE_POLICY)
+    # (No reason: the event store failed during the back-fill; reconnecting resumes.)
+    closes = {"shutdown": CLOSE_GOING_AWAY, "gone": CLOSE_NOT_FOUND, "overflow": CLOSE_POLICY}
+    code = closes.get(sub.reason or "", CLOSE_TRY_AGAIN)
     await sock.close(code, sub.reason or "")
 
 
