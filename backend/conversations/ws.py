@@ -207,7 +207,9 @@ async def _serve(ws: WebSocket, session_id: str | None) -> None:
     finally:
         if pump is not None:
             pump.cancel()
-            await asyncio.wait([pump])  # its clean-up (unsubscribing) runs before we return
+            # Its clean-up (unsubscribing) normally runs before we return; a bounded wait, so
+            # a send stuck on a dead peer never holds the handler (and a server shutdown).
+            await asyncio.wait([pump], timeout=1.0)
         metrics.ws_closed()
 
 
