@@ -11,6 +11,7 @@ from fastapi_offline import FastAPIOffline
 
 from backend.conversations.chat import router as agents_router
 from backend.conversations.router import router as conversations_router
+from backend.conversations.ws import router as ws_router
 from backend.core.config import Settings, get_settings
 from backend.core.errors import register_error_handlers
 from backend.core.http import install_http_plumbing
@@ -70,6 +71,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(summaries_router)
     app.include_router(stats_router)
     app.include_router(conversations_router)
+    app.include_router(ws_router)
     app.include_router(agents_router)
     app.include_router(triage_router)
     app.include_router(ops_router)

@@ -75,6 +75,9 @@ class Settings(BaseSettings):
     sse_send_timeout_seconds: float = Field(default=30.0, gt=0)
     sse_shutdown_grace_seconds: float = Field(default=2.0, ge=0)
     sse_max_backlog: int = Field(default=5_000, gt=0)
+    # WebSocket: the wait for a browser's first `auth` frame, the slow-reader cut-off.
+    ws_auth_timeout_seconds: float = Field(default=10.0, gt=0)
+    ws_send_timeout_seconds: float = Field(default=30.0, gt=0)
     stream_block_ms: int = Field(default=2_000, ge=10, le=60_000)
     stream_keys_per_reader: int = Field(default=500, gt=0, le=10_000)
     stream_check_seconds: float = Field(default=5.0, gt=0)

@@ -85,6 +85,15 @@ class _Metrics:
         self.sse_cut = Counter(
             "triage_sse_streams_cut", "SSE streams the server cut", ["reason"], registry=r
         )
+        self.ws_open = Gauge(
+            "triage_ws_connections_open",
+            "WebSockets open on this replica",
+            multiprocess_mode="livesum",
+            registry=r,
+        )
+        self.ws_frames = Counter(
+            "triage_ws_frames", "WebSocket frames (in: from clients)", ["direction"], registry=r
+        )
         self.replies = Counter(
             "triage_replies",
             "Reply lifecycle (started, completed, failed, retried)",
@@ -241,6 +250,18 @@ def task_ran(task: str, outcome: str | None, seconds: float | None) -> None:
         M.celery_tasks.labels(task, outcome).inc()
     if seconds is not None:
         M.celery_duration.labels(task).observe(seconds)
+
+
+def ws_opened() -> None:
+    M.ws_open.inc()
+
+
+def ws_closed() -> None:
+    M.ws_open.dec()
+
+
+def ws_frame(direction: str) -> None:
+    M.ws_frames.labels(direction).inc()
 
 
 T = TypeVar("T")

@@ -56,6 +56,21 @@ def test_sse_routes_stream_unbuffered_over_http11() -> None:
         assert seconds(loc.get("proxy_send_timeout")[0]) >= 3600  # type: ignore[index]
 
 
+WS_PATHS = ["/api/conversations/ws", "/api/conversations/sessions/3f2a9c1e/ws"]
+
+
+def test_websocket_routes_upgrade_the_connection() -> None:
+    for path in WS_PATHS:
+        loc = location_for(path)
+        assert loc.get("proxy_pass") == ["http://triage_api"], path
+        assert loc.get("proxy_http_version") == ["1.1"], path
+        assert ["Upgrade", "$http_upgrade"] in loc.all("proxy_set_header"), path
+        assert ["Connection", "upgrade"] in loc.all("proxy_set_header"), path
+        assert seconds(loc.get("proxy_read_timeout")[0]) >= 3600  # type: ignore[index]
+    for path in SSE_PATHS + PLAIN_PATHS:
+        assert ["Connection", "upgrade"] not in location_for(path).all("proxy_set_header"), path
+
+
 def test_the_sse_paths_are_the_apis_streaming_routes() -> None:
     """Every route answering text/event-stream is one the SSE location matches, and only
     those are."""
@@ -282,3 +297,18 @@ async def test_nginx_passes_the_apis_answers_through_with_one_request_id(
     logged = (tmp_path / "access.log").read_text()
     for response in (missing, unauthorized, no_broker):
         assert f"rid={response.headers['x-request-id']}" in logged
+
+
+async def test_a_websocket_chat_runs_through_nginx(tmp_path: Path, live_api: str) -> None:
+    """The file's upgrade directives, run by a real nginx in front of a live replica."""
+    from tests.conversations.ws_helpers import message, read_until, recv, send, socket, ws_url
+    from tests.sse_helpers import bearer
+
+    upstream_port = int(live_api.rsplit(":", 1)[1])
+    with running_nginx(tmp_path, upstream_port) as url:
+        async with socket(ws_url(url), bearer()) as ws:
+            await send(ws, message("Fui demitido ontem."))
+            ack = await recv(ws)
+            frames = await read_until(ws, lambda f: f.get("event") == "message.completed")
+    assert ack["type"] == "ack" and ack["seq"] == 1
+    assert frames[-1]["data"]["in_reply_to"] == 1
