@@ -58,6 +58,23 @@ def make_settings(**overrides: Any) -> Settings:
     return Settings(_env_file=None, **values)  # type: ignore[call-arg]
 
 
+def process_env(settings: Settings, **extra: Any) -> dict[str, str]:
+    """The environment a production process of these settings would get."""
+    values = {
+        "ENVIRONMENT": settings.environment,
+        "REDIS_URL": settings.redis_url,
+        "DATABASE_URL": settings.database_url,
+        "JWT_SECRET": settings.jwt_secret,
+        "KEY_PREFIX": settings.key_prefix,
+        "ARCHIVE_DIR": settings.archive_dir,
+        "DIRTY_FLUSH_INTERVAL": str(settings.dirty_flush_interval),
+        "SNAPSHOT_BATCH_SIZE": str(settings.snapshot_batch_size),
+        "LOG_LEVEL": "INFO",
+    }
+    values.update({k.upper(): str(v) for k, v in extra.items()})
+    return {**os.environ, **values}
+
+
 def migrate(database_url: str) -> None:
     """Apply the Alembic migrations (the same ones `make migrate` runs) to a database."""
     config = Config(str(ROOT / "alembic.ini"), attributes={"configure_logger": False})

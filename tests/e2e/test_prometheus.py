@@ -24,10 +24,10 @@ import pytest
 
 from backend.core.auth import create_token
 from backend.core.config import Settings
-from tests.conftest import TEST_DATABASE_URL, TEST_JWT_SECRET, TEST_REDIS_URL
+from tests.conftest import TEST_DATABASE_URL, TEST_JWT_SECRET, TEST_REDIS_URL, process_env
 from tests.e2e.conftest import StartReplicas
 from tests.redis_cluster import free_port
-from tests.workers.conftest import WorkerProcess, worker_env
+from tests.workers.conftest import WorkerProcess
 
 pytestmark = pytest.mark.e2e
 
@@ -134,7 +134,7 @@ async def test_prometheus_sees_requests_replies_and_snapshot_rows(
     queue = f"q-{uuid.uuid4().hex[:8]}"  # this test's own Celery queue on the shared Redis
     (replica,) = start_replicas(1, celery_queue=queue, offline_chunk_delay_ms=0)
     worker_port = free_port()
-    env = worker_env(
+    env = process_env(
         settings.model_copy(
             update={
                 "redis_url": TEST_REDIS_URL,

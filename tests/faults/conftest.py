@@ -13,8 +13,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from backend.core.config import Settings
 from backend.core.db import create_engine
-from tests.conftest import TEST_DATABASE_URL, client_for, make_settings
-from tests.faults.servers import CeleryProcess, PostgresCluster, process_env
+from tests.conftest import TEST_DATABASE_URL, client_for, make_settings, process_env
+from tests.faults.servers import CeleryProcess, PostgresCluster
 from tests.redis_server import RedisServer
 
 pytestmark = pytest.mark.e2e

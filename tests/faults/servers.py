@@ -25,7 +25,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-from backend.core.config import Settings
 from tests.conftest import migrate
 from tests.redis_cluster import free_port
 
@@ -92,23 +91,6 @@ class PostgresCluster:
     def destroy(self) -> None:
         self.stop()
         shutil.rmtree(self.dir, ignore_errors=True)
-
-
-def process_env(settings: Settings, **extra: Any) -> dict[str, str]:
-    """The environment a production process of these settings would get."""
-    values = {
-        "ENVIRONMENT": settings.environment,
-        "REDIS_URL": settings.redis_url,
-        "DATABASE_URL": settings.database_url,
-        "JWT_SECRET": settings.jwt_secret,
-        "KEY_PREFIX": settings.key_prefix,
-        "ARCHIVE_DIR": settings.archive_dir,
-        "DIRTY_FLUSH_INTERVAL": str(settings.dirty_flush_interval),
-        "SNAPSHOT_BATCH_SIZE": str(settings.snapshot_batch_size),
-        "LOG_LEVEL": "INFO",
-    }
-    values.update({k.upper(): str(v) for k, v in extra.items()})
-    return {**os.environ, **values}
 
 
 class CeleryProcess:

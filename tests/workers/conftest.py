@@ -23,7 +23,7 @@ import pytest
 
 from backend.core.config import Settings
 from backend.core.redis import RedisService
-from tests.conftest import make_settings
+from tests.conftest import make_settings, process_env
 from tests.redis_server import RedisServer
 
 CELERY = str(Path(sys.executable).with_name("celery"))
@@ -99,29 +99,13 @@ def settings(private_redis: RedisServer, tmp_path: Path) -> Settings:
     )
 
 
-def worker_env(settings: Settings, **extra: Any) -> dict[str, str]:
-    values = {
-        "ENVIRONMENT": settings.environment,
-        "REDIS_URL": settings.redis_url,
-        "DATABASE_URL": settings.database_url,
-        "JWT_SECRET": settings.jwt_secret,
-        "KEY_PREFIX": settings.key_prefix,
-        "ARCHIVE_DIR": settings.archive_dir,
-        "DIRTY_FLUSH_INTERVAL": str(settings.dirty_flush_interval),
-        "SNAPSHOT_BATCH_SIZE": str(settings.snapshot_batch_size),
-        "LOG_LEVEL": "INFO",
-    }
-    values.update({k.upper(): str(v) for k, v in extra.items()})
-    return {**os.environ, **values}
-
-
 @pytest.fixture
 def start_worker(settings: Settings, tmp_path: Path) -> Iterator[Callable[..., WorkerProcess]]:
     started: list[WorkerProcess] = []
 
     def start(*, beat: bool = True, **extra: Any) -> WorkerProcess:
         log = tmp_path / f"worker{len(started)}.log"
-        worker = WorkerProcess(worker_env(settings, **extra), log, beat=beat)
+        worker = WorkerProcess(process_env(settings, **extra), log, beat=beat)
         started.append(worker)
         worker.wait_ready()
         return worker

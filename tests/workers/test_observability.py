@@ -31,9 +31,10 @@ from backend.core import tracing
 from backend.core.auth import create_token
 from backend.core.config import Settings
 from backend.state.service import ConversationStateManager
+from tests.conftest import process_env
 from tests.e2e.replicas import Replica, replica_env
 from tests.faults.servers import TRIAGE, wait_until
-from tests.workers.conftest import WorkerProcess, worker_env
+from tests.workers.conftest import WorkerProcess
 from workers.config import SNAPSHOT_SESSION, create_celery_app
 
 GUARD = 60.0
@@ -105,7 +106,7 @@ async def test_json_logs_carry_ids_and_never_the_token_or_the_message(
     message = f"Meu vizinho derrubou o muro do quintal, código {marker}"
     token = create_token(settings, f"user-{marker[:8]}", "acme")
     verbose = {"LOG_LEVEL": "DEBUG", "LOG_FORMAT": "json"}
-    env = worker_env(settings, **verbose)
+    env = process_env(settings, **verbose)
     worker = Logged(
         [
             "worker",
