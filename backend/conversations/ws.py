@@ -42,6 +42,7 @@ from backend.streaming.events import (
     resume_point,
 )
 from backend.streaming.sse import session_events
+from backend.streaming.tasks import cancel_and_wait
 
 router = APIRouter(prefix="/api/conversations", tags=["conversations"])
 
@@ -92,7 +93,11 @@ class _Socket:
         text = json.dumps(frame, ensure_ascii=False, separators=(",", ":"))
         async with self._lock:
             try:
-                await asyncio.wait_for(self.ws.send_text(text), self.send_timeout)
+                # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancellation
+                # that lands as the send completes (see backend/streaming/tasks.py), which left
+                # a cancelled pump waiting for the next event forever.
+                async with asyncio.timeout(self.send_timeout):
+                    await self.ws.send_text(text)
             except TimeoutError:
                 # A reader this slow holds the replica's memory: cut it; it resumes by id.
                 raise _Closed(
@@ -123,6 +128,7 @@ class _Socket:
 
     async def close(self, code: int, reason: str = "") -> None:
         if self.ws.application_state == WebSocketState.CONNECTED:
+            metrics.ws_server_closed(reason)
             with contextlib.suppress(Exception):
                 await self.ws.close(code, reason[:120])
 
@@ -206,10 +212,9 @@ async def _serve(ws: WebSocket, session_id: str | None) -> None:
         pass  # the client went away (RuntimeError: a send raced its close)
     finally:
         if pump is not None:
-            pump.cancel()
             # Its clean-up (unsubscribing) normally runs before we return; a bounded wait, so
             # a send stuck on a dead peer never holds the handler (and a server shutdown).
-            await asyncio.wait([pump], timeout=1.0)
+            await cancel_and_wait([pump], 1.0)
         metrics.ws_closed()
 
 

@@ -94,6 +94,12 @@ class _Metrics:
         self.ws_frames = Counter(
             "triage_ws_frames", "WebSocket frames (in: from clients)", ["direction"], registry=r
         )
+        self.ws_closed = Counter(
+            "triage_ws_closed",
+            "WebSockets the server closed, by reason (send_timeout, invalid_frame, shutdown...)",
+            ["reason"],
+            registry=r,
+        )
         self.replies = Counter(
             "triage_replies",
             "Reply lifecycle (started, completed, failed, retried)",
@@ -262,6 +268,10 @@ def ws_closed() -> None:
 
 def ws_frame(direction: str) -> None:
     M.ws_frames.labels(direction).inc()
+
+
+def ws_server_closed(reason: str) -> None:
+    M.ws_closed.labels(reason or "unknown").inc()
 
 
 T = TypeVar("T")

@@ -158,7 +158,8 @@ class _Reader:
                 await self.changed.wait()
                 continue
             await self._check_suspects()
-            streams: dict[Any, Any] = {t.key: t.cursor for t in self.tails.values()}
+            asked = dict(self.tails)  # the tails this read is for, at these cursors
+            streams: dict[Any, Any] = {key: t.cursor for key, t in asked.items()}
             if self.wake_key is not None:
                 streams[self.wake_key] = self.wake_cursor
             self.wake_sent = False
@@ -181,7 +182,9 @@ class _Reader:
                     self.wake_cursor = rows[-1][0]
                     continue
                 target = self.tails.get(key)
-                if target is None or not rows:
+                if target is None or target is not asked.get(key) or not rows:
+                    # Gone, or replaced by a new tail at its own position while this read was
+                    # out: these rows follow the old cursor, the next read serves the new one.
                     continue
                 batch = [StreamEntry.from_redis(entry_id, fields) for entry_id, fields in rows]
                 target.cursor = batch[-1].id

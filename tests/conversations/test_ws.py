@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
+import base64
 import json
+import os
+import socket as stdlib_socket
 from collections.abc import Awaitable, Callable
 
 import httpx
@@ -10,6 +14,8 @@ import pytest
 
 from backend.core.config import Settings
 from backend.core.metrics import M
+from backend.core.redis import RedisService
+from backend.state.keys import Keys
 from tests.conversations.ws_helpers import (
     closed_with,
     message,
@@ -168,3 +174,55 @@ async def test_a_browser_that_never_authenticates_is_closed(
         code, frames = await closed_with(ws)
     assert code == 4401
     assert frames[-1]["error"]["code"] == "unauthorized"
+
+
+async def test_a_client_that_stops_reading_is_cut(
+    settings: Settings, serve: Serve, redis_service: RedisService
+) -> None:
+    """A reader that stops reading is cut after WS_SEND_TIMEOUT_SECONDS (counted) instead of
+    piling its events up in the replica's memory, and the replica keeps serving others."""
+    base = await serve(settings.model_copy(update={"ws_send_timeout_seconds": 0.5}))
+    sid = await _open_session(base)
+    cut_before = M.ws_closed.labels("send_timeout")._value.get()
+
+    # A client that upgrades and then never reads a byte, with a tiny receive window.
+    host, port = base.removeprefix("http://").split(":")
+    raw = stdlib_socket.socket(stdlib_socket.AF_INET, stdlib_socket.SOCK_STREAM)
+    raw.setsockopt(stdlib_socket.SOL_SOCKET, stdlib_socket.SO_RCVBUF, 4096)
+    raw.connect((host, int(port)))
+    key = base64.b64encode(os.urandom(16)).decode()
+    raw.sendall(
+        (
+            f"GET /api/conversations/sessions/{sid}/ws HTTP/1.1\r\nHost: {host}:{port}\r\n"
+            f"Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
+            f"Sec-WebSocket-Version: 13\r\nAuthorization: Bearer {_token()}\r\n"
+            "Last-Event-ID: 0-0\r\n\r\n"
+        ).encode()
+    )
+    try:
+        # Events on the session's own stream until the server's sends back up (the socket
+        # buffers hold a few MB): 250 KB each, at most 100 MB.
+        events_key = Keys(settings.key_prefix).events(sid)
+        added = 0
+        async with asyncio.timeout(GUARD * 4):
+            while M.ws_closed.labels("send_timeout")._value.get() == cut_before:
+                assert added < 400, "the server never stopped sending to a client not reading"
+                data = json.dumps({"seq": 1, "delta": f"{added:04d}" + "x" * 250_000})
+                await redis_service.client.xadd(
+                    events_key, {"type": "message.delta", "version": "1", "data": data}
+                )
+                added += 1
+                await asyncio.sleep(0.05)
+
+        # The replica still serves everybody else.
+        assert await _open_session(base, "bob")
+
+        # The server closed the connection: draining what was buffered ends in EOF.
+        raw.settimeout(GUARD)
+        received = bytearray()
+        while chunk := await asyncio.to_thread(raw.recv, 1 << 20):
+            received += chunk
+    finally:
+        raw.close()
+    assert received.startswith(b"HTTP/1.1 101")
+    assert len(received) < added * 250_000  # cut long before it had everything

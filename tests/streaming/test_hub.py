@@ -105,6 +105,32 @@ async def test_new_sessions_wake_a_blocked_reader(
     assert all(sub.reason == "shutdown" for sub in subs)
 
 
+async def test_a_session_streamed_again_while_a_read_is_out_starts_from_its_own_position(
+    manager: ConversationStateManager, hub_client: Any
+) -> None:
+    # A client leaves and another (or the same, reconnecting from the start) arrives while the
+    # reader's XREAD for the old position is still out: what that read returns follows the old
+    # position, and must not be handed to the new subscriber, which would skip the entries in
+    # between.
+    hub = make_hub(manager, hub_client)
+    hub.start()
+    try:
+        await new_session(manager, "s1")
+        await manager.append_event("s1", Event(type="message.delta", data={"i": 0}))
+        first = hub.new_subscription("s1")
+        hub.attach(first, await manager.last_event_id("s1"))
+        await asyncio.sleep(0.05)  # the reader blocks on the stream after entry 0
+        hub.unsubscribe(first)
+        again = hub.new_subscription("s1")
+        assert hub.attach(again, "0-0") is False  # a new tail: no back-fill of its own
+        await manager.append_event("s1", Event(type="message.delta", data={"i": 1}))
+        entries = await take(again, 3)
+        assert [e.type for e in entries] == ["session.created", "message.delta", "message.delta"]
+        assert [e.data.get("i") for e in entries[1:]] == [0, 1]
+    finally:
+        await hub.close()
+
+
 async def test_deleted_session_ends_its_subscriptions(
     manager: ConversationStateManager, hub_client: Any
 ) -> None:
