@@ -25,6 +25,7 @@ from backend.health.metrics import readers as metric_readers
 from backend.health.router import router as health_router
 from backend.ops.router import router as ops_router
 from backend.stats.router import router as stats_router
+from backend.streaming.shutdown import on_exit_signal
 from backend.summaries.router import router as summaries_router
 from backend.triage.router import router as triage_router
 from backend.web.router import dev_router as web_dev_router
@@ -43,6 +44,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         services = build_services(settings, app=app)
+        undo_signals = on_exit_signal(services.going_away)
         app.state.celery = create_celery_app(settings)
         if settings.gc_freeze:
             gc.collect()
@@ -50,6 +52,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         try:
             yield
         finally:
+            undo_signals()
             app.state.celery.close()
             await services.close(settings.shutdown_grace_seconds)
 

@@ -133,6 +133,12 @@ class Services:
     stats: StatsService
     runtime: ConversationRuntime | None = None
 
+    def going_away(self) -> None:
+        """The process got its stop signal: end this replica's streams now (see
+        `backend.streaming.shutdown`); replies in flight go on until `close`."""
+        if self.runtime is not None:
+            self.runtime.hub.going_away()
+
     async def close(self, grace: float = 0) -> None:
         """Stop the runtime (replies in flight get `grace` s), then close the clients."""
         try:

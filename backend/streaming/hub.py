@@ -248,6 +248,7 @@ class StreamHub:
         self._readers: list[_Reader] = []
         self._tasks: set[asyncio.Task[None]] = set()
         self._checker: asyncio.Task[None] | None = None
+        self.leaving = False  # `going_away` was called
         # Called with open streams' sessions that owe a reply (the reply runner's `recheck`).
         self.on_owing = on_owing
 
@@ -255,6 +256,14 @@ class StreamHub:
 
     def start(self) -> None:
         self._checker = asyncio.create_task(self._check_loop(), name="stream-hub-check")
+
+    def going_away(self) -> None:
+        """The process is stopping: end every stream now (clients reconnect elsewhere), before
+        the server drops the connections itself; the readers stop later, in `close`."""
+        self.leaving = True
+        for tail in self._tails.values():
+            for sub in tuple(tail.subs):
+                sub.close("shutdown")
 
     async def close(self) -> None:
         """Close every subscription (their SSE responses end) and stop the readers."""
@@ -292,7 +301,7 @@ class StreamHub:
         Returns whether the subscriber must back-fill: an existing tail may already be past
         `after`, and the subscriber then reads that part itself. A new tail starts at `after`.
         """
-        if self.closed:
+        if self.closed or self.leaving:
             sub.close("shutdown")
             return False
         tail = self._tails.get(sub.session_id)
