@@ -161,13 +161,12 @@ def build_messages(conversation: ConversationState) -> list[dict[str, str]]:
         author = _AUTHORS.get(message.role)
         if author is None:
             continue
-        text = message.content if len(message.content) <= budget else message.content[-budget:]
-        if not text and transcript:
+        if len(message.content) > budget:
+            if not transcript:  # the newest message alone is over the budget: its start
+                transcript.append({"autor": author, "texto": message.content[:budget]})
             break
-        transcript.append({"autor": author, "texto": text})
-        budget -= len(text)
-        if budget <= 0:
-            break
+        transcript.append({"autor": author, "texto": message.content})
+        budget -= len(message.content)
     transcript.reverse()
     document = json.dumps({"mensagens": transcript}, ensure_ascii=False)
     return [

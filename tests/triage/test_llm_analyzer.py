@@ -10,7 +10,7 @@ from collections.abc import Iterator
 import pytest
 from fastapi import FastAPI
 from prometheus_client import REGISTRY
-from pydantic import SecretStr
+from pydantic import SecretStr, ValidationError
 
 from backend.core.config import Settings
 from backend.core.redis import RedisService
@@ -24,8 +24,11 @@ from backend.triage.llm_analyzer import (
     RESPONSE_SCHEMA,
     SCHEMA_NAME,
     SYSTEM_PROMPT,
+    TRANSCRIPT_CHARS,
     LLMTriageAnalyzer,
+    LLMTriageAnswer,
     build_messages,
+    triage_from_answer,
 )
 from backend.triage.result import build_triage_result
 from backend.triage.service import CaseAssessor
@@ -267,3 +270,26 @@ async def test_the_assessor_records_the_models_triage_and_asks_once_per_conversa
         assert asked() == 2
     finally:
         await runtime.stop(1)
+
+
+def test_a_long_conversation_sends_its_newest_messages_within_the_budget() -> None:
+    story = "Fui demitido sem justa causa. " * 150  # ~4,500 characters a message
+    conversation = chat(*[f"{i}: {story}" for i in range(12)])
+    _, data = build_messages(conversation)
+    sent = json.loads(data["content"].split("\n", 1)[1])["mensagens"]
+    assert sum(len(m["texto"]) for m in sent) <= TRANSCRIPT_CHARS
+    assert sent[-1]["texto"] == conversation.messages[-1].content
+    assert [m["texto"] for m in sent] == [m.content for m in conversation.messages[-len(sent) :]]
+    # A single message over the budget still goes, cut to it.
+    alone = build_messages(chat("x" * (TRANSCRIPT_CHARS + 10)))[1]["content"]
+    assert json.loads(alone.split("\n", 1)[1])["mensagens"][0]["texto"] == "x" * TRANSCRIPT_CHARS
+
+
+def test_an_unknown_area_from_the_model_is_recorded_as_unknown() -> None:
+    conversation, offline = ready(URGENT)
+    answer = LLMTriageAnswer.model_validate({**TRIAGE_ANSWER, "area": "indefinida"}, strict=True)
+    triage = triage_from_answer(conversation, offline, answer)
+    assert triage.analysis.area is None and triage.result.area == "indefinida"
+    assert triage.result.analyzer == "llm"
+    with pytest.raises(ValidationError):
+        LLMTriageAnswer.model_validate({**TRIAGE_ANSWER, "area": "espacial"}, strict=True)
