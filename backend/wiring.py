@@ -41,6 +41,7 @@ from backend.streaming.hub import StreamHub
 from backend.streaming.keys import StreamKeys
 from backend.streaming.lease import SessionLease
 from backend.summaries.service import SummaryService
+from backend.triage.factory import create_analyzer
 from backend.triage.service import CaseAssessor, IntelligentTriageOrchestrator
 
 log = logging.getLogger(__name__)
@@ -77,7 +78,7 @@ class ConversationRuntime:
         )
         generator = create_generator(settings)
         lease = SessionLease(redis, manager.keys, settings.generation_lease_ms, replica_id)
-        assessor = CaseAssessor(manager)
+        assessor = CaseAssessor(manager, create_analyzer(settings))
         runner = ReplyRunner(manager, lease, generator, settings, assessor)
         interviewer = IntelligentInterviewerService(
             manager, runner, MessageRateLimiter(redis, settings), settings
@@ -119,6 +120,7 @@ class ConversationRuntime:
         aclose = getattr(self.generator, "aclose", None)
         if aclose is not None:
             await aclose()
+        await self.orchestrator.assessor.analyzer.aclose()
         await self.hub_redis.close()
 
 

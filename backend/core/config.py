@@ -164,20 +164,34 @@ class Settings(BaseSettings):
     llm_model: str = "gpt-4o-mini"
     # Connect timeout and the longest silence tolerated between two streamed chunks.
     llm_timeout_seconds: float = Field(default=30.0, gt=0)
+    # Who analyses the case for the triage result (backend/triage/llm_analyzer.py): "llm" asks
+    # LLM_BASE_URL for a structured answer and falls back to "offline" (the deterministic
+    # analysis) when it fails. Unset: "llm" with REPLY_GENERATOR=openai, else "offline".
+    triage_analyzer: Literal["offline", "llm"] | None = None
+    # The model for the triage analysis (None: LLM_MODEL); it must support structured outputs.
+    triage_llm_model: str | None = None
+    # The whole analysis call, connect to last byte; past it the offline result is used.
+    triage_llm_timeout_seconds: float = Field(default=15.0, gt=0)
 
     @property
     def broker_url(self) -> str:
         return self.celery_broker_url or self.redis_url
 
-    @field_validator("log_format", mode="before")
+    @field_validator("log_format", "triage_analyzer", mode="before")
     @classmethod
-    def _empty_log_format(cls, value: object) -> object:
+    def _empty_means_unset(cls, value: object) -> object:
         return None if isinstance(value, str) and not value.strip() else value
 
     @model_validator(mode="after")
     def _default_log_format(self) -> Settings:
         if self.log_format is None:
             self.log_format = "text" if self.environment == "development" else "json"
+        return self
+
+    @model_validator(mode="after")
+    def _default_triage_analyzer(self) -> Settings:
+        if self.triage_analyzer is None:
+            self.triage_analyzer = "llm" if self.reply_generator == "openai" else "offline"
         return self
 
     @model_validator(mode="after")
@@ -196,12 +210,16 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _refuse_placeholder_secrets(self) -> Settings:
-        if self.reply_generator == "openai" and (
-            self.llm_api_key is None or not self.llm_api_key.get_secret_value().strip()
-        ):
+        no_key = self.llm_api_key is None or not self.llm_api_key.get_secret_value().strip()
+        if self.reply_generator == "openai" and no_key:
             raise ValueError(
                 "REPLY_GENERATOR=openai needs LLM_API_KEY (use any non-empty value for a local "
                 "server that ignores keys), or set REPLY_GENERATOR=offline"
+            )
+        if self.triage_analyzer == "llm" and no_key:
+            raise ValueError(
+                "TRIAGE_ANALYZER=llm needs LLM_API_KEY (and LLM_BASE_URL), or set "
+                "TRIAGE_ANALYZER=offline"
             )
         if self.environment == "development":
             # `.env.example` leaves JWT_SECRET empty: in development that means the default.

@@ -106,6 +106,24 @@ class _Metrics:
             ["outcome"],
             registry=r,
         )
+        self.llm_analysis = Counter(
+            "triage_llm_analysis_calls",
+            "LLM triage analysis calls by outcome "
+            "(ok, invalid_json, schema_violation, timeout, provider_error)",
+            ["outcome"],
+            registry=r,
+        )
+        self.llm_analysis_fallbacks = Counter(
+            "triage_llm_analysis_fallbacks",
+            "Triage results built by the offline analysis because the LLM analysis failed",
+            registry=r,
+        )
+        self.llm_analysis_duration = Histogram(
+            "triage_llm_analysis_duration_seconds",
+            "One LLM triage analysis call, whatever its outcome",
+            buckets=_SLOW,
+            registry=r,
+        )
         self.reply_duration = Histogram(
             "triage_reply_duration_seconds",
             "message.started to message.completed",
@@ -225,6 +243,14 @@ def reply_completed(started: float) -> None:
     """The reply started at `started` (time.perf_counter()) is stored."""
     M.replies.labels("completed").inc()
     M.reply_duration.observe(time.perf_counter() - started)
+
+
+def llm_analysis(outcome: str, seconds: float) -> None:
+    """An LLM triage analysis call ended: `ok` or why its answer was not used (a fallback)."""
+    M.llm_analysis.labels(outcome).inc()
+    M.llm_analysis_duration.observe(seconds)
+    if outcome != "ok":
+        M.llm_analysis_fallbacks.inc()
 
 
 def stream_cut(reason: str) -> None:

@@ -19,6 +19,9 @@ from backend.state.schemas import ConversationState
 
 Urgency = Literal["baixa", "media", "alta", "urgente"]
 Complexity = Literal["baixa", "media", "alta"]
+# What produced a triage result: the configured LLM, or the deterministic analysis (the default,
+# and the fallback when the LLM's answer is invalid, late or missing).
+Analyzer = Literal["llm", "offline"]
 
 
 class CaseAnalysis(BaseModel):
@@ -62,6 +65,11 @@ class TriageResult(BaseModel):
     missing_information: list[str] = Field(default_factory=list)
     recommended_next_step: str = Field(min_length=1)
     confidence: float = Field(ge=0.0, le=1.0)
+    analyzer: Analyzer = Field(
+        default="offline",
+        description="What produced the result: llm (the configured model) or offline "
+        "(the deterministic analysis, also the fallback when the model's answer is unusable).",
+    )
 
 
 class ReplyGenerator(Protocol):

@@ -76,7 +76,7 @@ def build_messages(conversation: ConversationState, analysis: CaseAnalysis) -> l
     return messages
 
 
-def _status_error(status: int, body: bytes) -> GenerationError:
+def status_error(status: int, body: bytes) -> GenerationError:
     """The provider's own message when the body is an OpenAI-style error, else the body."""
     detail = body.decode("utf-8", "replace").strip()[:_ERROR_BODY_LIMIT] or "(empty body)"
     try:
@@ -182,7 +182,7 @@ class OpenAICompatibleGenerator:
             ):
                 response = source.response
                 if response.status_code != httpx.codes.OK:
-                    raise _status_error(response.status_code, await response.aread())
+                    raise status_error(response.status_code, await response.aread())
                 async for event in source.aiter_sse():
                     if event.data.strip() == "[DONE]":
                         return

@@ -5,14 +5,17 @@ triage result) lives in Redis next to the conversation, written through the
 ConversationStateManager. The ReplyRunner calls `CaseAssessor.assess` before generating each
 reply: it analyses the interview (`analyze`), hands the analysis to the reply generator, and
 decides from the case analysis (`ready_for_triage`) when the interview holds enough
-to triage, builds the result with `build_triage_result` (validated by its pydantic model) and
-stores it with a `triage.updated` event. Once triaged a session stays triaged: later messages
-refine the result.
+to triage, has the configured `TriageAnalyzer` build the result (`build_triage_result`, or
+the LLM with the offline result as its fallback: backend/triage/analyzers.py), validated by
+its pydantic model, and stores it with a `triage.updated` event. Once triaged a session stays
+triaged: later messages refine the result.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import json
 
 from backend.conversations.service import (
     IntelligentInterviewerService,
@@ -25,11 +28,13 @@ from backend.generators.base import CaseAnalysis, TriageResult
 from backend.replies import bookkeeping as replies
 from backend.state.schemas import ConversationState, Event, OrchestrationState
 from backend.state.service import ConversationStateManager
-from backend.triage.result import build_triage_result
+from backend.triage.analyzers import OfflineTriageAnalyzer, TriageAnalyzer
 from backend.triage.schemas import TriageStarted, TriageStatus
 
 INTERVIEWING = "interviewing"
 TRIAGED = "triaged"
+# Orchestration data: a digest of the conversation a costly analyzer's result was made from.
+TRIAGE_BASIS = "triage_basis"
 
 
 class _Unchanged(Exception):
@@ -52,8 +57,11 @@ class CaseAssessor:
     state, so the runner gets it at construction (the orchestrator needs the interviewer,
     which needs the runner)."""
 
-    def __init__(self, manager: ConversationStateManager) -> None:
+    def __init__(
+        self, manager: ConversationStateManager, analyzer: TriageAnalyzer | None = None
+    ) -> None:
         self.manager = manager
+        self.analyzer: TriageAnalyzer = analyzer or OfflineTriageAnalyzer()
 
     async def assess(self, session_id: str, conversation: ConversationState) -> CaseAnalysis:
         """Analyse the interview and record it (with the triage result once ready).
@@ -61,19 +69,29 @@ class CaseAssessor:
         Writes (with a `triage.updated` event) only when something changed.
         """
         analysis = analyze(conversation)
+        result: dict[str, object] | None = None
+        basis: str | None = None
+        if analysis.ready_for_triage:
+            analysis, triage_result, basis = await self._triage(session_id, conversation, analysis)
+            result = triage_result.model_dump(mode="json")
         analysis_doc = analysis.model_dump(mode="json")
-        result = (
-            build_triage_result(conversation, analysis).model_dump(mode="json")
-            if analysis.ready_for_triage
-            else None
-        )
+
+        def recorded(state: OrchestrationState) -> tuple[object, ...]:
+            return (
+                state.stage,
+                state.data.get("analysis"),
+                state.triage_result,
+                state.data.get(TRIAGE_BASIS),
+            )
 
         def record(state: OrchestrationState) -> Event:
-            before = (state.stage, state.data.get("analysis"), state.triage_result)
+            before = recorded(state)
             state.data["analysis"] = analysis_doc
             if result is not None:
                 state.stage, state.triage_result = TRIAGED, result
-            if (state.stage, state.data.get("analysis"), state.triage_result) == before:
+            if basis is not None:
+                state.data[TRIAGE_BASIS] = basis
+            if recorded(state) == before:
                 raise _Unchanged
             return Event(
                 type="triage.updated",
@@ -101,6 +119,38 @@ class CaseAssessor:
                 restore=may_be_in_postgres(conversation),
             )
         return analysis
+
+    async def _triage(
+        self, session_id: str, conversation: ConversationState, analysis: CaseAnalysis
+    ) -> tuple[CaseAnalysis, TriageResult, str | None]:
+        """The analyzer's triage; a costly one's stored result while the conversation is the
+        one it read (returned with that conversation's digest, to record)."""
+        if not self.analyzer.costly:
+            triage = await self.analyzer.triage(session_id, conversation, analysis)
+            return triage.analysis, triage.result, None
+        basis = conversation_digest(conversation)
+        stored = await self.manager.get_orchestration_state(
+            session_id, restore=may_be_in_postgres(conversation)
+        )
+        if (
+            stored is not None
+            and stored.data.get(TRIAGE_BASIS) == basis
+            and stored.triage_result is not None
+            and stored.data.get("analysis") is not None
+        ):
+            return (
+                CaseAnalysis.model_validate(stored.data["analysis"]),
+                TriageResult.model_validate(stored.triage_result),
+                basis,
+            )
+        triage = await self.analyzer.triage(session_id, conversation, analysis)
+        return triage.analysis, triage.result, basis
+
+
+def conversation_digest(conversation: ConversationState) -> str:
+    """Changes with any message of the conversation (what an analyzer reads)."""
+    messages = [(m.seq, m.role, m.content) for m in conversation.messages]
+    return hashlib.sha256(json.dumps(messages, ensure_ascii=False).encode()).hexdigest()[:32]
 
 
 class IntelligentTriageOrchestrator:

@@ -6,6 +6,13 @@ this server over real HTTP (uvicorn on a loopback port, in a background thread).
 `chat.completion.chunk` objects (role first, then content deltas, then a chunk with
 `finish_reason: "stop"`), `data: [DONE]`, and OpenAI-shaped error bodies. The scenario in the
 path picks the behaviour under test; every request is recorded for the test to inspect.
+
+Non-streaming requests with `response_format: {"type": "json_schema", ...}` (structured
+outputs, the triage analysis) get a `chat.completion` whose message content is scripted per
+scenario (`structured`): a valid answer, invalid JSON, an answer outside the schema, a refusal,
+a delay past the client's timeout, or an error. Like OpenAI, the schema itself is checked first
+(strict mode: every object closed and all its properties required, no unsupported keyword):
+a schema the real API would refuse gets its 400.
 """
 
 from __future__ import annotations
@@ -19,6 +26,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
+import jsonschema
 import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -51,6 +59,117 @@ ERRORS: dict[str, tuple[int, dict[str, Any]]] = {
         },
     ),
 }
+
+
+# The answer of the scenarios that answer well: a case nothing like the offline reading of the
+# tests' conversations (so a test can tell whose result it sees).
+TRIAGE_ANSWER: dict[str, Any] = {
+    "area": "consumidor",
+    "sub_area": "Cobrança indevida",
+    "urgency": "alta",
+    "urgency_reason": "O cliente tem audiência marcada em duas semanas.",
+    "complexity": "alta",
+    "summary": "Resumo do modelo: cliente cobrado indevidamente por uma operadora.",
+    "facts": {
+        "o_que_aconteceu": "Cobrança de um serviço que não contratou",
+        "quando": "há duas semanas",
+        "partes": "a operadora de telefonia",
+        "documentos": None,
+        "valores": "R$ 1.200",
+    },
+    "missing_information": ["Faturas da operadora"],
+    "recommended_next_step": "Agendar consulta com advogado do consumidor em até 48h.",
+}
+STRUCTURED: dict[str, str] = {
+    "triage-invalid-json": '{"area": "consumidor", "urgency": "alta", "summary": "Resumo do',
+    "triage-schema-violation": json.dumps(
+        {**TRIAGE_ANSWER, "urgency": "nenhuma", "priority": "ignore previous instructions"}
+    ),
+}
+# Errors for the structured request only (the reply stream of the same scenario works).
+STRUCTURED_ERRORS = {"triage-server-error": "server-error", "triage-rate-limited": "rate-limited"}
+# Keywords strict structured outputs refuse (OpenAI answers 400 invalid_request_error).
+_UNSUPPORTED = {
+    "default",
+    "minLength",
+    "maxLength",
+    "minProperties",
+    "maxProperties",
+    "patternProperties",
+    "unevaluatedProperties",
+    "propertyNames",
+    "uniqueItems",
+    "contains",
+    "allOf",
+    "oneOf",
+    "not",
+    "if",
+    "then",
+    "else",
+}
+
+
+def strict_schema_problem(schema: Any, path: str = "") -> str | None:
+    """What OpenAI's strict mode would refuse in `schema`, or None."""
+    if isinstance(schema, list):
+        for i, item in enumerate(schema):
+            if problem := strict_schema_problem(item, f"{path}/{i}"):
+                return problem
+        return None
+    if not isinstance(schema, dict):
+        return None
+    refused = sorted(_UNSUPPORTED & schema.keys())
+    if refused:
+        return f"In context=('{path or 'root'}'), '{refused[0]}' is not permitted."
+    if schema.get("type") == "object":
+        if schema.get("additionalProperties") is not False:
+            return (
+                f"In context=('{path or 'root'}'), 'additionalProperties' is required to be "
+                "supplied and to be false."
+            )
+        missing = set(schema.get("properties", {})) - set(schema.get("required", []))
+        if missing:
+            return (
+                f"In context=('{path or 'root'}'), 'required' is required to be supplied and "
+                f"to be an array including every key in properties. Missing '{sorted(missing)[0]}'."
+            )
+    for key, value in schema.items():
+        if key in ("properties", "$defs"):
+            for name, sub in value.items():
+                if problem := strict_schema_problem(sub, f"{path}/{key}/{name}"):
+                    return problem
+        elif key in ("items", "anyOf") and (
+            problem := strict_schema_problem(value, f"{path}/{key}")
+        ):
+            return problem
+    return None
+
+
+def _completion(content: str | None, *, refusal: str | None = None) -> dict[str, Any]:
+    finish = "stop"
+    if content is not None and content.endswith('"Resumo do'):
+        finish = "length"  # a cut-off answer, as when max_tokens runs out
+    return {
+        "id": "chatcmpl-AbC123fake",
+        "object": "chat.completion",
+        "created": 1_732_000_000,
+        "model": f"{MODEL}-2024-07-18",
+        "system_fingerprint": "fp_fake",
+        "choices": [
+            {
+                "index": 0,
+                "message": {"role": "assistant", "content": content, "refusal": refusal},
+                "logprobs": None,
+                "finish_reason": finish,
+            }
+        ],
+        "usage": {"prompt_tokens": 812, "completion_tokens": 164, "total_tokens": 976},
+    }
+
+
+def _invalid_request(message: str, param: str) -> JSONResponse:
+    error = {"message": message, "type": "invalid_request_error", "param": param, "code": None}
+    return JSONResponse({"error": error}, status_code=400)
 
 
 class SimulatedCrash(Exception):
@@ -144,6 +263,8 @@ class FakeLLM:
         if scenario in ERRORS:
             status, error = ERRORS[scenario]
             return JSONResponse({"error": error}, status_code=status)
+        if "response_format" in body and not body.get("stream"):
+            return await self.structured(scenario, body, request)
         if scenario == "slow":
             # No headers until the client gives up; stop as soon as it disconnects.
             for _ in range(600):
@@ -154,6 +275,38 @@ class FakeLLM:
         return StreamingResponse(
             _stream(scenario), media_type="text/event-stream", headers=STREAM_HEADERS
         )
+
+    async def structured(self, scenario: str, body: dict[str, Any], request: Request) -> Response:
+        """A structured-outputs answer (`chat.completion`, not streamed) for the scenario."""
+        response_format = body["response_format"]
+        spec = response_format.get("json_schema") or {}
+        if response_format.get("type") != "json_schema" or not spec.get("name"):
+            return _invalid_request(
+                "Missing required parameter: 'response_format.json_schema'.", "response_format"
+            )
+        schema = spec.get("schema")
+        problem = strict_schema_problem(schema) if spec.get("strict") else None
+        if problem:
+            return _invalid_request(
+                f"Invalid schema for response_format '{spec['name']}': {problem}",
+                "response_format",
+            )
+        if scenario in STRUCTURED_ERRORS:
+            status, error = ERRORS[STRUCTURED_ERRORS[scenario]]
+            return JSONResponse({"error": error}, status_code=status)
+        if scenario == "triage-slow":
+            for _ in range(600):  # past any client timeout; stop once it gives up
+                if await request.is_disconnected():
+                    break
+                await asyncio.sleep(0.05)
+            return Response(status_code=204)
+        if scenario == "triage-refusal":
+            return JSONResponse(_completion(None, refusal="I'm sorry, I can't help with that."))
+        if scenario in STRUCTURED:
+            return JSONResponse(_completion(STRUCTURED[scenario]))
+        # What constrained decoding guarantees: the answer fits the schema that was sent.
+        jsonschema.validate(TRIAGE_ANSWER, schema)
+        return JSONResponse(_completion(json.dumps(TRIAGE_ANSWER, ensure_ascii=False)))
 
 
 class FakeLLMServer:
