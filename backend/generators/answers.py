@@ -171,7 +171,7 @@ def _evasion(scan: MessageScan) -> Evasion:
     text = scan.text
     if text.search(_CONFUSED):
         return Evasion.CONFUSED
-    if "?" in text.folded or client_questions(text.original):
+    if _asks(scan):
         return Evasion.QUESTION
     if text.search(_WORRY) or _WORRY_EMOJI.search(text.original):
         return Evasion.WORRY
@@ -186,6 +186,10 @@ def worried(content: str) -> bool:
     return text.search(_WORRY) is not None or _WORRY_EMOJI.search(text.original) is not None
 
 
+def _asks(scan: MessageScan) -> bool:
+    return "?" in scan.text.folded or bool(client_questions(scan.text.original))
+
+
 def _evasive(scan: MessageScan) -> bool:
     """A worry, a question, a "não sei": never taken as the free-form answer itself."""
     return _evasion(scan) is not Evasion.OFF_TOPIC
@@ -193,7 +197,8 @@ def _evasive(scan: MessageScan) -> bool:
 
 def _clear_denial(scan: MessageScan) -> bool:
     folded = scan.text.folded
-    return bool(_DENIAL.match(folded)) and not scan.text.search(_UNKNOWN)
+    unsure = scan.text.search(_UNKNOWN) or scan.text.search(_CONFUSED)
+    return bool(_DENIAL.match(folded)) and not unsure
 
 
 def _meaningful_words(scan: MessageScan) -> list[str]:
@@ -214,15 +219,15 @@ def _check(topic: Topic, scan: MessageScan) -> Answer:
         if scan.when:
             return Answer(True)
         vague = text.search(_VAGUE_WHEN)
-        if vague is not None:
+        # "não lembro, faz tempo" tells a period; "vocês atendem no sábado?" does not.
+        if vague is not None and not _asks(scan):
             return Answer(True, words=vague.original)
     elif topic is Topic.PARTES:
         if scan.parties:
             return Answer(True)
-        if text.search(_PERSON) or _PROPER_NAME.search(text.original):
-            return Answer(True, words=text.original)
-        words = _meaningful_words(scan)
-        if words and scan.words <= NAME_REPLY_MAX_WORDS and not _evasive(scan):
+        named = text.search(_PERSON) or _PROPER_NAME.search(text.original)
+        short = _meaningful_words(scan) and scan.words <= NAME_REPLY_MAX_WORDS
+        if (named or short) and not _evasive(scan):
             return Answer(True, words=text.original)
     elif topic is Topic.URGENCIA:
         if scan.urgency or scan.urgency_mentioned or _clear_denial(scan):
@@ -232,7 +237,7 @@ def _check(topic: Topic, scan: MessageScan) -> Answer:
     elif topic is Topic.DOCUMENTOS:
         if scan.documents or scan.no_documents or _clear_denial(scan):
             return Answer(True)
-        if text.search(_DOCUMENT_WORDS):
+        if text.search(_DOCUMENT_WORDS) and not _evasive(scan):
             return Answer(True, words=text.original)
     return Answer(False, evasion=_evasion(scan))
 

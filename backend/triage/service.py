@@ -7,12 +7,15 @@ reply: it analyses the interview (`analyze`), hands the analysis to the reply ge
 decides from the case analysis (`ready_for_triage`) when the interview holds enough
 to triage, builds the result with `build_triage_result` (validated by its pydantic model) and
 stores it with a `triage.updated` event. Once triaged a session stays triaged: later messages
-refine the result.
+update the analysis (each change a `triage.updated` event), and when they change the area or
+the urgency (a hearing date that just came up) the triage result is re-issued with its
+`version` one higher; otherwise the result the lawyer received stays as it was.
 """
 
 from __future__ import annotations
 
 import contextlib
+from typing import Any
 
 from backend.conversations.service import (
     IntelligentInterviewerService,
@@ -32,8 +35,23 @@ INTERVIEWING = "interviewing"
 TRIAGED = "triaged"
 
 
+# What makes a new message re-issue a triage already made: it changes where the case goes or
+# how soon.
+REISSUE_ON = ("area", "urgency")
+
+
 class _Unchanged(Exception):
     pass
+
+
+def issued_result(previous: dict[str, Any] | None, fresh: dict[str, Any]) -> dict[str, Any]:
+    """The triage result to store: the first one; a new version of it when later messages
+    changed its area or urgency; else the one already issued."""
+    if previous is None:
+        return fresh
+    if all(previous.get(key) == fresh.get(key) for key in REISSUE_ON):
+        return previous
+    return {**fresh, "version": int(previous.get("version", 1)) + 1}
 
 
 def may_be_in_postgres(conversation: ConversationState) -> bool:
@@ -72,7 +90,8 @@ class CaseAssessor:
             before = (state.stage, state.data.get("analysis"), state.triage_result)
             state.data["analysis"] = analysis_doc
             if result is not None:
-                state.stage, state.triage_result = TRIAGED, result
+                state.stage = TRIAGED
+                state.triage_result = issued_result(state.triage_result, result)
             if (state.stage, state.data.get("analysis"), state.triage_result) == before:
                 raise _Unchanged
             return Event(

@@ -313,13 +313,13 @@ def test_missing_shrinks_as_answers_arrive() -> None:
     assert MISSING_LABELS[Topic.URGENCIA] not in missing[3]
 
 
-def test_any_answer_to_a_question_counts_and_is_not_asked_again() -> None:
+def test_a_vague_period_answers_when_and_only_its_words_are_kept() -> None:
     conversation, _ = interview(
         "O INSS negou meu pedido de aposentadoria",
         "Sinceramente não lembro, faz tempo",
     )
     analysis = analyze(conversation)
-    assert analysis.facts["quando"] == "Sinceramente não lembro, faz tempo"
+    assert analysis.facts["quando"] == "faz tempo"
     assert Topic.QUANDO not in analysis.missing_topics
     assert analysis.next_topic != Topic.QUANDO
 
@@ -367,7 +367,16 @@ class TestReadiness:
         assert not analysis.ready_for_triage
 
     def test_turn_limit(self) -> None:
-        vague = ["oi", "é complicado", "não sei", "umas coisas aí", "hmm", "enfim"]
+        vague = [
+            "oi",
+            "Aconteceu uma situação chata comigo semana passada",
+            "hmm",
+            "enfim",
+            "sei lá",
+            "não sei",
+            "talvez",
+            "hmm, deixa eu ver",
+        ]
         assert len(vague) == MAX_USER_TURNS
         conversation, _ = interview(*vague[:-1])
         assert not analyze(conversation).ready_for_triage
@@ -376,6 +385,13 @@ class TestReadiness:
         assert analysis.ready_for_triage
         assert analysis.area is None
         assert analysis.user_turns == MAX_USER_TURNS
+
+    def test_neither_story_nor_area_after_asking_twice(self) -> None:
+        conversation, _ = interview("Oi", "é complicado", "não sei", "hmm", "sei lá")
+        analysis = analyze(conversation)
+        assert analysis.ready_for_triage
+        assert analysis.unanswered_topics == [Topic.FATO, Topic.AREA]
+        assert analysis.facts["o_que_aconteceu"] == "não informado"
 
     def test_turn_limit_is_a_parameter(self) -> None:
         conversation, _ = interview("oi", "tudo bem?")

@@ -7,7 +7,7 @@ import re
 import pytest
 
 from backend.generators.analysis import analyze
-from backend.generators.offline import OfflineInterviewer, compose_reply, split_chunks
+from backend.generators.offline import AFTER_TRIAGE, OfflineInterviewer, compose_reply, split_chunks
 from backend.generators.questions import GUIDANCE, Topic, question_for
 from backend.state.schemas import ConversationState
 from tests.generators.helpers import chat, interview, without_last_reply
@@ -62,7 +62,7 @@ def test_acknowledges_the_area_and_asks_the_next_missing_thing() -> None:
 def test_echoes_a_recognised_date_but_not_a_free_form_answer() -> None:
     _, replies = interview("O INSS negou minha aposentadoria", "em março de 2024")
     assert "Anotei a data (em março de 2024)" in replies[-1]
-    _, replies = interview("O INSS negou minha aposentadoria", "não lembro bem")
+    _, replies = interview("O INSS negou minha aposentadoria", "faz muito tempo")
     assert "Anotei sua resposta sobre a data." in replies[-1]
     _, replies = interview("Comprei um celular com defeito", "ontem", "Loja X")
     assert "Anotei quem está envolvido (Loja X)" in replies[-1]
@@ -80,7 +80,7 @@ def test_acknowledges_documents() -> None:
     assert "Anotei que você ainda não tem documentos." in replies[-1]
 
 
-def test_never_asks_an_answered_question_again() -> None:
+def test_never_asks_the_same_question_twice() -> None:
     _, replies = interview(
         "Oi",
         "Tive um problema, é complicado de explicar",
@@ -89,10 +89,13 @@ def test_never_asks_an_answered_question_again() -> None:
         "umas pessoas aí",
         "acho que não",
     )
-    questions = [re.findall(r"[^.!?]*\?", reply)[-1].strip() for reply in replies[:-1]]
+    questions = [re.findall(r"[^.!?]*\?", reply)[-1].strip() for reply in replies[:4]]
     assert len(questions) == len(set(questions)), questions
-    # Six turns without an area: the interview closes instead of dragging on.
-    assert "Já tenho as informações principais" in replies[-1]
+    # Neither the story nor the area after asking each twice: the interview closes instead of
+    # dragging on, and says what stayed unanswered.
+    assert "Já tenho as informações principais" in replies[4]
+    assert "Ficaram sem resposta o relato do que aconteceu e o tipo de problema" in replies[4]
+    assert replies[5] == AFTER_TRIAGE
 
 
 def test_asks_one_question_per_reply() -> None:
