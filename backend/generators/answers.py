@@ -100,25 +100,52 @@ _WORRY = compile_patterns(
         r"perdid[oa] (sem saber|nisso|com isso)",
     ]
 )
-_WORRY_EMOJI = re.compile("[\U0001f61f\U0001f622\U0001f62d\U0001f630\U0001f625\U0001f61e"
-                          "\U0001f614\U0001f641\u2639\U0001f629\U0001f62b\U0001f628\U0001f631"
-                          "\U0001f494\U0001f613]")
+_WORRY_EMOJI = re.compile(
+    "[\U0001f61f\U0001f622\U0001f62d\U0001f630\U0001f625\U0001f61e"
+    "\U0001f614\U0001f641\u2639\U0001f629\U0001f62b\U0001f628\U0001f631"
+    "\U0001f494\U0001f613]"
+)
 # A reply that starts by denying has nothing to list ("não", "nada marcado", "nenhum").
 _DENIAL = re.compile(
     r"\W*(nao|nada|nenhum|nenhuma|sem|negativo|nunca|acho que nao|ainda nao|por enquanto nao)\b"
 )
 # Words only the filler of a conversation is made of.
 _FILLER = frozenset(
-    "sim nao ok ta ah hmm hum entendi obrigado obrigada oi ola certo beleza enfim bom "
-    "tudo bem e entao isso".split()
+    [
+        "sim",
+        "nao",
+        "ok",
+        "ta",
+        "ah",
+        "hmm",
+        "hum",
+        "entendi",
+        "obrigado",
+        "obrigada",
+        "oi",
+        "ola",
+        "certo",
+        "beleza",
+        "enfim",
+        "bom",
+        "tudo",
+        "bem",
+        "e",
+        "entao",
+        "isso",
+    ]
 )
 
+_NUMBER = (
+    r"\d{1,3}|um|uma|dois|duas|tres|quatro|cinco|seis|sete|oito|nove|dez|onze|doze|alguns|"
+    r"algumas|poucos|poucas|varios|varias"
+)
 _VAGUE_WHEN = compile_patterns(
     [
         r"(ha|faz|fazem) (muito |pouco |algum |bastante )?tempo",
         r"(ha|faz|fazem) (uns |umas |alguns |algumas |mais de |quase |poucos |poucas )?"
         r"(dias|semanas|meses|anos)\b",
-        r"(uns |umas |cerca de |quase |mais de )?\d{1,3} (dias|semanas|meses|anos)\b",
+        rf"(uns |umas |cerca de |quase |mais de )?({_NUMBER}) (dias|semanas|meses|anos)\b",
         r"(19|20)\d{2}\b",
         r"(janeiro|fevereiro|marco|abril|maio|junho|julho|agosto|setembro|outubro|novembro|"
         r"dezembro)\b",
@@ -141,8 +168,8 @@ _PERSON = compile_patterns(
         r"(governo|estado|municipio|orgao|uniao|detran|justica)\b",
     ]
 )
-# A proper name somewhere after the first word ("trabalhava na Metalúrgica Silva").
-_PROPER_NAME = re.compile(r"\s[A-ZÀ-Ý][\w&'-]+")
+# A proper name after the first word ("trabalhava na Metalúrgica Silva", "a Azul não responde").
+_PROPER_NAME = re.compile(r"(?<=\s)[A-ZÀ-Ý][\w&'-]*(?:\s+(?:d[aeo]s?\s+)?[A-ZÀ-Ý][\w&'.-]*)*")
 _DOCUMENT_WORDS = compile_patterns(
     [
         r"document\w*",
@@ -225,10 +252,13 @@ def _check(topic: Topic, scan: MessageScan) -> Answer:
     elif topic is Topic.PARTES:
         if scan.parties:
             return Answer(True)
-        named = text.search(_PERSON) or _PROPER_NAME.search(text.original)
         short = _meaningful_words(scan) and scan.words <= NAME_REPLY_MAX_WORDS
-        if (named or short) and not _evasive(scan):
+        if (short or text.search(_PERSON)) and not _evasive(scan):
             return Answer(True, words=text.original)
+        # Only the names from a longer or worried reply, not the whole of it.
+        names = _PROPER_NAME.findall(text.original)
+        if names and not _asks(scan):
+            return Answer(True, words=", ".join(dict.fromkeys(names)))
     elif topic is Topic.URGENCIA:
         if scan.urgency or scan.urgency_mentioned or _clear_denial(scan):
             return Answer(True)

@@ -410,3 +410,73 @@ def test_only_the_start_of_a_huge_message_is_read() -> None:
     analysis = analyze(chat("Meu voo foi cancelado. " + filler + "Meu irmão foi preso"))
     assert analysis.area == "consumidor"
     assert analysis.urgency == "baixa"
+
+
+class TestAnswerAgainstQuestion:
+    """The reported conversations: a reply is recorded only when it answers its question."""
+
+    STORY = "Fui demitido sem justa causa ontem e a empresa Alfa não pagou minhas verbas"
+
+    def test_a_worry_is_not_the_documents_answer_and_the_topic_is_asked_again(self) -> None:
+        conversation, _ = interview(
+            self.STORY, "Não tenho audiência", "Estou muito preocupado 😟 — o que faço?"
+        )
+        analysis = analyze(conversation)
+        assert "documentos" not in analysis.facts
+        assert not analysis.ready_for_triage
+        assert analysis.next_topic == Topic.DOCUMENTOS and analysis.reasking
+        assert analysis.last_reply_topic == Topic.DOCUMENTOS
+        assert analysis.last_reply_evasion == "question"
+        assert analysis.client_questions == ["next_steps"]
+
+    def test_the_story_again_is_not_a_list_of_documents(self) -> None:
+        conversation, _ = interview(
+            self.STORY, "Não tenho audiência", "Trabalhei 3 anos como auxiliar administrativo…"
+        )
+        analysis = analyze(conversation)
+        assert "documentos" not in analysis.facts
+        assert analysis.reasking and analysis.last_reply_evasion == "off_topic"
+
+    def test_an_answer_to_the_second_question_is_recorded(self) -> None:
+        conversation, _ = interview(
+            self.STORY, "Não tenho audiência", "Estou nervosa 😢", "tenho os holerites"
+        )
+        analysis = analyze(conversation)
+        assert analysis.facts["documentos"] == "holerites"
+        assert analysis.unanswered_topics == []
+        assert analysis.ready_for_triage
+
+    def test_a_second_miss_records_not_informed_and_moves_on(self) -> None:
+        conversation, _ = interview(self.STORY, "Não tenho audiência", "o que faço?", "não sei")
+        analysis = analyze(conversation)
+        assert analysis.facts["documentos"] == "não informado"
+        assert analysis.unanswered_topics == [Topic.DOCUMENTOS]
+        assert Topic.DOCUMENTOS in analysis.missing_topics
+        assert Topic.DOCUMENTOS not in analysis.answered_topics
+        assert analysis.ready_for_triage and analysis.next_topic is None
+
+    @pytest.mark.parametrize("reply", ["não sei", "Não lembro 😕", "quanto tempo demora?"])
+    def test_not_knowing_when_is_asked_once_more(self, reply: str) -> None:
+        conversation, _ = interview("O INSS cortou meu auxílio-doença", reply)
+        analysis = analyze(conversation)
+        assert "quando" not in analysis.facts
+        assert analysis.next_topic == Topic.QUANDO and analysis.reasking
+        conversation, _ = interview("O INSS cortou meu auxílio-doença", reply, "uns dois meses")
+        analysis = analyze(conversation)
+        assert analysis.facts["quando"] == "uns dois meses"
+        assert not analysis.reasking
+
+    def test_a_name_that_follows_a_worry_is_still_the_party(self) -> None:
+        conversation, _ = interview(
+            "Comprei uma geladeira que veio com defeito", "ontem", "tô desesperada", "Casas Bahia"
+        )
+        assert analyze(conversation).facts["partes"] == "Casas Bahia"
+
+    def test_a_volunteered_fact_counts_even_in_an_evasive_reply(self) -> None:
+        # Asked about the parties, the client worries but names the company on the way.
+        conversation, _ = interview(
+            "Meu voo foi cancelado", "ontem", "Estou preocupada, a Azul não responde ninguém"
+        )
+        analysis = analyze(conversation)
+        assert "Azul" in analysis.facts["partes"]
+        assert not analysis.reasking
