@@ -110,30 +110,9 @@ _DENIAL = re.compile(
     r"\W*(nao|nada|nenhum|nenhuma|sem|negativo|nunca|acho que nao|ainda nao|por enquanto nao)\b"
 )
 # Words only the filler of a conversation is made of.
-_FILLER = frozenset(
-    [
-        "sim",
-        "nao",
-        "ok",
-        "ta",
-        "ah",
-        "hmm",
-        "hum",
-        "entendi",
-        "obrigado",
-        "obrigada",
-        "oi",
-        "ola",
-        "certo",
-        "beleza",
-        "enfim",
-        "bom",
-        "tudo",
-        "bem",
-        "e",
-        "entao",
-        "isso",
-    ]
+_FILLER = re.compile(
+    r"sim|nao|ok|ta|ah|hmm+|hum|entendi|obrigad[oa]|oi|ola|certo|beleza|enfim|bom|tudo|bem|e|"
+    r"entao|isso"
 )
 
 _NUMBER = (
@@ -229,7 +208,7 @@ def _clear_denial(scan: MessageScan) -> bool:
 
 
 def _meaningful_words(scan: MessageScan) -> list[str]:
-    return [w for w in re.findall(r"\w+", scan.text.folded) if w not in _FILLER]
+    return [w for w in re.findall(r"\w+", scan.text.folded) if not _FILLER.fullmatch(w)]
 
 
 def _check(topic: Topic, scan: MessageScan) -> Answer:
