@@ -72,7 +72,7 @@ class TriageResult(BaseModel):
     missing_information: list[str] = Field(default_factory=list)
     recommended_next_step: str = Field(min_length=1)
     confidence: float = Field(ge=0.0, le=1.0)
-    # 1 for the first triage; +1 each time later messages change its area or urgency.
+    # 1 for the first triage; +1 each time a later message changes it.
     version: int = Field(default=1, ge=1)
 
 

@@ -7,9 +7,9 @@ reply: it analyses the interview (`analyze`), hands the analysis to the reply ge
 decides from the case analysis (`ready_for_triage`) when the interview holds enough
 to triage, builds the result with `build_triage_result` (validated by its pydantic model) and
 stores it with a `triage.updated` event. Once triaged a session stays triaged: later messages
-update the analysis (each change a `triage.updated` event), and when they change the area or
-the urgency (a hearing date that just came up) the triage result is re-issued with its
-`version` one higher; otherwise the result the lawyer received stays as it was.
+update the analysis (each change a `triage.updated` event), and when they change what the
+triage result says (a hearing date that just came up raises the urgency, a document arrives,
+the area turns out to be another) the result is re-issued with its `version` one higher.
 """
 
 from __future__ import annotations
@@ -35,23 +35,19 @@ INTERVIEWING = "interviewing"
 TRIAGED = "triaged"
 
 
-# What makes a new message re-issue a triage already made: it changes where the case goes or
-# how soon.
-REISSUE_ON = ("area", "urgency")
-
-
 class _Unchanged(Exception):
     pass
 
 
 def issued_result(previous: dict[str, Any] | None, fresh: dict[str, Any]) -> dict[str, Any]:
-    """The triage result to store: the first one; a new version of it when later messages
-    changed its area or urgency; else the one already issued."""
+    """The triage result to store: the first one; the next version when later messages
+    changed what it says; else the one already issued, untouched."""
     if previous is None:
         return fresh
-    if all(previous.get(key) == fresh.get(key) for key in REISSUE_ON):
+    version = int(previous.get("version", 1))
+    if {**previous, "version": version} == {**fresh, "version": version}:
         return previous
-    return {**fresh, "version": int(previous.get("version", 1)) + 1}
+    return {**fresh, "version": version + 1}
 
 
 def may_be_in_postgres(conversation: ConversationState) -> bool:
