@@ -170,6 +170,11 @@ _DOCUMENT_WORDS = compile_patterns(
         r"tenho tudo|tenho todos",
     ]
 )
+# "Tenho o cartão de embarque": the documents are what follows.
+_HAVE = re.compile(
+    r"^\s*(eu\s+)?(tenho|guardei|possuo)\s+(s[oó]\s+)?((o|a|os|as|um|uma|uns|umas)\s+)?",
+    re.IGNORECASE,
+)
 _NEAR_OR_DATE = re.compile(lexicon.NEAR_DATE.pattern + r"|\b\d{1,2}/\d{1,2}|\bdia \d{1,2}\b")
 
 
@@ -247,7 +252,7 @@ def _check(topic: Topic, scan: MessageScan) -> Answer:
         if scan.documents or scan.no_documents or _clear_denial(scan):
             return Answer(True)
         if text.search(_DOCUMENT_WORDS) and not _evasive(scan):
-            return Answer(True, words=text.original)
+            return Answer(True, words=_HAVE.sub("", text.original, count=1) or text.original)
     return Answer(False, evasion=_evasion(scan))
 
 

@@ -105,3 +105,15 @@ def test_an_unrelated_reply_does_not_answer(topic: Topic, reply: str) -> None:
 )
 def test_what_the_client_asks(message: str, asked: list[ClientQuestion]) -> None:
     assert list(client_questions(message)) == asked
+
+
+@pytest.mark.parametrize(
+    ("reply", "words"),
+    [
+        ("Tenho o cartão de embarque", "cartão de embarque"),
+        ("eu guardei uns papéis da obra", "papéis da obra"),
+        ("Só um áudio que ele me mandou", "Só um áudio que ele me mandou"),
+    ],
+)
+def test_only_the_documents_are_kept_from_a_free_form_answer(reply: str, words: str) -> None:
+    assert check_answer(Topic.DOCUMENTOS, reply).words == words
