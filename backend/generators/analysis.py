@@ -242,7 +242,13 @@ def analyze(
         Topic.AREA: areas.area is not None,
         Topic.QUANDO: when is not None,
         Topic.PARTES: bool(parties),
-        Topic.URGENCIA: urgency.mentioned or any(t.answers(Topic.URGENCIA) for t in turns),
+        # A deadline named in a reply that did not answer the question about it ("não sei se
+        # tem prazo") does not settle it.
+        Topic.URGENCIA: any(
+            t.answers(Topic.URGENCIA)
+            or (t.scan.urgency_mentioned and t.replies_to is not Topic.URGENCIA)
+            for t in turns
+        ),
         Topic.DOCUMENTOS: documents_answered,
     }
     misses = _misses(turns)

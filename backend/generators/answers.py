@@ -82,6 +82,8 @@ _UNKNOWN = compile_patterns(
         r"prefiro nao (dizer|falar|responder)",
     ]
 )
+# "Não sei se tem prazo": the deadline is named, but not told.
+_UNSURE_WHETHER = compile_patterns([r"nao (sei|tenho certeza|lembro) se\b", r"sei la se\b"])
 _CONFUSED = compile_patterns(
     [r"nao entendi", r"como assim\b", r"o que (voce )?quer dizer", r"pode repetir"]
 )
@@ -244,9 +246,10 @@ def _check(topic: Topic, scan: MessageScan) -> Answer:
         if names and not _asks(scan):
             return Answer(True, words=", ".join(dict.fromkeys(names)))
     elif topic is Topic.URGENCIA:
-        if scan.urgency or scan.urgency_mentioned or _clear_denial(scan):
-            return Answer(True)
         if text.search(_NEAR_OR_DATE):
+            return Answer(True)
+        told = scan.urgency or scan.urgency_mentioned or _clear_denial(scan)
+        if told and not text.search(_UNSURE_WHETHER):
             return Answer(True)
     elif topic is Topic.DOCUMENTOS:
         if scan.documents or scan.no_documents or _clear_denial(scan):

@@ -480,3 +480,12 @@ class TestAnswerAgainstQuestion:
         analysis = analyze(conversation)
         assert "Azul" in analysis.facts["partes"]
         assert not analysis.reasking
+
+    def test_not_knowing_whether_there_is_a_deadline_is_asked_once_more(self) -> None:
+        conversation, _ = interview(self.STORY, "não sei se tem prazo")
+        analysis = analyze(conversation)
+        assert Topic.URGENCIA in analysis.missing_topics
+        assert analysis.next_topic == Topic.URGENCIA and analysis.reasking
+        assert analysis.last_reply_evasion == "unknown"
+        conversation, _ = interview(self.STORY, "não sei se tem prazo", "não, nada marcado")
+        assert Topic.URGENCIA in analyze(conversation).answered_topics
