@@ -28,8 +28,8 @@ from backend.generators.scan import MessageScan, scan_message
 from backend.generators.text import compile_patterns
 
 ANSWER_CACHE_SIZE = 4_096
-# A reply to "what happened" with no recognised phrase is a story from this many words on
-# (when it is not a worry, a question or a "não sei").
+# A reply to "what happened" with no recognised phrase is a story from this many words on,
+# greetings and fillers not counted (when it is not a worry, a question or a "não sei").
 STORY_REPLY_MIN_WORDS = 5
 # A short reply to "who is involved" is taken as a name ("Azul", "magazine luiza").
 NAME_REPLY_MAX_WORDS = 6
@@ -111,10 +111,10 @@ _WORRY_EMOJI = re.compile(
 _DENIAL = re.compile(
     r"\W*(nao|nada|nenhum|nenhuma|sem|negativo|nunca|acho que nao|ainda nao|por enquanto nao)\b"
 )
-# Words only the filler of a conversation is made of.
+# Words only the filler of a conversation (and its greetings) is made of.
 _FILLER = re.compile(
-    r"sim|nao|ok|ta|ah|hmm+|hum|entendi|obrigad[oa]|oi|ola|certo|beleza|enfim|bom|tudo|bem|e|"
-    r"entao|isso"
+    r"sim|nao|ok|ta|ah|hmm+|hum|entendi|obrigad[oa]|oi|ola|certo|beleza|enfim|bom|boa|dia|"
+    r"tarde|noite|tudo|bem|e|entao|isso|com|voce"
 )
 
 _NUMBER = (
@@ -223,7 +223,8 @@ def _check(topic: Topic, scan: MessageScan) -> Answer:
     if topic is Topic.FATO:
         if scan.specific or any(scan.general_hits) or scan.parties:
             return Answer(True)
-        if scan.words >= STORY_REPLY_MIN_WORDS and not _evasive(scan):
+        story = len(_meaningful_words(scan)) >= STORY_REPLY_MIN_WORDS
+        if story and not _evasive(scan):
             return Answer(True)
     elif topic is Topic.AREA:
         if any(scan.general_hits) or scan.specific:

@@ -71,6 +71,7 @@ def test_a_relevant_reply_answers_its_topic(topic: Topic, reply: str) -> None:
         (Topic.URGENCIA, "sim"),
         (Topic.URGENCIA, "Trabalhei lá muito tempo"),
         (Topic.FATO, "oi"),
+        (Topic.FATO, "Bom dia, tudo bem com você"),
         (Topic.AREA, "hmm"),
         (Topic.PARTES, "ok"),
     ],
