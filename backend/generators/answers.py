@@ -170,6 +170,7 @@ _DOCUMENT_WORDS = compile_patterns(
         r"termos?\b",
         r"sentenca\b|processo\b|decisao\b",
         r"tenho tudo|tenho todos",
+        r"carteira (assinada|de trabalho|profissional)",
     ]
 )
 # "Tenho o cartão de embarque": the documents are what follows.
@@ -272,7 +273,8 @@ _QUESTIONS: tuple[tuple[ClientQuestion, re.Pattern[str]], ...] = (
         compile_patterns(
             [
                 r"o que (eu )?(faco|fazer|devo fazer|posso fazer|tenho que fazer|preciso fazer)",
-                r"e agora\b",
+                # "E agora?", not "e agora me mandou embora".
+                r"e agora(?=\s*([?!.,]|o que|$))",
                 r"proximos? passos?",
                 r"o que (acontece|vai acontecer|vem) (agora|depois|em seguida|a seguir)",
                 r"como (funciona|vai ser|fica)\b",

@@ -253,6 +253,7 @@ def test_extracts_parties_documents_and_amounts() -> None:
     ("message", "party"),
     [
         ("Meu ex-marido sumiu e não paga nada", "ex-marido"),
+        ("Minha ex não deixa eu ver meu filho", "ex-companheiro(a)"),
         ("O banco descontou parcelas de um empréstimo que não fiz", "banco"),
         ("O INSS não responde meu pedido", "INSS"),
         ("A imobiliária não devolveu a caução", "imobiliária"),
@@ -260,6 +261,10 @@ def test_extracts_parties_documents_and_amounts() -> None:
 )
 def test_recognises_parties(message: str, party: str) -> None:
     assert party in analyze(chat(message)).parties
+
+
+def test_an_ex_husband_is_one_party() -> None:
+    assert analyze(chat("Meu ex-marido sumiu e não paga nada")).parties == ["ex-marido"]
 
 
 @pytest.mark.parametrize(

@@ -53,6 +53,7 @@ def test_a_worry_a_question_back_or_not_knowing_answers_no_topic(topic: Topic, r
         (Topic.DOCUMENTOS, "não tenho nada"),
         (Topic.DOCUMENTOS, "Nenhum"),
         (Topic.DOCUMENTOS, "tenho os prints das conversas no zap"),
+        (Topic.DOCUMENTOS, "tenho a carteira assinada"),
     ],
 )
 def test_a_relevant_reply_answers_its_topic(topic: Topic, reply: str) -> None:
@@ -100,6 +101,7 @@ def test_an_unrelated_reply_does_not_answer(topic: Topic, reply: str) -> None:
         ),
         ("Vocês atendem em Campinas?", [ClientQuestion.OTHER]),
         ("Fui demitido ontem e a empresa não pagou nada", []),
+        ("meu patrao nao me pagou as ferias e agora me mandou embora", []),
         # Story words that look like a question word are not a question.
         ("A empresa demorou para pagar e me cobrou uma multa", []),
     ],
