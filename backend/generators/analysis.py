@@ -7,26 +7,37 @@ interview holds enough to triage. Same conversation in, same analysis out: no cl
 randomness, no network. It runs for every reply, whatever generator writes the reply, so the
 orchestrator's decisions never depend on an LLM's mood.
 
+Which message answers which question: a client message replies to the interviewer's question
+right before it (`questions.asked_topic`), and counts as the answer only when it addresses
+that topic (`answers.check_answer`): a worry, a question back, "não sei" or an unrelated
+remark is not recorded as the fact. A topic whose question got no answer is asked once more
+in other words (`reasking`); after a second miss it is recorded as "não informado"
+(`unanswered_topics`) and the interview moves on. Facts hold the client's relevant words
+only (the recognised date, names, documents), never a whole off-topic reply. Facts the
+client volunteers (a date in the story) count wherever they appear.
+
 Readiness rule (`ready_for_triage`), first match wins:
 
-1. the area is known and the client has told what happened, when, who is on the other side,
-   whether there is any deadline/hearing/other urgency (a signal found, or any answer to the
-   question about it, "não" included) and which documents they have (any answer, "nenhum"
-   included) — every topic of the interview is settled;
+1. every topic is settled: the area is known (or "não informado") and the client has told
+   (or twice not told) what happened, when, who is on the other side, whether there is any
+   deadline/hearing/other urgency (a signal, or a clear "não") and which documents they have
+   (a list, or a clear "não tenho");
 2. the urgency is "urgente" and the area is known: a lawyer must act now, so the interview
    stops asking and the triage goes out with what is known;
-3. the client has written `max_user_turns` messages (default 6): the interview never drags on;
+3. neither the story nor the area could be obtained, each asked twice: a lawyer has to call
+   the client, more questions would not help;
+4. the client has written `max_user_turns` messages (default 8): the interview never drags on;
    the triage goes out with its gaps listed and a lower confidence.
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from functools import lru_cache
 
 from backend.generators import lexicon
+from backend.generators.answers import Answer, check_answer, client_questions
 from backend.generators.areas import AREAS, AREAS_BY_KEY, GENERAL_WEIGHT, SUB_AREA_WEIGHT
 from backend.generators.base import CaseAnalysis, Urgency
 from backend.generators.questions import MISSING_LABELS, TOPIC_ORDER, Topic, asked_topic
@@ -34,7 +45,7 @@ from backend.generators.scan import MessageScan, scan_message
 from backend.generators.text import shorten
 from backend.state.schemas import ConversationState
 
-MAX_USER_TURNS = 6
+MAX_USER_TURNS = 8
 # A message without any specific phrase is taken as the story only when it is this long;
 # "Oi, preciso de ajuda com um problema no trabalho" is not yet a story.
 STORY_MIN_WORDS = 12
@@ -42,18 +53,38 @@ FACT_LIMIT = 300
 URGENCY_LABELS = {"baixa": "baixa", "media": "média", "alta": "alta", "urgente": "urgente"}
 ANSWER_LIMIT = 120
 NO_DOCUMENTS_FACT = "nenhum documento informado"
-# A reply that starts by denying ("não", "nenhum", "nada") has nothing to list.
-_DENIAL = re.compile(r"\s*(nao|nenhum|nenhuma|nada|sem)\b")
+# What a topic asked twice without an answer is recorded as.
+NOT_INFORMED = "não informado"
+# A topic is asked at most this many times (the question, then once in other words).
+MAX_ASKS = 2
+# The fact each client topic is recorded under.
+FACT_KEYS: dict[Topic, str] = {
+    Topic.FATO: "o_que_aconteceu",
+    Topic.QUANDO: "quando",
+    Topic.PARTES: "partes",
+    Topic.DOCUMENTOS: "documentos",
+}
 # Index = rank in `lexicon.LEVEL_RANK`.
 _LEVELS: tuple[Urgency, ...] = ("baixa", "media", "alta", "urgente")
 
 
 @dataclass(frozen=True)
 class Turn:
-    """One client message and the topic of the interviewer question it replies to."""
+    """One client message, the topic of the interviewer question it replies to and whether
+    it answers it."""
 
     scan: MessageScan
     replies_to: Topic | None
+    answer: Answer | None = None
+
+    def answers(self, topic: Topic) -> bool:
+        return self.replies_to is topic and self.answer is not None and self.answer.addresses
+
+    def words_for(self, topic: Topic) -> str | None:
+        """The reply's own words recorded for `topic` (a name, "só um áudio", "faz tempo")."""
+        if self.answers(topic) and self.answer is not None and self.answer.words:
+            return shorten(self.answer.words, ANSWER_LIMIT)
+        return None
 
 
 # The interviewer's messages repeat across requests too; which topic one asks is cached.
@@ -67,7 +98,8 @@ def client_turns(conversation: ConversationState) -> list[Turn]:
         if message.role == "assistant":
             last_question = _asked_topic(message.content)
         elif message.role == "user" and message.content.strip():
-            turns.append(Turn(scan_message(message.content), last_question))
+            answer = check_answer(last_question, message.content) if last_question else None
+            turns.append(Turn(scan_message(message.content), last_question, answer))
             # Only the first message after a question answers it.
             last_question = None
     return turns
@@ -139,7 +171,10 @@ def _dedupe(items: Iterable[str]) -> list[str]:
 def _story(turns: list[Turn]) -> str | None:
     for turn in turns:
         scan = turn.scan
-        if turn.replies_to is Topic.FATO or scan.specific or scan.words >= STORY_MIN_WORDS:
+        told = scan.specific or (
+            scan.words >= STORY_MIN_WORDS and check_answer(Topic.FATO, scan.text.original).addresses
+        )
+        if turn.answers(Topic.FATO) or told:
             return shorten(scan.text.original, FACT_LIMIT)
     return None
 
@@ -148,8 +183,9 @@ def _when(turns: list[Turn]) -> str | None:
     for turn in turns:
         if turn.scan.when:
             return turn.scan.when
-        if turn.replies_to is Topic.QUANDO:
-            return shorten(turn.scan.text.original, ANSWER_LIMIT)
+        words = turn.words_for(Topic.QUANDO)
+        if words:
+            return words
     return None
 
 
@@ -157,8 +193,9 @@ def _parties(turns: list[Turn]) -> list[str]:
     parties: list[str] = []
     for turn in turns:
         parties += turn.scan.parties
-        if turn.replies_to is Topic.PARTES and not turn.scan.parties:
-            parties.append(shorten(turn.scan.text.original, ANSWER_LIMIT))
+        words = turn.words_for(Topic.PARTES)
+        if words and not turn.scan.parties:
+            parties.append(words)
     return _dedupe(parties)
 
 
@@ -170,13 +207,21 @@ def _documents(turns: list[Turn]) -> tuple[list[str], bool]:
     for turn in turns:
         scan = turn.scan
         documents += scan.documents
-        if scan.no_documents:
+        if scan.no_documents or turn.answers(Topic.DOCUMENTOS):
             answered = True
-        elif turn.replies_to is Topic.DOCUMENTOS:
-            answered = True
-            if not scan.documents and not _DENIAL.match(scan.text.folded):
-                documents.append(shorten(scan.text.original, ANSWER_LIMIT))
+            words = turn.words_for(Topic.DOCUMENTOS)
+            if words and not scan.documents:
+                documents.append(words)
     return _dedupe(documents), answered or bool(documents)
+
+
+def _misses(turns: list[Turn]) -> dict[Topic, int]:
+    """How many replies to each topic's question did not answer it."""
+    misses = dict.fromkeys(TOPIC_ORDER, 0)
+    for turn in turns:
+        if turn.replies_to is not None and not turn.answers(turn.replies_to):
+            misses[turn.replies_to] += 1
+    return misses
 
 
 def analyze(
@@ -192,6 +237,25 @@ def analyze(
     documents, documents_answered = _documents(turns)
     amounts = _dedupe(a for t in turns for a in t.scan.amounts)
 
+    known = {
+        Topic.FATO: story is not None,
+        Topic.AREA: areas.area is not None,
+        Topic.QUANDO: when is not None,
+        Topic.PARTES: bool(parties),
+        # A deadline named in a reply that did not answer the question about it ("não sei se
+        # tem prazo") does not settle it.
+        Topic.URGENCIA: any(
+            t.answers(Topic.URGENCIA)
+            or (t.scan.urgency_mentioned and t.replies_to is not Topic.URGENCIA)
+            for t in turns
+        ),
+        Topic.DOCUMENTOS: documents_answered,
+    }
+    misses = _misses(turns)
+    missing = [t for t in TOPIC_ORDER if not known[t]]
+    unanswered = [t for t in missing if misses[t] >= MAX_ASKS]
+    next_topic = next((t for t in missing if t not in unanswered), None)
+
     facts: dict[str, str] = {}
     if story:
         facts["o_que_aconteceu"] = story
@@ -205,26 +269,19 @@ def analyze(
         facts["documentos"] = NO_DOCUMENTS_FACT
     if amounts:
         facts["valores"] = ", ".join(amounts)
-
-    asked = {t.replies_to for t in turns if t.replies_to is not None}
-    known = {
-        Topic.FATO: story is not None,
-        Topic.AREA: areas.area is not None,
-        Topic.QUANDO: when is not None,
-        Topic.PARTES: bool(parties),
-        Topic.URGENCIA: urgency.mentioned or Topic.URGENCIA in asked,
-        Topic.DOCUMENTOS: documents_answered,
-    }
-    missing = [t for t in TOPIC_ORDER if not known[t]]
-    # A topic already asked and answered is never asked again, even if the answer did not
-    # settle it (only the area can stay unknown that way).
-    next_topic = next((t for t in missing if t not in asked), None)
+    for topic in unanswered:
+        if topic in FACT_KEYS:
+            facts[FACT_KEYS[topic]] = NOT_INFORMED
 
     ready = (
-        not missing
+        next_topic is None
         or (urgency.level == "urgente" and areas.area is not None)
+        or {Topic.FATO, Topic.AREA} <= set(unanswered)
         or len(turns) >= max_user_turns
     )
+    last = turns[-1] if turns else None
+    # Set only when the last message replied to a question without answering it.
+    evasion = last.answer.evasion if last is not None and last.answer is not None else None
     reason = urgency.reason[0].upper() + urgency.reason[1:] + "."
     return CaseAnalysis(
         area=areas.area,
@@ -240,9 +297,16 @@ def analyze(
         documents=documents,
         amounts=amounts,
         missing_topics=[t.value for t in missing],
-        answered_topics=[t.value for t in TOPIC_ORDER if known[t] or t in asked],
+        answered_topics=[t.value for t in TOPIC_ORDER if known[t]],
+        unanswered_topics=[t.value for t in unanswered],
         next_topic=next_topic.value if next_topic else None,
+        reasking=next_topic is not None and misses[next_topic] > 0,
         user_turns=len(turns),
+        last_reply_topic=last.replies_to.value if last and last.replies_to else None,
+        last_reply_evasion=evasion.value if evasion else None,
+        client_questions=[q.value for q in client_questions(last.scan.text.original)]
+        if last
+        else [],
     )
 
 

@@ -30,8 +30,9 @@ class CaseAnalysis(BaseModel):
     `facts` holds what the client told, keyed "o_que_aconteceu", "quando", "partes",
     "documentos", "valores" (values in the client's own words). `missing` lists, in Portuguese
     and in interview order, what triage still lacks; `missing_topics` is the same list as
-    stable topic keys (see `questions.Topic`). `next_topic` is the topic to ask about next
-    (None when nothing is left to ask).
+    stable topic keys (see `questions.Topic`), `unanswered_topics` the part of it asked twice
+    without an answer (recorded as "não informado"). `next_topic` is the topic to ask about
+    next (None when nothing is left to ask).
     """
 
     area: str | None = None
@@ -48,9 +49,18 @@ class CaseAnalysis(BaseModel):
     documents: list[str] = Field(default_factory=list)
     amounts: list[str] = Field(default_factory=list)
     missing_topics: list[str] = Field(default_factory=list)
+    # Settled from what the client said / asked twice without an answer ("não informado").
     answered_topics: list[str] = Field(default_factory=list)
+    unanswered_topics: list[str] = Field(default_factory=list)
     next_topic: str | None = None
+    # The next question asks `next_topic` again, in other words (its first one went unanswered).
+    reasking: bool = False
     user_turns: int = 0
+    # The client's last message: the topic it replied to, why it did not answer it (an
+    # `answers.Evasion`, None when it did) and what the client asked (`answers.ClientQuestion`).
+    last_reply_topic: str | None = None
+    last_reply_evasion: str | None = None
+    client_questions: list[str] = Field(default_factory=list)
 
 
 class TriageResult(BaseModel):
@@ -70,6 +80,8 @@ class TriageResult(BaseModel):
         description="What produced the result: llm (the configured model) or offline "
         "(the deterministic analysis, also the fallback when the model's answer is unusable).",
     )
+    # 1 for the first triage; +1 each time a later message changes it.
+    version: int = Field(default=1, ge=1)
 
 
 class ReplyGenerator(Protocol):

@@ -242,7 +242,10 @@ PARTIES: tuple[tuple[str, str], ...] = (
     (r"inss\b", "INSS"),
     (r"ex[- ]?(marido|esposo)", "ex-marido"),
     (r"ex[- ]?(mulher|esposa)", "ex-esposa"),
-    (r"ex[- ]?companheir[oa]", "ex-companheiro(a)"),
+    (
+        r"ex[- ]?companheir[oa]|(meu|minha) ex\b(?![- ]?(marido|esposo|mulher|esposa|companheir))",
+        "ex-companheiro(a)",
+    ),
     (r"(meu|minha|o|a) (marido|esposa|esposo)\b", "cônjuge"),
     (r"filh[oa]s?\b", "filho(s)"),
     (r"vizinh[oa]s?\b", "vizinho"),

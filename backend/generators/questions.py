@@ -1,9 +1,11 @@
 """The interview's topics, the questions that ask for them and the guidance for urgent cases.
 
 Shared by the analysis and the offline interviewer on purpose: the analysis must know which
-topic the interviewer's last question asked about, so that *any* reply to it ("não tenho",
-"não lembro") counts as an answer and the question is never asked again. The offline
-interviewer's questions are recognised exactly; a provider's (LLM) questions by keywords.
+topic the interviewer's last question asked about, so that it can check the reply against it
+(`answers.check_answer`) and count how often the topic was asked: a topic is asked at most
+twice (`question_for`, then `reask_for` in other words) and is never asked again once
+answered. The offline interviewer's questions are recognised exactly; a provider's (LLM)
+questions by keywords.
 """
 
 from __future__ import annotations
@@ -100,8 +102,44 @@ FALLBACK_QUESTION = (
 )
 
 
+# Asked once more, in other words, when the reply to the first question did not answer it
+# (a worry, a question back, "não sei"): simpler, with examples and an easy way to say no.
+# The AREA's other wording is `FALLBACK_QUESTION`.
+REASK: dict[Topic, str] = {
+    Topic.FATO: (
+        "Para eu entender o seu caso: o que aconteceu, em poucas palavras? Por exemplo, uma "
+        "demissão, uma compra com problema, uma cobrança, uma separação ou um benefício negado."
+    ),
+    Topic.QUANDO: (
+        "Mesmo sem a data exata, mais ou menos quando foi? Pode ser o mês, o ano ou há quanto "
+        "tempo isso acontece."
+    ),
+    Topic.PARTES: (
+        "E do outro lado do problema, quem está? Pode ser o nome de uma empresa, de uma pessoa "
+        "ou de um órgão público."
+    ),
+    Topic.URGENCIA: (
+        "Só para confirmar: há alguma data marcada (audiência, prazo para responder, despejo) ou "
+        "algum risco imediato? Se houver, me diga qual; se não houver, pode responder apenas "
+        '"não".'
+    ),
+    Topic.DOCUMENTOS: (
+        "Você guardou algum papel, print, e-mail, foto ou contrato sobre o caso? Se não tiver "
+        'nenhum, pode responder "não tenho".'
+    ),
+}
+
+
+def reask_for(topic: Topic, area: str | None) -> str:
+    """The second, last question about `topic`, in other words than `question_for`."""
+    if topic is Topic.AREA:
+        return FALLBACK_QUESTION
+    return REASK[topic]
+
+
 def _known_questions() -> dict[str, Topic]:
     known = {fold(q): t for t, q in _GENERIC.items()}
+    known.update({fold(q): t for t, q in REASK.items()})
     known.update({fold(q): t for (_, t), q in _BY_AREA.items()})
     for area in AREAS_BY_KEY:
         known[fold(question_for(Topic.DOCUMENTOS, area))] = Topic.DOCUMENTOS

@@ -3,11 +3,22 @@
 Deterministic and offline like the analysis. It always returns a valid result, even for a
 thin interview (area unknown, nothing dated): the gaps go into `missing_information` and pull
 `confidence` down, so the lawyer reading the triage sees what to ask first.
+
+Confidence says how much of the triage rests on what the client actually said:
+
+    0.50 x (client topics answered / 5)        what happened, when, who, urgency, documents
+  + 0.25 if the area was recognised
+  + 0.10 if the area signals agree             no second area with real weight
+  + 0.10 if a sub-area was recognised          a specific phrase, not only general words
+
+bounded to [0.05, 0.95], and never above 0.80 while any of the five topics is unanswered
+(never told, or asked twice and recorded as "não informado"): a triage with gaps is never
+presented as near-certain.
 """
 
 from __future__ import annotations
 
-from backend.generators.analysis import FACT_LIMIT, URGENCY_LABELS, area_label
+from backend.generators.analysis import FACT_LIMIT, NOT_INFORMED, URGENCY_LABELS, area_label
 from backend.generators.areas import AREAS_BY_KEY
 from backend.generators.base import CaseAnalysis, Complexity, TriageResult
 from backend.generators.questions import Topic
@@ -24,18 +35,16 @@ _WHEN_BY_URGENCY = {
     "baixa": "em até 15 dias",
 }
 
-# What a filled-in item is worth for confidence; they add up to 0.9, the area margin to 0.05.
-_CONFIDENCE_WEIGHTS = {
-    "area": 0.30,
-    "sub_area": 0.10,
-    Topic.FATO: 0.15,
-    Topic.QUANDO: 0.10,
-    Topic.PARTES: 0.10,
-    Topic.URGENCIA: 0.10,
-    Topic.DOCUMENTOS: 0.05,
-}
-_MIN_CONFIDENCE = 0.05
-_MAX_CONFIDENCE = 0.95
+# The topics the client answers (the area is inferred from their words, weighed apart).
+CLIENT_TOPICS = (Topic.FATO, Topic.QUANDO, Topic.PARTES, Topic.URGENCIA, Topic.DOCUMENTOS)
+TOPICS_WEIGHT = 0.50
+AREA_WEIGHT = 0.25
+AGREEMENT_WEIGHT = 0.10
+SUB_AREA_WEIGHT = 0.10
+MIN_CONFIDENCE = 0.05
+MAX_CONFIDENCE = 0.95
+# The ceiling while any client topic is unanswered.
+GAPS_CEILING = 0.80
 
 
 def _complexity(analysis: CaseAnalysis) -> Complexity:
@@ -55,20 +64,19 @@ def _complexity(analysis: CaseAnalysis) -> Complexity:
     return "media" if points >= 1 else "baixa"
 
 
-def _confidence(analysis: CaseAnalysis) -> float:
-    missing = set(analysis.missing_topics)
-    score = 0.0
+def confidence(analysis: CaseAnalysis) -> float:
+    """How much of the triage rests on what the client said (see the module docstring)."""
+    answered = [t for t in CLIENT_TOPICS if t.value in analysis.answered_topics]
+    score = TOPICS_WEIGHT * len(answered) / len(CLIENT_TOPICS)
     if analysis.area:
-        score += _CONFIDENCE_WEIGHTS["area"]
+        score += AREA_WEIGHT
         # One clear area is surer than a case that also looks like another area.
         if not analysis.secondary_areas:
-            score += 0.05
-    if analysis.sub_area:
-        score += _CONFIDENCE_WEIGHTS["sub_area"]
-    for topic in (Topic.FATO, Topic.QUANDO, Topic.PARTES, Topic.URGENCIA, Topic.DOCUMENTOS):
-        if topic.value not in missing:
-            score += _CONFIDENCE_WEIGHTS[topic]
-    return round(min(max(score, _MIN_CONFIDENCE), _MAX_CONFIDENCE), 2)
+            score += AGREEMENT_WEIGHT
+        if analysis.sub_area:
+            score += SUB_AREA_WEIGHT
+    ceiling = MAX_CONFIDENCE if len(answered) == len(CLIENT_TOPICS) else GAPS_CEILING
+    return round(min(max(score, MIN_CONFIDENCE), ceiling), 2)
 
 
 def _summary(conversation: ConversationState, analysis: CaseAnalysis) -> str:
@@ -91,6 +99,8 @@ def _summary(conversation: ConversationState, analysis: CaseAnalysis) -> str:
         parts.append(f"Valores mencionados: {facts['valores']}.")
     if "documentos" in facts:
         parts.append(f"Documentos: {facts['documentos']}.")
+    if Topic.URGENCIA.value in analysis.unanswered_topics:
+        parts.append(f"Prazos e audiências: {NOT_INFORMED}.")
     parts.append(f"Urgência {URGENCY_LABELS[analysis.urgency]}: {analysis.urgency_reason}")
     return " ".join(parts)
 
@@ -138,5 +148,5 @@ def build_triage_result(conversation: ConversationState, analysis: CaseAnalysis)
         summary=_summary(conversation, analysis),
         missing_information=list(analysis.missing),
         recommended_next_step=_next_step(analysis),
-        confidence=_confidence(analysis),
+        confidence=confidence(analysis),
     )

@@ -8,7 +8,10 @@ decides from the case analysis (`ready_for_triage`) when the interview holds eno
 to triage, has the configured `TriageAnalyzer` build the result (`build_triage_result`, or
 the LLM with the offline result as its fallback: backend/triage/analyzers.py), validated by
 its pydantic model, and stores it with a `triage.updated` event. Once triaged a session stays
-triaged: later messages refine the result.
+triaged: later messages update the analysis (each change a `triage.updated` event), and when
+they change what the triage result says (a hearing date that just came up raises the urgency,
+a document arrives, the area turns out to be another) the result is re-issued with its
+`version` one higher.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+from typing import Any
 
 from backend.conversations.service import (
     IntelligentInterviewerService,
@@ -39,6 +43,17 @@ TRIAGE_BASIS = "triage_basis"
 
 class _Unchanged(Exception):
     pass
+
+
+def issued_result(previous: dict[str, Any] | None, fresh: dict[str, Any]) -> dict[str, Any]:
+    """The triage result to store: the first one; the next version when later messages
+    changed what it says; else the one already issued, untouched."""
+    if previous is None:
+        return fresh
+    version = int(previous.get("version", 1))
+    if {**previous, "version": version} == {**fresh, "version": version}:
+        return previous
+    return {**fresh, "version": version + 1}
 
 
 def may_be_in_postgres(conversation: ConversationState) -> bool:
@@ -88,7 +103,8 @@ class CaseAssessor:
             before = recorded(state)
             state.data["analysis"] = analysis_doc
             if result is not None:
-                state.stage, state.triage_result = TRIAGED, result
+                state.stage = TRIAGED
+                state.triage_result = issued_result(state.triage_result, result)
             if basis is not None:
                 state.data[TRIAGE_BASIS] = basis
             if recorded(state) == before:

@@ -253,6 +253,7 @@ def test_extracts_parties_documents_and_amounts() -> None:
     ("message", "party"),
     [
         ("Meu ex-marido sumiu e não paga nada", "ex-marido"),
+        ("Minha ex não deixa eu ver meu filho", "ex-companheiro(a)"),
         ("O banco descontou parcelas de um empréstimo que não fiz", "banco"),
         ("O INSS não responde meu pedido", "INSS"),
         ("A imobiliária não devolveu a caução", "imobiliária"),
@@ -260,6 +261,10 @@ def test_extracts_parties_documents_and_amounts() -> None:
 )
 def test_recognises_parties(message: str, party: str) -> None:
     assert party in analyze(chat(message)).parties
+
+
+def test_an_ex_husband_is_one_party() -> None:
+    assert analyze(chat("Meu ex-marido sumiu e não paga nada")).parties == ["ex-marido"]
 
 
 @pytest.mark.parametrize(
@@ -313,13 +318,13 @@ def test_missing_shrinks_as_answers_arrive() -> None:
     assert MISSING_LABELS[Topic.URGENCIA] not in missing[3]
 
 
-def test_any_answer_to_a_question_counts_and_is_not_asked_again() -> None:
+def test_a_vague_period_answers_when_and_only_its_words_are_kept() -> None:
     conversation, _ = interview(
         "O INSS negou meu pedido de aposentadoria",
         "Sinceramente não lembro, faz tempo",
     )
     analysis = analyze(conversation)
-    assert analysis.facts["quando"] == "Sinceramente não lembro, faz tempo"
+    assert analysis.facts["quando"] == "faz tempo"
     assert Topic.QUANDO not in analysis.missing_topics
     assert analysis.next_topic != Topic.QUANDO
 
@@ -367,7 +372,16 @@ class TestReadiness:
         assert not analysis.ready_for_triage
 
     def test_turn_limit(self) -> None:
-        vague = ["oi", "é complicado", "não sei", "umas coisas aí", "hmm", "enfim"]
+        vague = [
+            "oi",
+            "Aconteceu uma situação chata comigo semana passada",
+            "hmm",
+            "enfim",
+            "sei lá",
+            "não sei",
+            "talvez",
+            "hmm, deixa eu ver",
+        ]
         assert len(vague) == MAX_USER_TURNS
         conversation, _ = interview(*vague[:-1])
         assert not analyze(conversation).ready_for_triage
@@ -376,6 +390,13 @@ class TestReadiness:
         assert analysis.ready_for_triage
         assert analysis.area is None
         assert analysis.user_turns == MAX_USER_TURNS
+
+    def test_neither_story_nor_area_after_asking_twice(self) -> None:
+        conversation, _ = interview("Oi", "é complicado", "não sei", "hmm", "sei lá")
+        analysis = analyze(conversation)
+        assert analysis.ready_for_triage
+        assert analysis.unanswered_topics == [Topic.FATO, Topic.AREA]
+        assert analysis.facts["o_que_aconteceu"] == "não informado"
 
     def test_turn_limit_is_a_parameter(self) -> None:
         conversation, _ = interview("oi", "tudo bem?")
@@ -394,3 +415,82 @@ def test_only_the_start_of_a_huge_message_is_read() -> None:
     analysis = analyze(chat("Meu voo foi cancelado. " + filler + "Meu irmão foi preso"))
     assert analysis.area == "consumidor"
     assert analysis.urgency == "baixa"
+
+
+class TestAnswerAgainstQuestion:
+    """The reported conversations: a reply is recorded only when it answers its question."""
+
+    STORY = "Fui demitido sem justa causa ontem e a empresa Alfa não pagou minhas verbas"
+
+    def test_a_worry_is_not_the_documents_answer_and_the_topic_is_asked_again(self) -> None:
+        conversation, _ = interview(
+            self.STORY, "Não tenho audiência", "Estou muito preocupado 😟 — o que faço?"
+        )
+        analysis = analyze(conversation)
+        assert "documentos" not in analysis.facts
+        assert not analysis.ready_for_triage
+        assert analysis.next_topic == Topic.DOCUMENTOS and analysis.reasking
+        assert analysis.last_reply_topic == Topic.DOCUMENTOS
+        assert analysis.last_reply_evasion == "question"
+        assert analysis.client_questions == ["next_steps"]
+
+    def test_the_story_again_is_not_a_list_of_documents(self) -> None:
+        conversation, _ = interview(
+            self.STORY, "Não tenho audiência", "Trabalhei 3 anos como auxiliar administrativo…"
+        )
+        analysis = analyze(conversation)
+        assert "documentos" not in analysis.facts
+        assert analysis.reasking and analysis.last_reply_evasion == "off_topic"
+
+    def test_an_answer_to_the_second_question_is_recorded(self) -> None:
+        conversation, _ = interview(
+            self.STORY, "Não tenho audiência", "Estou nervosa 😢", "tenho os holerites"
+        )
+        analysis = analyze(conversation)
+        assert analysis.facts["documentos"] == "holerites"
+        assert analysis.unanswered_topics == []
+        assert analysis.ready_for_triage
+
+    def test_a_second_miss_records_not_informed_and_moves_on(self) -> None:
+        conversation, _ = interview(self.STORY, "Não tenho audiência", "o que faço?", "não sei")
+        analysis = analyze(conversation)
+        assert analysis.facts["documentos"] == "não informado"
+        assert analysis.unanswered_topics == [Topic.DOCUMENTOS]
+        assert Topic.DOCUMENTOS in analysis.missing_topics
+        assert Topic.DOCUMENTOS not in analysis.answered_topics
+        assert analysis.ready_for_triage and analysis.next_topic is None
+
+    @pytest.mark.parametrize("reply", ["não sei", "Não lembro 😕", "quanto tempo demora?"])
+    def test_not_knowing_when_is_asked_once_more(self, reply: str) -> None:
+        conversation, _ = interview("O INSS cortou meu auxílio-doença", reply)
+        analysis = analyze(conversation)
+        assert "quando" not in analysis.facts
+        assert analysis.next_topic == Topic.QUANDO and analysis.reasking
+        conversation, _ = interview("O INSS cortou meu auxílio-doença", reply, "uns dois meses")
+        analysis = analyze(conversation)
+        assert analysis.facts["quando"] == "uns dois meses"
+        assert not analysis.reasking
+
+    def test_a_name_that_follows_a_worry_is_still_the_party(self) -> None:
+        conversation, _ = interview(
+            "Comprei uma geladeira que veio com defeito", "ontem", "tô desesperada", "Casas Bahia"
+        )
+        assert analyze(conversation).facts["partes"] == "Casas Bahia"
+
+    def test_a_volunteered_fact_counts_even_in_an_evasive_reply(self) -> None:
+        # Asked about the parties, the client worries but names the company on the way.
+        conversation, _ = interview(
+            "Meu voo foi cancelado", "ontem", "Estou preocupada, a Azul não responde ninguém"
+        )
+        analysis = analyze(conversation)
+        assert "Azul" in analysis.facts["partes"]
+        assert not analysis.reasking
+
+    def test_not_knowing_whether_there_is_a_deadline_is_asked_once_more(self) -> None:
+        conversation, _ = interview(self.STORY, "não sei se tem prazo")
+        analysis = analyze(conversation)
+        assert Topic.URGENCIA in analysis.missing_topics
+        assert analysis.next_topic == Topic.URGENCIA and analysis.reasking
+        assert analysis.last_reply_evasion == "unknown"
+        conversation, _ = interview(self.STORY, "não sei se tem prazo", "não, nada marcado")
+        assert Topic.URGENCIA in analyze(conversation).answered_topics

@@ -7,8 +7,18 @@ import re
 import pytest
 
 from backend.generators.analysis import analyze
-from backend.generators.offline import OfflineInterviewer, compose_reply, split_chunks
-from backend.generators.questions import GUIDANCE, Topic, question_for
+from backend.generators.offline import (
+    AFTER_TRIAGE,
+    CONFIDENTIALITY_REPLY,
+    COST_REPLY,
+    OTHER_QUESTION_REPLY,
+    TRIAGE_UPDATED,
+    WORRY_REPLY,
+    OfflineInterviewer,
+    compose_reply,
+    split_chunks,
+)
+from backend.generators.questions import GUIDANCE, REASK, Topic, question_for
 from backend.state.schemas import ConversationState
 from tests.generators.helpers import chat, interview, without_last_reply
 
@@ -62,7 +72,7 @@ def test_acknowledges_the_area_and_asks_the_next_missing_thing() -> None:
 def test_echoes_a_recognised_date_but_not_a_free_form_answer() -> None:
     _, replies = interview("O INSS negou minha aposentadoria", "em março de 2024")
     assert "Anotei a data (em março de 2024)" in replies[-1]
-    _, replies = interview("O INSS negou minha aposentadoria", "não lembro bem")
+    _, replies = interview("O INSS negou minha aposentadoria", "faz muito tempo")
     assert "Anotei sua resposta sobre a data." in replies[-1]
     _, replies = interview("Comprei um celular com defeito", "ontem", "Loja X")
     assert "Anotei quem está envolvido (Loja X)" in replies[-1]
@@ -80,7 +90,7 @@ def test_acknowledges_documents() -> None:
     assert "Anotei que você ainda não tem documentos." in replies[-1]
 
 
-def test_never_asks_an_answered_question_again() -> None:
+def test_never_asks_the_same_question_twice() -> None:
     _, replies = interview(
         "Oi",
         "Tive um problema, é complicado de explicar",
@@ -89,10 +99,13 @@ def test_never_asks_an_answered_question_again() -> None:
         "umas pessoas aí",
         "acho que não",
     )
-    questions = [re.findall(r"[^.!?]*\?", reply)[-1].strip() for reply in replies[:-1]]
+    questions = [re.findall(r"[^.!?]*\?", reply)[-1].strip() for reply in replies[:4]]
     assert len(questions) == len(set(questions)), questions
-    # Six turns without an area: the interview closes instead of dragging on.
-    assert "Já tenho as informações principais" in replies[-1]
+    # Neither the story nor the area after asking each twice: the interview closes instead of
+    # dragging on, and says what stayed unanswered.
+    assert "Já tenho as informações principais" in replies[4]
+    assert "Ficaram sem resposta o relato do que aconteceu e o tipo de problema" in replies[4]
+    assert replies[5] == AFTER_TRIAGE
 
 
 def test_asks_one_question_per_reply() -> None:
@@ -155,3 +168,89 @@ def test_rejects_bad_options() -> None:
         OfflineInterviewer(chunk_delay_ms=-1)
     with pytest.raises(ValueError):
         OfflineInterviewer(words_per_chunk=0)
+
+
+LABOUR = (
+    "Fui demitido sem justa causa ontem e a empresa Alfa não pagou minhas verbas",
+    "Não tenho audiência nem prazo",
+)
+
+
+def test_a_worried_question_back_is_answered_and_the_question_asked_in_other_words() -> None:
+    _, replies = interview(*LABOUR, "Estou muito preocupado 😟 — o que faço?")
+    reply = replies[-1]
+    assert replies[-2].endswith(question_for(Topic.DOCUMENTOS, "trabalhista"))
+    assert WORRY_REPLY in reply
+    assert "Sobre o que fazer agora" in reply and "advogado trabalhista" in reply
+    assert "Anotei" not in reply
+    assert reply.endswith(REASK[Topic.DOCUMENTOS])
+    assert "Já tenho as informações principais" not in reply
+
+
+def test_a_second_miss_is_not_informed_and_the_interview_moves_on() -> None:
+    _, replies = interview("O INSS cortou meu auxílio-doença", "não sei", "não lembro mesmo")
+    assert replies[1].startswith("Sem problema se você não souber com certeza.")
+    assert replies[1].endswith(REASK[Topic.QUANDO])
+    assert "esse ponto (a data) como não informado" in replies[2]
+    assert "Anotei a data" not in replies[2]
+    # On to the next topic, never back to the date.
+    assert replies[2].endswith(question_for(Topic.DOCUMENTOS, "previdenciario"))
+
+
+def test_the_closing_says_what_stayed_unanswered() -> None:
+    _, replies = interview(*LABOUR, "???", "sei lá")
+    assert "Já tenho as informações principais" in replies[-1]
+    assert "Ficaram sem resposta os documentos" in replies[-1]
+
+
+@pytest.mark.parametrize(
+    ("question", "answer"),
+    [
+        ("Quanto custa isso?", COST_REPLY),
+        ("Isso que eu falar aqui é sigiloso? Minha empresa vai saber?", CONFIDENTIALITY_REPLY),
+        ("Quanto tempo demora?", "Faltam poucas perguntas."),
+        ("Que documentos eu preciso separar?", "carteira de trabalho, holerites"),
+        ("Vocês atendem em Campinas?", OTHER_QUESTION_REPLY),
+    ],
+)
+def test_client_questions_are_answered_during_the_interview(question: str, answer: str) -> None:
+    _, replies = interview(LABOUR[0], question)
+    assert answer in replies[-1]
+    # Then the interview goes on: the question about deadlines, in other words.
+    assert replies[-1].endswith(REASK[Topic.URGENCIA])
+
+
+TRIAGED = (*LABOUR, "Tenho a carteira de trabalho e os holerites")
+
+
+@pytest.mark.parametrize(
+    ("question", "answer"),
+    [
+        ("Mais alguma coisa…?", "o próximo passo é uma consulta com um advogado trabalhista"),
+        ("e agora, o que eu faço?", "Por aqui você não precisa fazer mais nada"),
+        ("Quanto tempo vai demorar?", "um advogado deve falar com você nos próximos dias"),
+        ("é confidencial?", CONFIDENTIALITY_REPLY),
+        ("É de graça?", COST_REPLY),
+        ("Quais documentos eu preciso levar?", "carteira de trabalho, holerites"),
+        ("Vocês atendem em Campinas?", OTHER_QUESTION_REPLY),
+    ],
+)
+def test_questions_after_the_triage_get_useful_answers(question: str, answer: str) -> None:
+    _, replies = interview(*TRIAGED, question)
+    assert "Já tenho as informações principais" in replies[-2]
+    assert answer in replies[-1]
+    assert AFTER_TRIAGE not in replies[-1]
+    assert TRIAGE_UPDATED not in replies[-1]
+
+
+def test_a_hearing_after_the_triage_gets_guidance_and_updates_the_triage() -> None:
+    _, replies = interview(*TRIAGED, "Acabei de receber uma intimação: a audiência é amanhã")
+    assert "Entendo que o seu caso é urgente" in replies[-1]
+    assert GUIDANCE["audiencia"] in replies[-1]
+    assert replies[-1].endswith(TRIAGE_UPDATED)
+
+
+def test_a_new_party_after_the_triage_is_noted_without_changing_the_triage() -> None:
+    _, replies = interview(*TRIAGED, "Ah, o meu chefe também me ameaçava")
+    assert "Anotei quem está envolvido (empresa Alfa, chefe)" in replies[-1]
+    assert TRIAGE_UPDATED not in replies[-1]

@@ -95,3 +95,51 @@ def test_confidence_grows_as_the_interview_fills_in() -> None:
     assert confidences == sorted(confidences)
     assert confidences[0] < 0.2
     assert confidences[-1] > 0.8
+
+
+LABOUR = (
+    "Fui demitido sem justa causa e a empresa Alfa não pagou minhas verbas rescisórias",
+    "No dia 12/03/2025",
+    "Não tenho prazo nem audiência",
+)
+
+
+def test_an_off_topic_reply_never_becomes_the_documents_and_confidence_stays_honest() -> None:
+    # The reported triage: the story told again was stored as the documents, at 0.95.
+    result = triage_of(*LABOUR, "Trabalhei 3 anos como auxiliar administrativo…", "não sei")
+    assert "Documentos: não informado." in result.summary
+    assert "auxiliar administrativo" not in result.summary.split("Documentos:")[1]
+    assert result.missing_information == [MISSING_LABELS[Topic.DOCUMENTOS]]
+    assert result.confidence <= 0.8
+
+
+def test_a_worry_is_not_in_the_triage() -> None:
+    result = triage_of(*LABOUR, "Estou muito preocupado 😟 — o que faço?", "não sei")
+    assert "preocupado" not in result.summary
+    assert "Documentos: não informado." in result.summary
+
+
+def test_confidence_is_at_most_08_with_any_unanswered_topic() -> None:
+    complete = triage_of(*LABOUR, "Tenho a carteira de trabalho e os holerites")
+    assert complete.confidence >= 0.9
+    # Same case, each topic left unanswered in turn (asked twice, or never told).
+    no_documents = triage_of(*LABOUR, "o que eu faço?", "sei lá")
+    no_date = triage_of(LABOUR[0], "não lembro", "não sei", *LABOUR[2:], "tenho os holerites")
+    urgent_at_once = triage_of("Meu filho foi preso em flagrante ontem na delegacia")
+    for result in (no_documents, no_date, urgent_at_once):
+        assert result.missing_information
+        assert result.confidence <= 0.8, result
+    assert no_date.summary.count("Quando: não informado.") == 1
+
+
+def test_confidence_is_higher_when_the_area_signals_agree() -> None:
+    single = triage_of(*LABOUR, "Tenho a carteira de trabalho e os holerites")
+    mixed = triage_of(
+        "Fui demitido sem justa causa e a empresa Alfa não pagou a rescisão. Por causa disso "
+        "atrasei o aluguel e o proprietário quer o despejo do apartamento",
+        "No dia 12/03/2025",
+        "Não tenho prazo nem audiência",
+        "Tenho a carteira de trabalho e os holerites",
+    )
+    assert mixed.missing_information == []
+    assert mixed.confidence < single.confidence

@@ -98,3 +98,56 @@ async def test_assess_writes_only_when_something_changed(
         assert len(updates) == 1
     finally:
         await runtime.stop(1)
+
+
+TRIAGED_ANSWERS = [
+    "Fui demitido sem justa causa ontem e a empresa Alfa não pagou as verbas rescisórias.",
+    "Não tenho audiência nem prazo.",
+    "Tenho a carteira de trabalho e os holerites.",
+]
+
+
+async def _post(api: httpx.AsyncClient, sid: str, message: str) -> dict:
+    posted = await api.post(
+        f"/api/triage/{sid}/messages", json={"message": message}, headers=bearer()
+    )
+    assert posted.status_code == 202, posted.text
+    return await settled(api, sid)
+
+
+async def _last_reply(api: httpx.AsyncClient, sid: str) -> str:
+    history = await api.get(f"/api/conversations/sessions/{sid}", headers=bearer())
+    return str(history.json()["messages"][-1]["content"])
+
+
+async def test_a_hearing_after_the_triage_reissues_it_with_the_next_version(
+    api: httpx.AsyncClient, manager: ConversationStateManager
+) -> None:
+    started = await api.post("/api/triage", json={"message": TRIAGED_ANSWERS[0]}, headers=bearer())
+    sid = started.json()["session_id"]
+    status = await settled(api, sid)
+    for answer in TRIAGED_ANSWERS[1:]:
+        status = await _post(api, sid, answer)
+    assert status["stage"] == "triaged"
+    first = status["triage_result"]
+    assert first["version"] == 1 and first["urgency"] != "urgente"
+    assert first["missing_information"] == [] and first["confidence"] > 0.8
+
+    # A question after the triage gets an answer and leaves the result as it was.
+    status = await _post(api, sid, "Quanto tempo vai demorar?")
+    assert "um advogado deve falar com você" in await _last_reply(api, sid)
+    assert status["triage_result"] == first
+    analysis_version = status["version"]
+
+    status = await _post(api, sid, "Acabei de receber uma intimação: a audiência é amanhã!")
+    result = TriageResult.model_validate(status["triage_result"])
+    assert result.version == 2
+    assert result.urgency == "urgente"
+    assert result.recommended_next_step.startswith("Encaminhar imediatamente")
+    assert status["version"] > analysis_version
+    assert "Atualizei a triagem do seu caso" in await _last_reply(api, sid)
+    # The event stream carries the re-issued result, as stored.
+    updates = [e for e in await manager.read_events(sid) if e.type == "triage.updated"]
+    assert updates[-1].data["triage_result"] == status["triage_result"]
+    versions = [(e.data["triage_result"] or {}).get("version") for e in updates]
+    assert versions.index(2) > versions.index(1)
