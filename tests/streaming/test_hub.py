@@ -14,7 +14,6 @@ from backend.state.schemas import ConversationState, Event, StreamEntry
 from backend.state.service import ConversationStateManager
 from backend.streaming.events import ResumePoint
 from backend.streaming.hub import Reload, StreamHub, Subscription
-from backend.streaming.keys import StreamKeys
 from backend.streaming.sse import session_events
 from tests.conftest import make_settings, purge_prefix
 
@@ -23,15 +22,16 @@ GUARD = 15  # seconds; a hang guard, not a timing assertion
 
 def make_hub(manager: ConversationStateManager, client: Any, **overrides: Any) -> StreamHub:
     options: dict[str, Any] = {
-        "replica_id": "test",
         "cluster": manager.redis.is_cluster,
-        "block_ms": 30_000,  # far longer than GUARD: only the wake-up can make a test pass
-        "keys_per_reader": 500,
+        "partitions": manager.settings.stream_partitions,
+        # Far longer than GUARD: only a notification can make a test pass.
+        "block_ms": 30_000,
         "check_seconds": 0.2,
+        "sweep_seconds": 3_600,
         "max_backlog": 1_000,
     }
     options.update(overrides)
-    return StreamHub(client, manager.keys, StreamKeys(manager.keys.prefix), **options)
+    return StreamHub(client, manager.keys, **options)
 
 
 @pytest.fixture
@@ -82,12 +82,12 @@ async def test_fan_out_to_every_subscriber_in_order(
         await hub.close()
 
 
-async def test_new_sessions_wake_a_blocked_reader(
+async def test_a_write_wakes_the_blocked_reader(
     manager: ConversationStateManager, hub_client: Any
 ) -> None:
-    # Readers of 2 keys: sessions spread over several readers, each blocked for 30 s when a
-    # new session joins it; only the wake-up lets these events arrive within the guard.
-    hub = make_hub(manager, hub_client, keys_per_reader=2)
+    # Sessions over several partitions, the reader blocked for 30 s when each joins: only the
+    # notification of the write lets its event arrive within the guard.
+    hub = make_hub(manager, hub_client)
     hub.start()
     try:
         subs = []
@@ -99,7 +99,7 @@ async def test_new_sessions_wake_a_blocked_reader(
             await asyncio.sleep(0.05)  # let the reader block before the next one joins
             await manager.append_event(sid, Event(type="message.delta", data={"n": n}))
             assert (await take(sub, 1))[0].data == {"n": n}
-        assert hub.stats()["readers"] == (1 if hub.cluster else 3) or hub.cluster
+        assert hub.stats()["readers"] == 1
     finally:
         await hub.close()
     assert all(sub.reason == "shutdown" for sub in subs)
@@ -186,7 +186,8 @@ async def test_hub_on_a_cluster(redis_cluster: Any) -> None:
         for n, sub in enumerate(subs):
             await manager.append_event(f"s{n}", Event(type="message.delta", data={"n": n}))
             assert (await take(sub, 1))[0].data == {"n": n}
-        assert hub.stats() == {"sessions": 3, "subscriptions": 3, "readers": 3}
+        # One reader per partition, whatever the number of sessions.
+        assert hub.stats() == {"sessions": 3, "subscriptions": 3, "readers": 16}
     finally:
         await hub.close()
         await client.aclose()
