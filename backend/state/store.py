@@ -183,6 +183,11 @@ class StateStore:
         raw = found[0] or found[1]
         return None if raw is None else cast(dict[str, Any], json.loads(raw))
 
+    async def run_command(self, command: tuple[Any, ...]) -> Any:
+        """One read-only command through the auto-pipeline (round trips and connections shared
+        with every concurrent caller); an error reply is raised."""
+        return await self._autopipe.call(command)
+
     async def get_version(self, session_id: str, kind: Kind = "conversation") -> int:
         """The stored version (0 when absent): a cheap read that does not parse the document."""
         with translate_errors():
