@@ -381,6 +381,32 @@ async def test_an_event_whose_notification_was_lost_is_caught_up(
         await hub.close()
 
 
+async def test_a_session_owing_a_reply_is_re_read_at_each_check(
+    topology: dict[str, Any],
+) -> None:
+    """A client waits for a reply: its stream does not wait for the sweep (an hour here) to
+    get an event whose notification was lost, the next check re-reads it."""
+    manager, client = topology["manager"], topology["client"]
+    hub = make_hub(manager, client)
+    hub.start()
+    try:
+        sub = hub.new_subscription("o1")
+        hub.attach(sub, await new_session(manager, "o1"))
+
+        def ask(state: ConversationState) -> Event:
+            state.append_message("user", "Fui demitido sem justa causa.", max_history=100)
+            return Event(type="message.created")
+
+        await manager.update_returning_event("o1", ask)
+        assert (await take(sub, 1))[0].type == "message.created"
+        lost = await manager.redis.client.xadd(
+            manager.keys.events("o1"), {"type": "message.delta", "version": 2, "data": "{}"}
+        )
+        assert [e.id for e in await take(sub, 1)] == [lost]
+    finally:
+        await hub.close()
+
+
 async def test_a_killed_reader_connection_recovers_without_losing_events(
     topology: dict[str, Any],
 ) -> None:
