@@ -24,6 +24,8 @@ import time
 from typing import Any
 from urllib.parse import urlparse
 
+from redis.asyncio import RedisCluster
+
 from backend.core.auth import create_token
 from backend.core.config import Settings
 from backend.core.redis import RedisService
@@ -97,6 +99,21 @@ async def probe(
     return delivered, delays
 
 
+async def idle_command_rate(redis: RedisService, seconds: float = 10.0) -> float:
+    """Commands per second the Redis Cluster's nodes process while every stream is idle (the
+    replica's checks, sweeps and blocking reads): the private cluster has no other client."""
+
+    async def processed() -> int:
+        info = await redis.client.execute_command(
+            "INFO", "stats", target_nodes=RedisCluster.ALL_NODES
+        )
+        return sum(int(node["total_commands_processed"]) for node in info.values())
+
+    before = await processed()
+    await asyncio.sleep(seconds)
+    return (await processed() - before) / seconds
+
+
 async def run(
     streams: int = 5_000, topologies: tuple[str, ...] = ("single node", "cluster")
 ) -> list[dict[str, Any]]:
@@ -141,6 +158,7 @@ async def _run(settings: Settings, streams: int, redis_ports: list[int]) -> dict
             await asyncio.sleep(3)
             rss_full = replica.rss_bytes()
             redis_connections = sum(replica.redis_connections(port) for port in redis_ports)
+            idle_commands = await idle_command_rate(redis) if settings.redis_cluster else None
             delivered, delays = await probe(manager, ids, connections)
             for connection in connections:
                 connection.close()
@@ -157,6 +175,7 @@ async def _run(settings: Settings, streams: int, redis_ports: list[int]) -> dict
         "rss_full_mb": rss_full / 2**20,
         "per_stream_kb": per_stream / 1024,
         "redis_connections": redis_connections,
+        "idle_commands_per_s": idle_commands,
         "probes": PROBES,
         "delivered": delivered,
         "probe_p50_ms": statistics.median(delays) if delays else float("nan"),
@@ -178,6 +197,11 @@ def report(rows: list[dict[str, Any]]) -> str:
             f"{row['rss_full_mb']:.1f} MB with all streams open",
             f"    memory per stream: {row['per_stream_kb']:.1f} KB",
             f"    Redis connections held by the replica: {row['redis_connections']}",
+            *(
+                [f"    Redis commands per second, all streams idle: {idle:.0f}"]
+                if (idle := row["idle_commands_per_s"]) is not None
+                else []
+            ),
             f"    live check: {row['delivered']}/{row['probes']} probe events delivered, "
             f"append -> delivery p50 {row['probe_p50_ms']:.1f} ms, "
             f"p99 {row['probe_p99_ms']:.1f} ms",
