@@ -38,7 +38,6 @@ from backend.replies.runner import ReplyRunner
 from backend.state.service import ConversationStateManager
 from backend.stats.service import StatsService
 from backend.streaming.hub import StreamHub
-from backend.streaming.keys import StreamKeys
 from backend.streaming.lease import SessionLease
 from backend.summaries.service import SummaryService
 from backend.triage.factory import create_analyzer
@@ -88,12 +87,11 @@ class ConversationRuntime:
         hub = StreamHub(
             hub_redis.client,
             manager.keys,
-            StreamKeys(manager.keys.prefix),
-            replica_id=replica_id,
             cluster=settings.redis_cluster,
+            partitions=settings.stream_partitions,
             block_ms=settings.stream_block_ms,
-            keys_per_reader=settings.stream_keys_per_reader,
             check_seconds=settings.stream_check_seconds,
+            sweep_seconds=settings.stream_sweep_seconds,
             max_backlog=settings.sse_max_backlog,
             on_owing=runner.recheck,
         )

@@ -8,26 +8,34 @@ One uvicorn replica. N sessions are created in Redis; a client opens one events 
 * the Redis connections the replica holds meanwhile (the shared tailer: a few, not N);
 * that the streams are live: one at a time, an event is appended to a random session and its
   stream must deliver it; the delay from the append is reported (p50/p99).
+
+Run against the single Redis node and against a throwaway 3-master Redis Cluster
+(`tests/redis_cluster.py`; its ports from BENCH_CLUSTER_PORTS, e.g. `7100,7101,7102`, else
+free ones), side by side.
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
 import random
 import statistics
 import time
 from typing import Any
 from urllib.parse import urlparse
 
+from redis.asyncio import RedisCluster
+
 from backend.core.auth import create_token
 from backend.core.config import Settings
 from backend.core.redis import RedisService
 from backend.state.schemas import ConversationState, Event
 from backend.state.service import ConversationStateManager
-from bench.common import bench_settings
+from bench.common import BENCH_REDIS_URL, bench_settings
 from bench.replica import BenchReplica, own_database
 from bench.sse_chat import percentile, purge
 from bench.sse_client import SSEConnection
+from tests.redis_cluster import RedisClusterProcess
 
 WARM_UP = 200
 BATCH = 100
@@ -91,20 +99,56 @@ async def probe(
     return delivered, delays
 
 
-async def run(streams: int = 5_000) -> dict[str, Any]:
-    async with own_database(bench_settings()) as settings:
-        return await _run(settings, streams)
+async def idle_command_rate(redis: RedisService, seconds: float = 10.0) -> float:
+    """Commands per second the Redis Cluster's nodes process while every stream is idle (the
+    replica's checks, sweeps and blocking reads): the private cluster has no other client."""
+
+    async def processed() -> int:
+        info = await redis.client.execute_command(
+            "INFO", "stats", target_nodes=RedisCluster.ALL_NODES
+        )
+        return sum(int(node["total_commands_processed"]) for node in info.values())
+
+    before = await processed()
+    await asyncio.sleep(seconds)
+    return (await processed() - before) / seconds
 
 
-async def _run(settings: Settings, streams: int) -> dict[str, Any]:
+async def run(
+    streams: int = 5_000, topologies: tuple[str, ...] = ("single node", "cluster")
+) -> list[dict[str, Any]]:
+    rows = []
+    for topology in topologies:
+        async with own_database(bench_settings()) as settings:
+            if topology == "cluster":
+                ports = os.environ.get("BENCH_CLUSTER_PORTS")
+                cluster = RedisClusterProcess(
+                    ports=[int(p) for p in ports.split(",")] if ports else None
+                ).start()
+                try:
+                    on_cluster = settings.model_copy(
+                        update={"redis_url": cluster.url, "redis_cluster": True}
+                    )
+                    rows.append(await _run(on_cluster, streams, cluster.ports))
+                finally:
+                    cluster.stop()
+            else:
+                redis_port = urlparse(settings.redis_url).port or 6379
+                rows.append(await _run(settings, streams, [redis_port]))
+        rows[-1]["topology"] = topology
+    return rows
+
+
+async def _run(settings: Settings, streams: int, redis_ports: list[int]) -> dict[str, Any]:
     redis = RedisService.from_settings(settings)
     manager = ConversationStateManager(redis, settings)
     token = create_token(settings, "idle-user", "bench")
-    redis_port = urlparse(settings.redis_url).port or 6379
     connections: list[SSEConnection] = []
+    # The Celery broker is a standalone Redis even when the state is on a cluster.
+    env = {"redis_cluster": True, "celery_broker_url": BENCH_REDIS_URL}
     try:
         ids = await create_sessions(manager, streams)
-        with BenchReplica(settings) as replica:
+        with BenchReplica(settings, **(env if settings.redis_cluster else {})) as replica:
             connections += await open_streams(replica.port, token, ids[:WARM_UP])
             await asyncio.sleep(2)
             rss_warm = replica.rss_bytes()
@@ -113,21 +157,25 @@ async def _run(settings: Settings, streams: int) -> dict[str, Any]:
             open_seconds = time.perf_counter() - started
             await asyncio.sleep(3)
             rss_full = replica.rss_bytes()
-            redis_connections = replica.redis_connections(redis_port)
+            redis_connections = sum(replica.redis_connections(port) for port in redis_ports)
+            idle_commands = await idle_command_rate(redis) if settings.redis_cluster else None
             delivered, delays = await probe(manager, ids, connections)
             for connection in connections:
                 connection.close()
     finally:
-        await purge(settings)
+        if not settings.redis_cluster:  # a cluster is thrown away whole
+            await purge(settings)
         await redis.close()
     per_stream = (rss_full - rss_warm) / (streams - WARM_UP)
     return {
         "streams": streams,
+        "partitions": settings.stream_partitions,
         "open_seconds": open_seconds,
         "rss_warm_mb": rss_warm / 2**20,
         "rss_full_mb": rss_full / 2**20,
         "per_stream_kb": per_stream / 1024,
         "redis_connections": redis_connections,
+        "idle_commands_per_s": idle_commands,
         "probes": PROBES,
         "delivered": delivered,
         "probe_p50_ms": statistics.median(delays) if delays else float("nan"),
@@ -135,18 +183,27 @@ async def _run(settings: Settings, streams: int) -> dict[str, Any]:
     }
 
 
-def report(row: dict[str, Any]) -> str:
-    return "\n".join(
-        [
-            "Idle SSE streams on one replica (events endpoint, one stream per session)",
-            f"  streams open: {row['streams']} (opened {row['streams'] - WARM_UP} in "
-            f"{row['open_seconds']:.1f} s after a warm-up of {WARM_UP})",
-            f"  replica RSS: {row['rss_warm_mb']:.1f} MB after warm-up -> "
+def report(rows: list[dict[str, Any]]) -> str:
+    lines = [
+        "Idle SSE streams on one replica (events endpoint, one stream per session; "
+        f"{rows[0]['partitions']} notification partitions)"
+    ]
+    for row in rows:
+        lines += [
+            f"  {row['topology']}: {row['streams']} streams open (opened "
+            f"{row['streams'] - WARM_UP} in {row['open_seconds']:.1f} s after a warm-up of "
+            f"{WARM_UP})",
+            f"    replica RSS: {row['rss_warm_mb']:.1f} MB after warm-up -> "
             f"{row['rss_full_mb']:.1f} MB with all streams open",
-            f"  memory per stream: {row['per_stream_kb']:.1f} KB",
-            f"  Redis connections held by the replica: {row['redis_connections']}",
-            f"  live check: {row['delivered']}/{row['probes']} probe events delivered, "
+            f"    memory per stream: {row['per_stream_kb']:.1f} KB",
+            f"    Redis connections held by the replica: {row['redis_connections']}",
+            *(
+                [f"    Redis commands per second, all streams idle: {idle:.0f}"]
+                if (idle := row["idle_commands_per_s"]) is not None
+                else []
+            ),
+            f"    live check: {row['delivered']}/{row['probes']} probe events delivered, "
             f"append -> delivery p50 {row['probe_p50_ms']:.1f} ms, "
             f"p99 {row['probe_p99_ms']:.1f} ms",
         ]
-    )
+    return "\n".join(lines)

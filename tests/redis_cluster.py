@@ -33,8 +33,8 @@ def _free_cluster_ports(n: int) -> list[int]:
 
 
 class RedisClusterProcess:
-    def __init__(self, masters: int = 3) -> None:
-        self.ports = _free_cluster_ports(masters)
+    def __init__(self, masters: int = 3, ports: list[int] | None = None) -> None:
+        self.ports = ports or _free_cluster_ports(masters)
         self.dir = Path(tempfile.mkdtemp(prefix="triage-cluster-"))
         self.procs: list[subprocess.Popen[bytes]] = []
 

@@ -79,8 +79,15 @@ class Settings(BaseSettings):
     ws_auth_timeout_seconds: float = Field(default=10.0, gt=0)
     ws_send_timeout_seconds: float = Field(default=30.0, gt=0)
     stream_block_ms: int = Field(default=2_000, ge=10, le=60_000)
-    stream_keys_per_reader: int = Field(default=500, gt=0, le=10_000)
     stream_check_seconds: float = Field(default=5.0, gt=0)
+    # Session streams are grouped into this many notification partitions (a stable hash of the
+    # session id): a replica holds one blocking read per partition on a cluster, one in all on
+    # a single node, whatever the number of streamed sessions. Every replica and worker must
+    # use the same value (see README, Scaling out).
+    stream_partitions: int = Field(default=16, gt=0, le=256)
+    # Every open stream re-reads its session stream this often, whatever the notifications
+    # said: the bound on how long a lost notification can keep an idle stream silent.
+    stream_sweep_seconds: float = Field(default=60.0, gt=0)
     # Move everything alive after start-up out of the cyclic GC's reach (gc.freeze): a full
     # collection then scans only what requests created, not the whole app (~70 ms pauses).
     gc_freeze: bool = True

@@ -85,6 +85,11 @@ class _Metrics:
         self.sse_cut = Counter(
             "triage_sse_streams_cut", "SSE streams the server cut", ["reason"], registry=r
         )
+        self.stream_caught_up = Counter(
+            "triage_stream_catch_up_reads",
+            "Session stream reads that found events no notification had announced",
+            registry=r,
+        )
         self.ws_open = Gauge(
             "triage_ws_connections_open",
             "WebSockets open on this replica",
@@ -255,6 +260,11 @@ def llm_analysis(outcome: str, seconds: float) -> None:
 
 def stream_cut(reason: str) -> None:
     M.sse_cut.labels(reason).inc()
+
+
+def stream_caught_up() -> None:
+    """A catch-up read (sweep, reconnect) found events: their notification was lost."""
+    M.stream_caught_up.inc()
 
 
 def snapshot_batch(seconds: float, sessions: int, messages: int) -> None:

@@ -8,6 +8,7 @@ dirty set) live in their own slots and are always rebuildable from the sessions 
 from __future__ import annotations
 
 import re
+import zlib
 
 from backend.core.ids import is_valid_principal_id
 
@@ -16,6 +17,12 @@ _SESSION_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 
 def is_valid_session_id(session_id: str) -> bool:
     return bool(_SESSION_ID.match(session_id))
+
+
+def stream_partition(session_id: str, partitions: int) -> int:
+    """The notification partition of a session: a hash that is the same in every process
+    (Python's `hash()` of a str is salted per process)."""
+    return zlib.crc32(session_id.encode()) % partitions
 
 
 class Keys:
@@ -72,6 +79,12 @@ class Keys:
         if not (is_valid_principal_id(tenant_id) and is_valid_principal_id(user_id)):
             raise ValueError(f"invalid tenant or user id: {tenant_id!r}, {user_id!r}")
         return f"{self.prefix}:idx:{{t:{tenant_id}:u:{user_id}}}:sessions"
+
+    def notify(self, partition: int) -> str:
+        """Stream of the ids of sessions whose event stream grew, one per partition (see
+        `stream_partition`): what wakes the replicas' stream readers. Each partition has its
+        own hash tag, so the partitions spread over a cluster's nodes."""
+        return f"{self.prefix}:notify:{{p{partition}}}"
 
     def dirty(self) -> str:
         return f"{self.prefix}:dirty"

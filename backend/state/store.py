@@ -36,6 +36,7 @@ from backend.core.redis import RedisService, translate_errors
 from backend.core.tracing import span
 from backend.state.decoded import DecodedConversations
 from backend.state.keys import Keys
+from backend.state.notify import NOTIFY_MAXLEN, StreamNotifier
 from backend.state.owed import owes_reply
 from backend.state.queues import DirtySet, DueSet
 from backend.state.schemas import (
@@ -110,6 +111,7 @@ class StateStore:
         client = redis.client
         self._autopipe = AutoPipeline(client)
         self._single_node = not redis.is_cluster
+        self._notifier = StreamNotifier(self.keys, settings.stream_partitions)
         self._decoded = DecodedConversations(settings.state_cache_sessions)
         self._write_script = client.register_script(_lua("write_state.lua"))
         self._event_script = client.register_script(_lua("append_event.lua"))
@@ -180,6 +182,11 @@ class StateStore:
         found = await self._pipeline([("HGET", current, key), ("HGET", previous, key)])
         raw = found[0] or found[1]
         return None if raw is None else cast(dict[str, Any], json.loads(raw))
+
+    async def run_command(self, command: tuple[Any, ...]) -> Any:
+        """One read-only command through the auto-pipeline (round trips and connections shared
+        with every concurrent caller); an error reply is raised."""
+        return await self._autopipe.call(command)
 
     async def get_version(self, session_id: str, kind: Kind = "conversation") -> int:
         """The stored version (0 when absent): a cheap read that does not parse the document."""
@@ -322,9 +329,9 @@ class StateStore:
         dirty_score = now if mark_dirty else ""
         due_score = self.due.score(state, now)
         if self._single_node:
-            keys += [index_key, self.keys.dirty(), self.keys.replies_due()]
+            keys += [index_key, self.keys.dirty(), self.keys.replies_due(), self._notifier.key(sid)]
             args += [sid, index_score, ttl, dirty_score, *self._idempotency_args(idempotency)]
-            args.append(due_score)
+            args += [due_score, NOTIFY_MAXLEN]
             reply = await self._run_script(_evalsha(self._write_script.sha, keys, args))
         else:
             # Pipeline, not MULTI: on a cluster the index and dirty set sit in other slots. If
@@ -345,6 +352,8 @@ class StateStore:
             if due_score not in ("", "-"):
                 commands.append(("ZADD", self.keys.replies_due(), "LT", due_score, sid))
             reply = (await self._pipeline(commands))[0]
+            if reply[0] == 1 and reply[2]:
+                await self._notifier.send(self._pipeline, sid)
             if reply[0] and due_score == "-":
                 await self.due.settle(sid)
         ok, new_version, *rest = reply
@@ -426,12 +435,17 @@ class StateStore:
             _json(event.data),
             "" if version is None else version,
         ]
+        if self._single_node:
+            keys.append(self._notifier.key(session_id))
+            args += [session_id, NOTIFY_MAXLEN]
         with translate_errors():
             try:
                 result = await self._event_script(keys=keys, args=args)
             except redis_errors.NoScriptError:
                 await self.load_scripts()
                 result = await self._event_script(keys=keys, args=args)
+        if result and not self._single_node:
+            await self._notifier.send(self._pipeline, session_id)
         return result or None
 
     # ------------------------------------------------------------ read-modify-write

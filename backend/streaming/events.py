@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import Any
 
 from pydantic.config import JsonDict
 from redis import exceptions as redis_errors
@@ -74,11 +76,17 @@ class ResumePoint:
     reason: str | None = None
 
 
+# Runs one Redis command (a tuple of its arguments) and returns its parsed reply.
+Run = Callable[[tuple[Any, ...]], Awaitable[Any]]
+
+
 async def resume_point(
     manager: ConversationStateManager, session_id: str, after: str | None
 ) -> ResumePoint:
-    """`check_resume` on a session's event stream, through the request pool (for routes)."""
-    return await check_resume(manager.redis.client, manager.keys.events(session_id), after)
+    """`check_resume` on a session's event stream, for routes: through the state store's
+    auto-pipeline, so a burst of stream opens (clients reconnecting after a deploy) shares
+    round trips and connections instead of growing the pool by one per open."""
+    return await _check_resume(manager.run_command, manager.keys.events(session_id), after)
 
 
 async def check_resume(client: RedisClient, stream_key: str, after: str | None) -> ResumePoint:
@@ -95,9 +103,18 @@ async def check_resume(client: RedisClient, stream_key: str, after: str | None) 
     restored from PostgreSQL, or Redis lost it) has nothing to resume from except its very
     start, `0-0`.
     """
+
+    async def run(command: tuple[Any, ...]) -> Any:
+        return await client.execute_command(*command)
+
+    return await _check_resume(run, stream_key, after)
+
+
+async def _check_resume(run: Run, stream_key: str, after: str | None) -> ResumePoint:
     with translate_errors():
         try:
-            info = await client.xinfo_stream(stream_key)
+            # "XINFO STREAM" as one name: redis-py parses the reply by it (and splits it).
+            info = await run(("XINFO STREAM", stream_key))
         except redis_errors.ResponseError as exc:
             if "no such key" not in str(exc).lower():
                 raise
@@ -119,7 +136,7 @@ async def check_resume(client: RedisClient, stream_key: str, after: str | None) 
         # for a reply to a message that is gone.
         return ResumePoint(after=last, reload=True, reason="stream_lost")
     if first_id is not None and wanted >= first_id:
-        if wanted != (0, 0) and not await _holds(client, stream_key, after):
+        if wanted != (0, 0) and not await _holds(run, stream_key, after):
             # Within the stream's range yet not in it (entries leave only by trimming, from
             # the oldest end): Redis lost it, and newer entries were written since.
             return ResumePoint(after=last, reload=True, reason="stream_lost")
@@ -131,9 +148,9 @@ async def check_resume(client: RedisClient, stream_key: str, after: str | None) 
     return ResumePoint(after=last, reload=True, reason="trimmed" if trimmed else "unknown_id")
 
 
-async def _holds(client: RedisClient, stream_key: str, entry_id: str) -> bool:
+async def _holds(run: Run, stream_key: str, entry_id: str) -> bool:
     with translate_errors():
-        return bool(await client.xrange(stream_key, min=entry_id, max=entry_id, count=1))
+        return bool(await run(("XRANGE", stream_key, entry_id, entry_id, "COUNT", 1)))
 
 
 def to_sse(session_id: str, entry: StreamEntry) -> ServerSentEvent:

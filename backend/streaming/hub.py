@@ -1,18 +1,27 @@
 """StreamHub: one shared tailer per replica that fans session streams out to SSE clients.
 
-Why not one blocking XREAD per SSE client: an idle chat tab would then hold a Redis connection
-(and its buffers) for hours, and 5,000 idle streams would mean 5,000 connections per replica.
-Instead each replica runs a few *readers*; a reader issues one `XREAD BLOCK` over up to
-`STREAM_KEYS_PER_READER` session streams and hands what it reads to in-process subscriptions.
-Several clients of one session share one cursor ("tail").
+Why not one blocking XREAD per streamed session: an idle chat tab would then hold a Redis
+connection (and its buffers) for hours, and 10,000 open tabs would mean 10,000 connections
+per replica, past Redis's default `maxclients`. A multi-key XREAD over many session streams
+does not help on a cluster either: it must stay in one slot, and each session has its own.
 
-A reader must re-issue its XREAD when a new session joins it. Rather than cancelling the
-blocked call (redis-py would drop the connection), the reader also reads a tiny private "wake"
-stream, and joining a reader whose XREAD is in flight appends one entry to it.
+So readers block on *notifications*, not on session streams (as Centrifugo does on a
+cluster: a fixed number of partitions, each with its own hash tag). Every event appended to a
+session's stream also appends the session id to the notification stream of the session's
+partition (`backend.state.notify`; `STREAM_PARTITIONS`, a stable hash of the session id).
+A replica runs one reader per partition on a cluster (one connection per partition, routed and
+failed over by the cluster client) and one reader for all partitions on a single node: its
+blocking reads grow with the partitions, never with the streamed sessions. A notification only
+wakes: a single fetcher then reads the notified sessions' own streams after each one's cursor
+(non-blocking, pipelined), so delivery keeps the per-session cursor it always had. Several
+clients of one session share one cursor ("tail").
 
-On Redis Cluster a multi-key XREAD must stay in one slot and every session has its own slot,
-so there each tail gets its own reader reading one key (one blocked connection per streamed
-session on that replica; the standalone figures in the README do not apply).
+A notification can be lost (a writer that dies between its script and the notification on a
+cluster, a reader that reconnects after an outage, a reader so far behind that its partition
+was trimmed past it). No stream stays silent because of it: a reader that (re)connects starts
+from its partitions' ends and re-reads every tail in them; every `STREAM_CHECK_SECONDS` the
+tails whose session owes a reply (or did at the previous check) are re-read; every
+`STREAM_SWEEP_SECONDS` every tail is. Idle streams cost one read each per sweep, nothing more.
 
 Subscriptions never lose events: a subscriber registers first, then back-fills with XRANGE
 from its own position, and drops anything at or below the last id it has passed on, so the
@@ -22,25 +31,27 @@ hub's reads and the back-fill may overlap but never leave a hole.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
+import time
 from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
+from backend.core import metrics
 from backend.core.errors import StoreUnavailable
 from backend.core.redis import RedisClient, translate_errors
-from backend.state.keys import Keys
+from backend.state.keys import Keys, stream_partition
 from backend.state.schemas import StreamEntry
 from backend.streaming.events import check_resume, parse_stream_id
-from backend.streaming.keys import StreamKeys
 from backend.streaming.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
-_READ_COUNT = 500
+_READ_COUNT = 500  # entries of one session stream per read
+_NOTIFY_COUNT = 1_000  # notifications per read (NOTIFY_MAXLEN: what a partition keeps)
+_FETCH_BATCH = 200  # session streams read in one pipeline
 _CHECK_BATCH = 500
 
 
@@ -107,114 +118,72 @@ class Subscription:
 
 
 class _Tail:
-    __slots__ = ("cursor", "key", "reader", "session_id", "subs", "suspect")
+    __slots__ = ("cursor", "key", "owed", "partition", "session_id", "subs", "suspect")
 
-    def __init__(self, session_id: str, key: str, cursor: str, reader: _Reader) -> None:
+    def __init__(self, session_id: str, key: str, cursor: str, partition: int) -> None:
         self.session_id = session_id
         self.key = key
         self.cursor = cursor
-        self.reader = reader
+        self.partition = partition
         self.subs: set[Subscription] = set()
-        self.suspect = False
+        self.suspect = False  # Redis was unreachable: check the stream still follows the cursor
+        self.owed = False  # the session owed a reply at the last check
 
 
 class _Reader:
-    def __init__(self, hub: StreamHub, wake_key: str | None) -> None:
+    """One blocking XREAD over notification streams (its partitions' keys, one slot each on a
+    cluster), handing the notified sessions to the hub's fetcher."""
+
+    def __init__(self, hub: StreamHub, partitions: list[int]) -> None:
         self.hub = hub
-        self.wake_key = wake_key
-        self.wake_cursor = "0-0"
-        self.tails: dict[str, _Tail] = {}  # by stream key
-        self.changed = asyncio.Event()
-        self.in_flight = False  # an XREAD is out that may not include the newest tail
-        self.wake_sent = False
+        self.partitions = set(partitions)
+        self.keys = [hub.keys.notify(p) for p in partitions]
+        self.cursors: dict[str, str] = {}
         self.task: asyncio.Task[None] | None = None
-
-    def add(self, tail: _Tail) -> None:
-        self.tails[tail.key] = tail
-        self.changed.set()
-        if self.in_flight and self.wake_key is not None and not self.wake_sent:
-            self.wake_sent = True
-            self.hub._spawn(self._wake())
-
-    async def _wake(self) -> None:
-        assert self.wake_key is not None
-        try:
-            with translate_errors():
-                pipe = self.hub.client.pipeline(transaction=False)
-                pipe.xadd(self.wake_key, {"w": "1"}, maxlen=1, approximate=False)
-                pipe.expire(self.wake_key, 3600)
-                await pipe.execute()
-        except StoreUnavailable:
-            log.warning("could not wake a stream reader; it picks up new sessions on its own")
 
     async def run(self) -> None:
         hub = self.hub
         backoff = 0.05
+        synced = False
         while not hub.closed:
-            if not self.tails:
-                if self.wake_key is None:
-                    return  # a cluster reader lives as long as its one tail
-                self.changed.clear()
-                await self.changed.wait()
-                continue
-            await self._check_suspects()
-            asked = dict(self.tails)  # the tails this read is for, at these cursors
-            streams: dict[Any, Any] = {key: t.cursor for key, t in asked.items()}
-            if self.wake_key is not None:
-                streams[self.wake_key] = self.wake_cursor
-            self.wake_sent = False
-            self.in_flight = True
             try:
+                if not synced:
+                    await self._sync()
+                    synced = True
+                streams: dict[Any, Any] = dict(self.cursors)
                 with translate_errors():
-                    reply = await hub.client.xread(streams, count=_READ_COUNT, block=hub.block_ms)
+                    reply = await hub.client.xread(streams, count=_NOTIFY_COUNT, block=hub.block_ms)
             except StoreUnavailable as exc:
                 log.warning("stream reader: %s; retrying in %.2fs", exc, backoff)
-                for tail in self.tails.values():
-                    tail.suspect = True
+                synced = False
+                hub._suspect(self.partitions)
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 2.0)
                 continue
-            finally:
-                self.in_flight = False
             backoff = 0.05
             for key, rows in _rows(reply):
-                if key == self.wake_key:
-                    self.wake_cursor = rows[-1][0]
+                if not rows:
                     continue
-                target = self.tails.get(key)
-                if target is None or target is not asked.get(key) or not rows:
-                    # Gone, or replaced by a new tail at its own position while this read was
-                    # out: these rows follow the old cursor, the next read serves the new one.
-                    continue
-                batch = [StreamEntry.from_redis(entry_id, fields) for entry_id, fields in rows]
-                target.cursor = batch[-1].id
-                for sub in tuple(target.subs):
-                    sub.push(batch)
+                self.cursors[key] = rows[-1][0]
+                for _, fields in rows:
+                    hub._notified(fields.get("s"))
 
-    async def _check_suspects(self) -> None:
-        """After a Redis outage, check each tail's stream still holds what follows its cursor.
+    async def _sync(self) -> None:
+        """Start from the partitions' current ends, then re-read every tail in them: whatever
+        was notified before these ends is already in the sessions' streams.
 
-        A restarted Redis may have come back from an older snapshot or without the stream.
+        Also after a reconnect: Redis may have restarted or failed over and lost the newest
+        notifications, and the cursors must not point past what the streams will generate.
         """
-        for tail in [t for t in self.tails.values() if t.suspect]:
-            try:
-                point = await check_resume(self.hub.client, tail.key, tail.cursor)
-            except StoreUnavailable:
-                return
-            tail.suspect = False
-            if point.reload:
-                tail.cursor = point.after
-                for sub in tuple(tail.subs):
-                    sub.push(Reload(point.after, point.reason))
-
-
-def _rows(reply: Any) -> list[tuple[str, list[tuple[str, dict[str, str]]]]]:
-    # RESP2 answers a list of [key, entries]; RESP3 a mapping of key -> entries.
-    if not reply:
-        return []
-    if isinstance(reply, dict):
-        return [(k, v[0] if v and isinstance(v[0], list) else v) for k, v in reply.items()]
-    return [(k, v) for k, v in reply]
+        with translate_errors():
+            pipe = self.hub.client.pipeline(transaction=False)
+            for key in self.keys:
+                pipe.xrevrange(key, count=1)
+            ends = await pipe.execute()
+        self.cursors = {
+            key: (rows[0][0] if rows else "0-0") for key, rows in zip(self.keys, ends, strict=True)
+        }
+        self.hub._catch_up(self.partitions)
 
 
 class StreamHub:
@@ -222,32 +191,31 @@ class StreamHub:
         self,
         client: RedisClient,
         keys: Keys,
-        stream_keys: StreamKeys,
         *,
-        replica_id: str,
         cluster: bool,
+        partitions: int,
         block_ms: int,
-        keys_per_reader: int,
         check_seconds: float,
+        sweep_seconds: float,
         max_backlog: int,
         on_owing: Callable[[list[str]], Awaitable[None]] | None = None,
     ) -> None:
         self.client = client
         self.keys = keys
-        self.stream_keys = stream_keys
-        self.replica_id = replica_id
         self.cluster = cluster
-        # Cluster readers hold one key each and never need waking; a short block bounds how
-        # long an abandoned one lingers.
-        self.block_ms = min(block_ms, 1_000) if cluster else block_ms
-        self.keys_per_reader = 1 if cluster else keys_per_reader
+        self.partitions = partitions
+        self.block_ms = block_ms
         self.check_seconds = check_seconds
+        self.sweep_seconds = sweep_seconds
         self.max_backlog = max_backlog
         self.closed = False
         self._tails: dict[str, _Tail] = {}  # by session id
         self._readers: list[_Reader] = []
+        # Tails to read, in order (a dict as an ordered set), each with whether a notification
+        # asked for it (False: a catch-up read, which finds events only if one was lost).
+        self._due: dict[str, bool] = {}
+        self._has_due = asyncio.Event()
         self._tasks: set[asyncio.Task[None]] = set()
-        self._checker: asyncio.Task[None] | None = None
         self.leaving = False  # `going_away` was called
         # Called with open streams' sessions that owe a reply (the reply runner's `recheck`).
         self.on_owing = on_owing
@@ -255,7 +223,18 @@ class StreamHub:
     # ---------------------------------------------------------------- lifecycle
 
     def start(self) -> None:
-        self._checker = asyncio.create_task(self._check_loop(), name="stream-hub-check")
+        # A multi-key XREAD must stay in one slot on a cluster: one reader per partition there.
+        groups = (
+            [[p] for p in range(self.partitions)]
+            if self.cluster
+            else [list(range(self.partitions))]
+        )
+        for group in groups:
+            reader = _Reader(self, group)
+            reader.task = self._spawn(reader.run())
+            self._readers.append(reader)
+        self._spawn(self._fetch_loop())
+        self._spawn(self._check_loop())
 
     def going_away(self) -> None:
         """The process is stopping: end every stream now (clients reconnect elsewhere), before
@@ -271,22 +250,10 @@ class StreamHub:
         for tail in self._tails.values():
             for sub in tuple(tail.subs):
                 sub.close("shutdown")
-        # Wake the readers rather than only cancelling them: a cancellation can be swallowed
-        # (see `tasks`), and the reader would then sit in a blocking XREAD for the block time.
-        for reader in self._readers:
-            reader.changed.set()
-            if reader.wake_key is not None:
-                await reader._wake()
-        readers = [r.task for r in self._readers if r.task is not None and not r.task.done()]
-        if readers:
-            await asyncio.wait(readers, timeout=2)
-        await cancel_and_wait(
-            [t for t in (self._checker, *self._tasks) if t is not None], deadline_s=2
-        )
-        wake_keys = [r.wake_key for r in self._readers if r.wake_key is not None]
-        if wake_keys:
-            with contextlib.suppress(StoreUnavailable), translate_errors():
-                await self.client.delete(*wake_keys)
+        self._has_due.set()
+        # The readers sit in a blocking XREAD: cancelling drops their connections, which the
+        # client is about to close anyway.
+        await cancel_and_wait(list(self._tasks), deadline_s=2)
 
     # ------------------------------------------------------------ subscriptions
 
@@ -299,17 +266,19 @@ class StreamHub:
         """Start passing the session's events after stream id `after` to `sub`.
 
         Returns whether the subscriber must back-fill: an existing tail may already be past
-        `after`, and the subscriber then reads that part itself. A new tail starts at `after`.
+        `after`, and the subscriber then reads that part itself. A new tail starts at `after`
+        and is read at once (its events may all have been notified before it existed).
         """
         if self.closed or self.leaving:
             sub.close("shutdown")
             return False
-        tail = self._tails.get(sub.session_id)
+        sid = sub.session_id
+        tail = self._tails.get(sid)
         if tail is None:
-            reader = self._reader_with_room()
-            tail = _Tail(sub.session_id, self.keys.events(sub.session_id), after, reader)
-            self._tails[sub.session_id] = tail
-            reader.add(tail)
+            partition = stream_partition(sid, self.partitions)
+            tail = _Tail(sid, self.keys.events(sid), after, partition)
+            self._tails[sid] = tail
+            self._mark_due(tail, notified=True)
         tail.subs.add(sub)
         return parse_stream_id(tail.cursor) > parse_stream_id(after)
 
@@ -320,30 +289,13 @@ class StreamHub:
         tail.subs.discard(sub)
         if not tail.subs:
             del self._tails[sub.session_id]
-            tail.reader.tails.pop(tail.key, None)
 
     def stats(self) -> dict[str, int]:
         return {
             "sessions": len(self._tails),
             "subscriptions": sum(len(t.subs) for t in self._tails.values()),
-            "readers": sum(1 for r in self._readers if r.tails),
+            "readers": sum(1 for r in self._readers if r.task is not None and not r.task.done()),
         }
-
-    def _reader_with_room(self) -> _Reader:
-        if not self.cluster:
-            for reader in self._readers:
-                if len(reader.tails) < self.keys_per_reader:
-                    return reader
-        self._readers = [r for r in self._readers if r.tails or r.wake_key is not None]
-        wake_key = (
-            None
-            if self.cluster
-            else self.stream_keys.reader_wake(self.replica_id, len(self._readers))
-        )
-        reader = _Reader(self, wake_key)
-        self._readers.append(reader)
-        reader.task = self._spawn(reader.run())
-        return reader
 
     def _spawn(self, coro: Any) -> asyncio.Task[None]:
         task: asyncio.Task[None] = asyncio.create_task(coro)
@@ -351,17 +303,109 @@ class StreamHub:
         task.add_done_callback(self._tasks.discard)
         return task
 
+    # ------------------------------------------------------------------ reading
+
+    def _mark_due(self, tail: _Tail, *, notified: bool) -> None:
+        self._due[tail.session_id] = notified or self._due.get(tail.session_id, False)
+        self._has_due.set()
+
+    def _notified(self, session_id: str | None) -> None:
+        tail = self._tails.get(session_id) if session_id else None
+        if tail is not None:
+            self._mark_due(tail, notified=True)
+
+    def _catch_up(self, partitions: set[int]) -> None:
+        for tail in self._tails.values():
+            if tail.partition in partitions:
+                self._mark_due(tail, notified=False)
+
+    def _suspect(self, partitions: set[int]) -> None:
+        for tail in self._tails.values():
+            if tail.partition in partitions:
+                tail.suspect = True
+
+    async def _fetch_loop(self) -> None:
+        """Read the due tails' session streams after their cursors, a pipeline at a time.
+
+        The only place that reads session streams for tails, so a tail's cursor has one
+        writer: no read overlaps another of the same tail.
+        """
+        backoff = 0.05
+        while not self.closed:
+            if not self._due:
+                self._has_due.clear()
+                await self._has_due.wait()
+                continue
+            batch: list[tuple[_Tail, bool]] = []
+            for sid in list(self._due)[:_FETCH_BATCH]:
+                notified = self._due.pop(sid)
+                tail = self._tails.get(sid)
+                if tail is not None:
+                    batch.append((tail, notified))
+            if not batch:
+                continue
+            try:
+                await self._check_suspects([tail for tail, _ in batch])
+                replies = await self._read([tail for tail, _ in batch])
+            except StoreUnavailable as exc:
+                log.warning("stream fetch: %s; retrying in %.2fs", exc, backoff)
+                for tail, notified in batch:
+                    tail.suspect = True
+                    self._mark_due(tail, notified=notified)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 2.0)
+                continue
+            backoff = 0.05
+            for (tail, notified), reply in zip(batch, replies, strict=True):
+                rows = [row for _, entries in _rows(reply) for row in entries]
+                if not rows:
+                    continue
+                if not notified:
+                    metrics.stream_caught_up()
+                entries = [StreamEntry.from_redis(entry_id, fields) for entry_id, fields in rows]
+                tail.cursor = entries[-1].id
+                for sub in tuple(tail.subs):
+                    sub.push(entries)
+                if len(rows) >= _READ_COUNT:
+                    self._mark_due(tail, notified=True)  # more to read
+
+    async def _read(self, tails: list[_Tail]) -> list[Any]:
+        with translate_errors():
+            pipe = self.client.pipeline(transaction=False)
+            for tail in tails:
+                streams: dict[Any, Any] = {tail.key: tail.cursor}
+                pipe.xread(streams, count=_READ_COUNT)
+            return list(await pipe.execute())
+
+    async def _check_suspects(self, tails: list[_Tail]) -> None:
+        """After a Redis outage, check each tail's stream still holds what follows its cursor.
+
+        A restarted Redis may have come back from an older snapshot or without the stream.
+        """
+        for tail in [t for t in tails if t.suspect]:
+            point = await check_resume(self.client, tail.key, tail.cursor)
+            tail.suspect = False
+            if point.reload:
+                tail.cursor = point.after
+                for sub in tuple(tail.subs):
+                    sub.push(Reload(point.after, point.reason))
+
     # ------------------------------------------------------------------- checks
 
     async def _check_loop(self) -> None:
-        """Every few seconds, end the streams of sessions that were deleted or expired, and
-        hand the ones that owe a reply to `on_owing` (the reply runner checks someone is
-        generating it: a client is waiting on this stream).
-
-        A blocking XREAD on a deleted stream would otherwise wait forever.
+        """Every few seconds, end the streams of sessions that were deleted or expired, re-read
+        the ones that owe a reply (or did at the last check: the notification of the write
+        that settled it may be lost), and hand those that owe one to `on_owing` (the reply
+        runner checks someone is generating it: a client is waiting on this stream). Every
+        `sweep_seconds`, re-read every open stream (see the module doc).
         """
+        next_sweep = time.monotonic() + self.sweep_seconds
         while not self.closed:
             await asyncio.sleep(self.check_seconds)
+            if time.monotonic() >= next_sweep:
+                next_sweep = time.monotonic() + self.sweep_seconds
+                for tail in self._tails.values():
+                    self._mark_due(tail, notified=False)
             tails = list(self._tails.values())
             for start in range(0, len(tails), _CHECK_BATCH):
                 chunk = tails[start : start + _CHECK_BATCH]
@@ -378,10 +422,24 @@ class StreamHub:
                     if meta is None:
                         for sub in tuple(tail.subs):
                             sub.close("gone")
-                    elif json.loads(meta).get("owes_reply"):
+                        continue
+                    owes = bool(json.loads(meta).get("owes_reply"))
+                    if owes or tail.owed:
+                        self._mark_due(tail, notified=False)
+                    tail.owed = owes
+                    if owes:
                         owing.append(tail.session_id)
                 if owing and self.on_owing is not None:
                     try:
                         await self.on_owing(owing)
                     except StoreUnavailable:
                         break
+
+
+def _rows(reply: Any) -> list[tuple[str, list[tuple[str, dict[str, str]]]]]:
+    # RESP2 answers a list of [key, entries]; RESP3 a mapping of key -> entries.
+    if not reply:
+        return []
+    if isinstance(reply, dict):
+        return [(k, v[0] if v and isinstance(v[0], list) else v) for k, v in reply.items()]
+    return [(k, v) for k, v in reply]

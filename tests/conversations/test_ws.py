@@ -14,8 +14,8 @@ import pytest
 
 from backend.core.config import Settings
 from backend.core.metrics import M
-from backend.core.redis import RedisService
-from backend.state.keys import Keys
+from backend.state.schemas import Event
+from backend.state.service import ConversationStateManager
 from tests.conversations.ws_helpers import (
     closed_with,
     message,
@@ -177,7 +177,7 @@ async def test_a_browser_that_never_authenticates_is_closed(
 
 
 async def test_a_client_that_stops_reading_is_cut(
-    settings: Settings, serve: Serve, redis_service: RedisService
+    settings: Settings, serve: Serve, manager: ConversationStateManager
 ) -> None:
     """A reader that stops reading is cut after WS_SEND_TIMEOUT_SECONDS (counted) instead of
     piling its events up in the replica's memory, and the replica keeps serving others."""
@@ -202,15 +202,12 @@ async def test_a_client_that_stops_reading_is_cut(
     try:
         # Events on the session's own stream until the server's sends back up (the socket
         # buffers hold a few MB): 250 KB each, at most 100 MB.
-        events_key = Keys(settings.key_prefix).events(sid)
         added = 0
         async with asyncio.timeout(GUARD * 4):
             while M.ws_closed.labels("send_timeout")._value.get() == cut_before:
                 assert added < 400, "the server never stopped sending to a client not reading"
-                data = json.dumps({"seq": 1, "delta": f"{added:04d}" + "x" * 250_000})
-                await redis_service.client.xadd(
-                    events_key, {"type": "message.delta", "version": "1", "data": data}
-                )
+                delta = {"seq": 1, "delta": f"{added:04d}" + "x" * 250_000}
+                await manager.append_event(sid, Event(type="message.delta", data=delta))
                 added += 1
                 await asyncio.sleep(0.05)
 

@@ -21,6 +21,7 @@ CONTRACT = {
     "triage_sse_streams_open": "gauge",
     "triage_sse_events_total": "counter",
     "triage_sse_streams_cut_total": "counter",
+    "triage_stream_catch_up_reads_total": "counter",
     "triage_replies_total": "counter",
     "triage_reply_duration_seconds": "histogram",
     "triage_llm_analysis_calls_total": "counter",

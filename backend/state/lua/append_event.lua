@@ -4,6 +4,8 @@
 -- KEYS[1]  the session's conversation hash, KEYS[2] its event stream
 -- ARGV[1]  TTL (seconds), ARGV[2] MAXLEN, ARGV[3] event type, ARGV[4] data (JSON)
 -- ARGV[5]  version to stamp on the event ("" for the state's current version)
+-- KEYS[3]  the session's notification stream, ARGV[6] the session id, ARGV[7] its MAXLEN:
+--          single node only (see write_state.lua, KEYS[9])
 
 local version = ARGV[5]
 if version == '' then
@@ -15,4 +17,7 @@ end
 local id = redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[2], '*',
   'type', ARGV[3], 'version', version, 'data', ARGV[4])
 redis.call('EXPIRE', KEYS[2], ARGV[1])
+if KEYS[3] then
+  redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[7], '*', 's', ARGV[6])
+end
 return id

@@ -9,6 +9,9 @@
 -- KEYS[6]  the user's session index, KEYS[7] the dirty set, KEYS[8] the replies' due set:
 --          only on a single Redis node. On a cluster they live in other slots, so the caller
 --          leaves them out and sends touch_index.lua and the ZADD/ZREMs in the same pipeline.
+-- KEYS[9]  the session's notification stream (single node only, like KEYS[6..8]): gets the
+--          session id when an event was appended (on a cluster the caller adds it after the
+--          script has answered, so the notification never arrives before the event)
 -- ARGV[1]  mode: "cas" (current version must equal ARGV[2]) or
 --                "restore" (write only when current version < ARGV[2]; keeps ARGV[2])
 -- ARGV[2]  expected version ("cas") or the restored version ("restore")
@@ -22,6 +25,7 @@
 --          script adds event_id and version), ARGV[16] records per generation, ARGV[17] TTL
 -- ARGV[18] due score: a number when the written conversation owes a reply (added, or moved
 --          earlier: ZADD LT), "-" when it owes none (removed), "" for no change
+-- ARGV[19] MAXLEN of the notification stream (with KEYS[9])
 --
 -- Returns {1, new_version, event_id or ""} on success, {0, current_version} on conflict,
 -- {2, record} when a write with the same Idempotency-Key already happened (nothing written).
@@ -93,5 +97,8 @@ if KEYS[8] and ARGV[18] == '-' then
   redis.call('ZREM', KEYS[8], ARGV[10])
 elseif KEYS[8] and ARGV[18] ~= '' then
   redis.call('ZADD', KEYS[8], 'LT', ARGV[18], ARGV[10])
+end
+if KEYS[9] and event_id ~= '' then
+  redis.call('XADD', KEYS[9], 'MAXLEN', '~', ARGV[19], '*', 's', ARGV[10])
 end
 return {1, new_version, event_id}
