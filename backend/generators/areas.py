@@ -136,6 +136,7 @@ AREAS: tuple[Area, ...] = (
                 r"concessionaria\w*",
                 r"contas? de (luz|agua|energia)",
                 r"(companhia|empresa) de (energia|agua|luz|saneamento)",
+                r"cort\w* (d[ae] |a |o )?(minha |meu |nossa |nosso )?(luz|energia|agua)",
             ]
         ),
         sub_areas=(
@@ -325,6 +326,8 @@ AREAS: tuple[Area, ...] = (
                 r"audiencia de custodia",
                 r"cadeia|presidio|xadrez|xilindro",
                 r"(levaram|levou) \w+ (pra|para|pro|a) (a )?delegacia",
+                r"levad[oa]s? (pra|para|pro|a) (a )?delegacia",
+                r"prend(er|eram|eu|ido|ida)\b",
                 r"os cana\b",
             ),
             _sub(
@@ -343,7 +346,11 @@ AREAS: tuple[Area, ...] = (
             ),
             _sub("furto ou roubo", r"furt\w*", r"roub\w*", r"assalt\w*"),
             _sub("estelionato", r"estelionat\w*", r"golpe\w*"),
-            _sub("ameaça", r"ameac\w*"),
+            _sub(
+                "ameaça",
+                r"ameac\w*",
+                r"(vai|vao|vou|quer|querem|prometeu) (me |te |nos |a gente )?matar",
+            ),
         ),
         document_examples=(
             "boletim de ocorrência, intimações, laudos, fotos, mensagens ou nomes de testemunhas"
@@ -386,7 +393,9 @@ AREAS: tuple[Area, ...] = (
             _sub(
                 "acidente de trânsito",
                 r"acidente de (transito|carro|moto)",
-                r"batida\b|(bateu|bateram) (n[oa]s?|em)\b",
+                r"batida\b",
+                r"(bateu|bateram) (n[ao] |em |na traseira d[ao] )(meu |minha |nosso |nossa |um |"
+                r"uma |o |a )?(carro|moto|veiculo|caminhao|onibus|bicicleta|traseira)",
                 r"colisao",
                 r"atropel\w*",
             ),

@@ -80,6 +80,7 @@ URGENCY_SIGNALS: tuple[UrgencySignal, ...] = (
                 r"mandado de prisao",
                 r"audiencia de custodia",
                 r"cadeia|presidio|xadrez|xilindro",
+                r"prend(er|eram|eu|ido|ida)\b",
                 # "levaram ele pra delegacia", "ele tá lá na delegacia": held right now.
                 r"(levaram|levou) \w+ (pra|para|pro|a) (a )?delegacia",
                 r"(foi |foram )?levad[oa]s? (pra|para|pro|a) (a )?delegacia",
