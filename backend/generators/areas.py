@@ -4,9 +4,11 @@ Every pattern is a regular expression over *folded* text (lower case, no accents
 `text.fold`), anchored at a word start. Tables, not code, so a lawyer reviewing the triage can
 read and extend them without touching the logic in `analysis.py`.
 
-Scoring (why two weights): a general word ("salário", "loja") hints at an area; a sub-area
-phrase ("verbas rescisórias", "voo cancelado") is much stronger evidence, so it counts double
-and also names the sub-area.
+Scoring (why two weights): a general word ("salário", "loja", "filho") hints at an area and
+often shows up on the side of a story; a sub-area phrase ("verbas rescisórias", "voo
+cancelado", "LOAS") is much stronger evidence, so it counts three times (two incidental words
+never outweigh it) and also names the sub-area. Which messages count how much is in
+`analysis.py`. Accuracy on labelled conversations: `make eval` (`bench/triage_eval.py`).
 """
 
 from __future__ import annotations
