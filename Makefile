@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: install services migrate run test bench lint format clean
+.PHONY: install services migrate run test bench eval lint format clean
 
 install: $(VENV)/.installed
 
@@ -34,6 +34,11 @@ test: install services migrate
 
 bench: install services migrate
 	$(BIN)/python -m bench
+
+# Triage accuracy on the labelled corpus (bench/triage_corpus) through the public API of a
+# real replica; not part of `make test`. `make eval ARGS=--transcripts` shows each mismatch.
+eval: install services migrate
+	$(BIN)/python -m bench.triage_eval $(ARGS)
 
 lint: install
 	$(BIN)/ruff check backend workers scripts tests bench

@@ -112,12 +112,28 @@ class _Areas:
     secondary: list[str] = field(default_factory=list)
 
 
+# The client's own account (the story, an answer to "what is the problem?") says what the
+# case is about; an answer to a narrower question mentions things on the side ("tá difícil
+# pagar o aluguel" when asked about deadlines in a wages case), so it counts half as much.
+_ACCOUNT_TOPICS = (None, Topic.FATO, Topic.AREA)
+ACCOUNT_WEIGHT = 2
+ANSWER_WEIGHT = 1
+
+
+def _turn_weight(turn: Turn) -> int:
+    return ACCOUNT_WEIGHT if turn.replies_to in _ACCOUNT_TOPICS else ANSWER_WEIGHT
+
+
 def _score_areas(turns: list[Turn]) -> _Areas:
     scores: list[int] = []
     sub_scores: list[list[int]] = []
+    weights = [_turn_weight(t) for t in turns]
     for i, area in enumerate(AREAS):
-        general = sum(t.scan.general_hits[i] for t in turns)
-        subs = [sum(t.scan.sub_hits[i][j] for t in turns) for j in range(len(area.sub_areas))]
+        general = sum(t.scan.general_hits[i] * w for t, w in zip(turns, weights, strict=True))
+        subs = [
+            sum(t.scan.sub_hits[i][j] * w for t, w in zip(turns, weights, strict=True))
+            for j in range(len(area.sub_areas))
+        ]
         scores.append(general * GENERAL_WEIGHT + sum(subs) * SUB_AREA_WEIGHT)
         sub_scores.append(subs)
     result = _Areas()

@@ -4,9 +4,11 @@ Every pattern is a regular expression over *folded* text (lower case, no accents
 `text.fold`), anchored at a word start. Tables, not code, so a lawyer reviewing the triage can
 read and extend them without touching the logic in `analysis.py`.
 
-Scoring (why two weights): a general word ("salário", "loja") hints at an area; a sub-area
-phrase ("verbas rescisórias", "voo cancelado") is much stronger evidence, so it counts double
-and also names the sub-area.
+Scoring (why two weights): a general word ("salário", "loja", "filho") hints at an area and
+often shows up on the side of a story; a sub-area phrase ("verbas rescisórias", "voo
+cancelado", "LOAS") is much stronger evidence, so it counts three times (two incidental words
+never outweigh it) and also names the sub-area. Which messages count how much is in
+`analysis.py`. Accuracy on labelled conversations: `make eval` (`bench/triage_eval.py`).
 """
 
 from __future__ import annotations
@@ -53,7 +55,9 @@ AREAS: tuple[Area, ...] = (
                 r"patr(ao|oa)\b",
                 r"chefe\b",
                 r"trabalh\w*",
-                r"salari\w*",
+                r"salari\w*(?![- ]maternidade)",
+                r"trampo\b|firma\b",
+                r"supervisor\w*|encarregad[oa]\b",
                 r"ferias\b",
                 r"13o|decimo terceiro",
                 r"clt\b",
@@ -66,16 +70,18 @@ AREAS: tuple[Area, ...] = (
         sub_areas=(
             _sub(
                 "demissão",
-                r"demiti\w*",
+                r"d[ei]miti\w*",
                 r"demissao",
-                r"mandad[oa]s? embora|me mandaram embora",
-                r"dispensad[oa]",
+                r"mand(ad[oa]s?|aram|ou) (\w+ )?embora",
+                r"dispens(ad[oa]|ou|aram)",
+                r"pedi (as contas|demissao)",
                 r"justa causa",
                 r"desligad[oa]|desligamento",
             ),
             _sub(
                 "verbas rescisórias",
-                r"rescisao|rescisori\w*",
+                # "recisão" is how many clients spell it.
+                r"res?cis(ao|oes|ori\w*)",
                 r"verbas\b",
                 r"fgts\b",
                 r"multa de 40",
@@ -96,7 +102,12 @@ AREAS: tuple[Area, ...] = (
                 r"doenca ocupacional",
                 r"\bler\b|dort\b",
             ),
-            _sub("salários atrasados", r"salarios? atrasad\w*", r"atraso (no|do|de) salario"),
+            _sub(
+                "salários atrasados",
+                r"salarios? atrasad\w*",
+                r"atraso (no|do|de) salario",
+                r"atras\w* (o |os |nosso |nossos |meu |meus )?salario",
+            ),
         ),
         document_examples=(
             "carteira de trabalho, holerites, termo de rescisão, extrato do FGTS ou mensagens"
@@ -124,6 +135,10 @@ AREAS: tuple[Area, ...] = (
                 r"protocolo\w*",
                 r"internet\b|telefonia|celular\b",
                 r"entrega\w*",
+                r"concessionaria\w*",
+                r"contas? de (luz|agua|energia)",
+                r"(companhia|empresa) de (energia|agua|luz|saneamento)",
+                r"cort\w* (d[ae] |a |o )?(minha |meu |nossa |nosso )?(luz|energia|agua)",
             ]
         ),
         sub_areas=(
@@ -148,6 +163,8 @@ AREAS: tuple[Area, ...] = (
                 r"cobrad[oa]s? (indevidamente|duas vezes|a mais)",
                 r"cobrando (indevidamente|a mais|uma compra)",
                 r"compra que nao fiz|nao reconhec\w*",
+                r"(compras?|emprestimos?|dividas?|contratos?|servicos?|financiamentos?|planos?) "
+                r"que (eu )?(nunca|nao) (fiz|contratei|pedi|reconheco)",
             ),
             _sub(
                 "negativação indevida",
@@ -158,15 +175,25 @@ AREAS: tuple[Area, ...] = (
             _sub(
                 "plano de saúde",
                 r"plano de saude",
-                r"convenio medico",
+                r"convenio\b",
                 r"operadora de saude",
+                r"(nao quer|negou|negaram|recus\w*) (a )?cobr(ir|ertura)",
             ),
             _sub(
                 "produto não entregue",
                 r"nao (foi )?entreg\w*",
                 r"nunca chegou|nao chegou",
             ),
-            _sub("fraude bancária", r"golpe do pix|pix\b", r"cartao clonado|clonad\w*"),
+            _sub("fraude bancária", r"golpe do pix|pix\b", r"cartao clonado|clon(ad|ar)\w*"),
+            # A bank against its client is a consumer relation.
+            _sub(
+                "serviços bancários",
+                r"bancos?\b(?! de horas)",
+                r"consignad\w*",
+                r"juros",
+                r"tarifa\w*",
+                r"cartao de credito",
+            ),
         ),
         document_examples=(
             "nota fiscal, comprovantes de pagamento, protocolos de atendimento, e-mails ou prints"
@@ -184,13 +211,16 @@ AREAS: tuple[Area, ...] = (
                 r"filh[oa]s?\b",
                 r"crianca\w*",
                 r"pensao(?! por morte)",
+                # "meu ex" alone is the ex-partner.
+                r"(meu|minha) ex\b(?![- ](patrao|chefe|empregador|funcionari))",
+                r"(mae|pai) d[oa]s? (meus? |minhas? |nossos? |nossas? )?(filh\w*|criancas)",
             ]
         ),
         sub_areas=(
             _sub(
                 "divórcio",
                 r"divorci\w*",
-                r"separa(r|cao|d[oa]s?)\b",
+                r"separa(r|cao|d[oa]s?)\b|separe\w*",
                 r"fim do casamento",
             ),
             _sub(
@@ -201,9 +231,27 @@ AREAS: tuple[Area, ...] = (
                 r"pensao (d[oa]s?|para [oa]s?|pr[oa]s?) (meus? |minhas? )?filh",
             ),
             _sub("guarda", r"guarda\b", r"visita\w*", r"convivencia"),
-            _sub("partilha de bens", r"partilha", r"divisao (de|dos) bens", r"bens do casal"),
-            _sub("união estável", r"uniao estavel"),
-            _sub("inventário e herança", r"inventario", r"heranca", r"testamento"),
+            _sub(
+                "partilha de bens",
+                r"partilha",
+                r"divisao (de|dos) bens",
+                r"bens do casal",
+                r"dividir (a casa|os bens|o imovel|o apartamento|tudo)",
+                r"(compr|constru|adquir)\w* (tudo )?juntos?\b",
+            ),
+            _sub(
+                "união estável",
+                r"uniao estavel",
+                r"sem casar( no papel)?",
+                r"(vivi|vivemos|viveu|moramos|morei|morava|vive) (\w+ ){0,2}juntos?\b",
+            ),
+            _sub(
+                "inventário e herança",
+                r"inventario",
+                r"heranca",
+                r"testamento",
+                r"deixou (uma |um |a |o )?(casa|carro|terreno|imove\w*|bens)",
+            ),
             _sub("paternidade", r"paternidade", r"exame de dna|\bdna\b"),
         ),
         document_examples=(
@@ -226,6 +274,7 @@ AREAS: tuple[Area, ...] = (
                 r"contribuic\w*",
                 r"auxilio\w*",
                 r"meu inss",
+                r"trabalhador\w* rural|segurad[oa] especial|roca\b|lavoura",
             ]
         ),
         sub_areas=(
@@ -237,7 +286,11 @@ AREAS: tuple[Area, ...] = (
                 r"afastad[oa] pelo inss",
             ),
             _sub("BPC/LOAS", r"bpc\b", r"loas\b", r"beneficio assistencial"),
-            _sub("pensão por morte", r"pensao por morte"),
+            _sub(
+                "pensão por morte",
+                r"pensao por morte",
+                r"pensao (dele|dela|do (meu )?(marido|esposo|pai)|da (minha )?(esposa|mae))",
+            ),
             _sub("salário-maternidade", r"salario[- ]maternidade"),
             _sub("revisão de benefício", r"revisao (do|da|de) (beneficio|aposentadoria)"),
         ),
@@ -273,18 +326,33 @@ AREAS: tuple[Area, ...] = (
                 r"flagrante",
                 r"detid[oa]s?\b",
                 r"audiencia de custodia",
+                r"cadeia|presidio|xadrez|xilindro",
+                r"(levaram|levou) \w+ (pra|para|pro|a) (a )?delegacia",
+                r"levad[oa]s? (pra|para|pro|a) (a )?delegacia",
+                r"prend(er|eram|eu|ido|ida)\b",
+                r"os cana\b",
             ),
             _sub(
                 "violência doméstica",
                 r"violencia domestica",
                 r"maria da penha",
                 r"medida protetiva",
-                r"me (bateu|agrediu|espancou)",
+                r"me (bate|bateu|agride|agrediu|espanca|espancou)",
             ),
-            _sub("crimes contra a honra", r"calunia\w*", r"difam\w*", r"injuri\w*"),
+            _sub(
+                "crimes contra a honra",
+                r"calunia\w*",
+                r"difam\w*",
+                r"injuri\w*",
+                r"espalh\w*",
+            ),
             _sub("furto ou roubo", r"furt\w*", r"roub\w*", r"assalt\w*"),
             _sub("estelionato", r"estelionat\w*", r"golpe\w*"),
-            _sub("ameaça", r"ameac\w*"),
+            _sub(
+                "ameaça",
+                r"ameac\w*",
+                r"(vai|vao|vou|quer|querem|prometeu) (me |te |nos |a gente )?matar",
+            ),
         ),
         document_examples=(
             "boletim de ocorrência, intimações, laudos, fotos, mensagens ou nomes de testemunhas"
@@ -302,9 +370,10 @@ AREAS: tuple[Area, ...] = (
                 r"contrato\w*",
                 r"divida\w*",
                 r"emprestimo\w*",
-                r"vizinh\w*",
                 r"acordo\b",
                 r"processar",
+                r"execut(ad[oa]|ando)|execucao(?! fiscal)",
+                r"obra\b|reforma\w*|pedreiro|empreiteir\w*|prestacao de servico",
             ]
         ),
         sub_areas=(
@@ -320,11 +389,15 @@ AREAS: tuple[Area, ...] = (
                 r"descumpr\w*",
                 r"clausula\w*",
                 r"rescindir (o )?contrato",
+                # Between private persons there is no supplier: civil, not consumer, law.
+                r"(de|com|a) um particular|pessoa fisica|entre particulares",
             ),
             _sub(
                 "acidente de trânsito",
                 r"acidente de (transito|carro|moto)",
-                r"batida\b|bateram (no|na|em)",
+                r"batida\b",
+                r"(bateu|bateram) (n[ao] |em |na traseira d[ao] )(meu |minha |nosso |nossa |um |"
+                r"uma |o |a )?(carro|moto|veiculo|caminhao|onibus|bicicleta|traseira)",
                 r"colisao",
                 r"atropel\w*",
             ),
@@ -388,6 +461,8 @@ AREAS: tuple[Area, ...] = (
                 r"imobiliaria",
                 r"condomini\w*",
                 r"apartamento",
+                r"terreno\w*|lote\b|\bposse\b",
+                r"dono d[ao] (casa|imovel|apartamento|kitnet|quarto)",
             ]
         ),
         sub_areas=(
@@ -405,7 +480,18 @@ AREAS: tuple[Area, ...] = (
                 r"financiamento imobiliario",
             ),
             _sub("condomínio", r"condomini\w*", r"sindic[oa]\b"),
-            _sub("usucapião", r"usucapiao"),
+            _sub(
+                "usucapião",
+                r"usucapiao",
+                r"(passar|colocar|regularizar|transferir) (a casa |o imovel |o terreno |o lote )?"
+                r"(pro|para o|no|em) meu nome",
+            ),
+            _sub(
+                "invasão e posse",
+                r"invad\w* (o |a |meu |minha |nosso |nossa )?(terreno|lote|imovel|area|"
+                r"propriedade|sitio|chacara|fazenda)",
+                r"reintegracao de posse|esbulho",
+            ),
         ),
         document_examples=(
             "contrato de locação ou de compra, recibos de aluguel, notificações, matrícula do "
@@ -418,4 +504,4 @@ AREAS: tuple[Area, ...] = (
 AREAS_BY_KEY: dict[str, Area] = {a.key: a for a in AREAS}
 AREA_KEYS: tuple[str, ...] = tuple(a.key for a in AREAS)
 GENERAL_WEIGHT = 1
-SUB_AREA_WEIGHT = 2
+SUB_AREA_WEIGHT = 3

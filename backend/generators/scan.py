@@ -24,7 +24,8 @@ MAX_MESSAGE_CHARS = 4_000
 SCAN_CACHE_SIZE = 4_096
 _SENTENCE_BREAK = re.compile(r"[.!?\n]")
 _TODAY = re.compile(r"\bhoje\b")
-_SOON_KINDS = {"audiencia", "prazo", "despejo"}
+# Signals that become urgent when the date is near ("a audiência é amanhã").
+_SOON_KINDS = {"audiencia", "prazo", "despejo", "criancas"}
 _ALTA = lexicon.LEVEL_RANK["alta"]
 
 
@@ -78,7 +79,11 @@ def _urgency(text: Text) -> tuple[tuple[UrgencyHit, ...], bool]:
             before, after = _sentence_split(text, hit)
             sentence = before + after
             escalated = bool(
-                (signal.escalate and signal.escalate.search(sentence))
+                (
+                    signal.escalate
+                    and signal.escalate.search(sentence)
+                    and (signal.escalate_with is None or signal.escalate_with.search(sentence))
+                )
                 or (
                     signal.kind in _SOON_KINDS
                     # "hoje" only counts after the signal: "a audiência é hoje", not "hoje
@@ -87,6 +92,8 @@ def _urgency(text: Text) -> tuple[tuple[UrgencyHit, ...], bool]:
                 )
             )
             rank = lexicon.LEVEL_RANK["urgente" if escalated else signal.level]
+            if signal.fades and lexicon.PAST_EVENT.search(sentence):
+                rank = min(rank, _ALTA)
             reason = (signal.urgent_reason or signal.reason) if escalated else signal.reason
             if signal.kind not in best or rank > best[signal.kind].rank:
                 best[signal.kind] = UrgencyHit(signal.kind, rank, reason)
@@ -126,14 +133,26 @@ def _documents(text: Text) -> tuple[str, ...]:
     return tuple(dict.fromkeys(label for _, label in found))
 
 
+def _without_false_friends(text: Text) -> Text:
+    """`text` with the phrases of `lexicon.FALSE_FRIENDS` blanked (offsets kept)."""
+    folded = text.folded
+    for pattern in lexicon.FALSE_FRIENDS:
+        for m in pattern.finditer(folded):
+            start, end = m.span("w") if "w" in pattern.groupindex else m.span()
+            folded = folded[:start] + " " * (end - start) + folded[end:]
+    return Text(text.original, folded)
+
+
 @lru_cache(maxsize=SCAN_CACHE_SIZE)
 def scan_message(content: str) -> MessageScan:
     text = Text.of(content[:MAX_MESSAGE_CHARS])
-    folded = text.folded
+    # Areas and urgency read the words in their meaning here; facts read the text as written.
+    signals = _without_false_friends(text)
+    folded = signals.folded
     sub_hits = tuple(
         tuple(len(sub.pattern.findall(folded)) for sub in area.sub_areas) for area in AREAS
     )
-    urgency, mentioned = _urgency(text)
+    urgency, mentioned = _urgency(signals)
     return MessageScan(
         text=text,
         general_hits=tuple(len(area.general.findall(folded)) for area in AREAS),

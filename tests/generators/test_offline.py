@@ -251,6 +251,6 @@ def test_a_hearing_after_the_triage_gets_guidance_and_updates_the_triage() -> No
 
 
 def test_a_new_party_after_the_triage_is_noted_without_changing_the_triage() -> None:
-    _, replies = interview(*TRIAGED, "Ah, o meu chefe também me ameaçava")
+    _, replies = interview(*TRIAGED, "Ah, o meu chefe também sabia de tudo")
     assert "Anotei quem está envolvido (empresa Alfa, chefe)" in replies[-1]
     assert TRIAGE_UPDATED not in replies[-1]
