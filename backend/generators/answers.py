@@ -114,7 +114,9 @@ _DENIAL = re.compile(
 # Words only the filler of a conversation (and its greetings) is made of.
 _FILLER = re.compile(
     r"sim|nao|ok|ta|ah|hmm+|hum|entendi|obrigad[oa]|oi|ola|certo|beleza|enfim|bom|boa|dia|"
-    r"tarde|noite|tudo|bem|e|entao|isso|com|voce"
+    r"tarde|noite|tudo|bem|e|entao|isso|com|voce|"
+    # ... and of its courtesies ("obrigado pela atenção", "valeu, muito obrigada mesmo").
+    r"pela|pelo|por|atencao|ajuda|muito|mesmo|valeu|tchau|favor|agradeco|desde|ja"
 )
 
 _NUMBER = (

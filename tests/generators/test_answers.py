@@ -75,6 +75,10 @@ def test_a_relevant_reply_answers_its_topic(topic: Topic, reply: str) -> None:
         (Topic.FATO, "Bom dia, tudo bem com você"),
         (Topic.AREA, "hmm"),
         (Topic.PARTES, "ok"),
+        # A courtesy is not a name (found by `make eval`, case trab-06).
+        (Topic.PARTES, "Obrigado pela atenção."),
+        (Topic.PARTES, "Valeu, muito obrigada mesmo!"),
+        (Topic.QUANDO, "Obrigado pela ajuda"),
     ],
 )
 def test_an_unrelated_reply_does_not_answer(topic: Topic, reply: str) -> None:
