@@ -55,11 +55,17 @@ def wait_until(check: object, what: str, guard: float = _GUARD) -> None:
 
 
 class SentinelGroup:
-    def __init__(self, replicas: int = 1, sentinels: int = 3) -> None:
+    def __init__(self, replicas: int = 1, sentinels: int = 3, password: str | None = None) -> None:
+        """`password`: the one password of the data nodes and of the sentinels themselves."""
         ports = free_ports(1 + replicas + sentinels)
         self.dir = Path(tempfile.mkdtemp(prefix="triage-test-sentinel-"))
+        self.password = password
         self.nodes = [
-            RedisServer(self.dir / f"node{i}", extra_args=("--repl-diskless-sync-delay", "0"))
+            RedisServer(
+                self.dir / f"node{i}",
+                extra_args=("--repl-diskless-sync-delay", "0"),
+                password=password,
+            )
             for i in range(1 + replicas)
         ]
         for node, port in zip(self.nodes, ports, strict=False):
@@ -70,8 +76,14 @@ class SentinelGroup:
 
     @property
     def url(self) -> str:
-        """CELERY_BROKER_URL for this group (with CELERY_BROKER_SENTINEL_MASTER=MASTER_NAME)."""
-        return ";".join(f"sentinel://127.0.0.1:{port}/0" for port in self.sentinel_ports)
+        """CELERY_BROKER_URL for this group (with CELERY_BROKER_SENTINEL_MASTER=MASTER_NAME,
+        and CELERY_BROKER_SENTINEL_PASSWORD=password when it has one)."""
+        first, *others = self.sentinel_ports
+        auth = f":{self.password}@" if self.password else ""
+        return ";".join(
+            [f"sentinel://{auth}127.0.0.1:{first}/0"]
+            + [f"sentinel://127.0.0.1:{port}" for port in others]
+        )
 
     def start(self) -> SentinelGroup:
         try:
@@ -104,6 +116,11 @@ class SentinelGroup:
             f"sentinel down-after-milliseconds {MASTER_NAME} {DOWN_AFTER_MS}\n"
             f"sentinel failover-timeout {MASTER_NAME} {FAILOVER_TIMEOUT_MS}\n"
         )
+        if self.password:
+            with conf.open("a") as f:
+                f.write(
+                    f"requirepass {self.password}\nsentinel auth-pass {MASTER_NAME} {self.password}\n"
+                )
         log = (self.dir / f"sentinel-{port}.log").open("ab")
         self.sentinels.append(
             subprocess.Popen(
@@ -113,7 +130,9 @@ class SentinelGroup:
         log.close()
 
     def _sentinel(self, port: int) -> redis.Redis:
-        return redis.Redis(port=port, socket_timeout=2, decode_responses=True)
+        return redis.Redis(
+            port=port, password=self.password, socket_timeout=2, decode_responses=True
+        )
 
     def _sentinels_agree(self) -> bool:
         others = len(self.sentinel_ports) - 1

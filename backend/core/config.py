@@ -98,7 +98,9 @@ class Settings(BaseSettings):
     # `sentinel://[:PASSWORD@]HOST:PORT[/DB];sentinel://HOST:PORT;...`: the broker behind
     # Redis Sentinel, its master found by the name below (README, "Broker high availability").
     celery_broker_url: str | None = None
-    celery_broker_sentinel_master: str = Field(default="mymaster", pattern=r"^[A-Za-z0-9_.-]{1,64}$")
+    celery_broker_sentinel_master: str = Field(
+        default="mymaster", pattern=r"^[A-Za-z0-9_.-]{1,64}$"
+    )
     # The sentinels' own password (their `requirepass`), when they have one.
     celery_broker_sentinel_password: SecretStr | None = None
     celery_queue: str = Field(default="triage", pattern=r"^[A-Za-z0-9_.:-]{1,64}$")

@@ -1,9 +1,10 @@
 """Real Celery worker processes against a private Redis and this run's PostgreSQL database.
 
 Each test gets its own `redis-server` on a free loopback port (broker and hot state, so a test
-may FLUSHALL it), or, for the tests parametrized with `broker`, hot state there and the broker
-behind a private Redis Sentinel group (tests/redis_sentinel.py), and workers started as `celery -A workers.app:celery_app worker`
-subprocesses configured through the environment, as in production. Everything a test starts
+may FLUSHALL it; for the tests parametrized with `broker`, hot state only, the broker being
+behind a private Redis Sentinel group, tests/redis_sentinel.py), and workers started as
+`celery -A workers.app:celery_app worker` subprocesses configured through the environment, as
+in production. Everything a test starts
 is stopped in teardown, also on failure.
 """
 

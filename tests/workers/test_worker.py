@@ -264,7 +264,6 @@ async def test_celery_health_sees_the_worker_and_the_queue(
     settings: Settings, start_worker: StartWorker, celery_client: Celery
 ) -> None:
     from tests.health.test_router import client_for
-
     from tests.ops.test_router import overview
 
     worker = start_worker(beat=False)
