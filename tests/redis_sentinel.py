@@ -119,7 +119,8 @@ class SentinelGroup:
         if self.password:
             with conf.open("a") as f:
                 f.write(
-                    f"requirepass {self.password}\nsentinel auth-pass {MASTER_NAME} {self.password}\n"
+                    f"requirepass {self.password}\n"
+                    f"sentinel auth-pass {MASTER_NAME} {self.password}\n"
                 )
         log = (self.dir / f"sentinel-{port}.log").open("ab")
         self.sentinels.append(
