@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from backend.core.config import Settings
 from backend.state.service import ConversationStateManager
 from tests.conftest import client_for
+from tests.core.test_metrics import scrape
 from tests.durability.conftest import chat, drop_hot, new_id, rows
 from tests.redis_sentinel import MASTER_NAME, SentinelGroup
 from tests.workers.test_worker import StartWorker, wait_for
@@ -65,6 +66,11 @@ async def assert_outage_reported(api: httpx.AsyncClient, group: SentinelGroup, d
     assert (status, body["error"]["code"]) == (503, "broker_unavailable"), body
 
 
+async def broker_replicas(api: httpx.AsyncClient) -> float | None:
+    """The gauge of /metrics (None: not exported)."""
+    return (await scrape(api)).get(("triage_broker_replicas", frozenset()))
+
+
 async def durable(engine: AsyncEngine, session_id: str) -> bool:
     return bool(await rows(engine, "SELECT 1 FROM sessions WHERE id = :id", id=session_id))
 
@@ -104,6 +110,8 @@ async def test_a_killed_broker_master_fails_over_and_no_work_is_lost(
         status, body = await celery_health(api)
         assert (status, body["error"]["code"]) == (503, "workers_unavailable")
         assert body["error"]["queue_depth"] == 0  # the queued task was lost with the master
+        # Nothing left to fail over to: the gauge BrokerWithoutReplica watches says so.
+        assert await broker_replicas(api) == 0
 
         # With its beat, which stands by after a failed renewal and looks again a third of
         # BEAT_LOCK_SECONDS later.
@@ -117,6 +125,7 @@ async def test_a_killed_broker_master_fails_over_and_no_work_is_lost(
         # 2. The dead node comes back as a replica; the worker and beat are connected to the
         # promoted master when that one is killed in turn.
         group.rejoin(dead)
+        assert await broker_replicas(api) == 1
         await wait_for(lambda: _healthy(api, worker.name), 30, "a healthy worker and beat")
         dead = group.kill_master()
         await assert_outage_reported(api, group, dead.port)
