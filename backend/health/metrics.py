@@ -60,5 +60,5 @@ def readers(app: Any) -> list[Reader]:
         replicas = await asyncio.to_thread(broker_replicas, state.celery)
         return [Reading("triage_broker_replicas", replicas)]
 
-    found = [replica, backlog, memory, queue, workers]
+    found: list[Reader] = [replica, backlog, memory, queue, workers]
     return [*found, broker] if settings.broker_behind_sentinel else found
