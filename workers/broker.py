@@ -55,7 +55,7 @@ def sentinel_broker(settings: Settings) -> SentinelBroker | None:
         # password.
         "retry": Retry(NoBackoff(), 0),
     }
-    if password is not None:
+    if password is not None and password.get_secret_value():  # empty in .env: none
         sentinel_kwargs["password"] = password.get_secret_value()
     return SentinelBroker(
         sentinels=[(str(p.hostname), int(p.port or _SENTINEL_PORT)) for p in parts],

@@ -28,6 +28,9 @@ def test_a_sentinel_url_gives_kombu_the_master_name_and_the_sentinels_password()
     assert options["master_name"] == "broker"
     assert options["sentinel_kwargs"]["password"] == "sentinel-pw"
     assert options["visibility_timeout"] == settings.celery_visibility_timeout
+    # An empty password (as .env.example leaves it) is no password.
+    no_password = make_settings(celery_broker_url=SENTINELS, celery_broker_sentinel_password="")
+    assert "password" not in transport_options(no_password)["sentinel_kwargs"]
     # A plain Redis broker is left as it was.
     assert transport_options(make_settings()) == {
         "visibility_timeout": settings.celery_visibility_timeout
