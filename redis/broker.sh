@@ -5,7 +5,9 @@
 # Why ask the sentinels: after a failover the master is whichever node they promoted. A node
 # that came back and started as a master on its own would be a second master (and one given
 # a fixed `replicaof` would follow a replica). Only when no sentinel answers (the very first
-# start of the deployment) does BROKER_INITIAL_MASTER decide.
+# start of the deployment) does BROKER_INITIAL_MASTER decide. This is also why redis.conf can
+# stay mounted read-only: the CONFIG REWRITE a sentinel sends after REPLICAOF fails (and is
+# ignored), and the role is decided here at every start instead.
 set -eu
 : "${BROKER_PASSWORD:?set BROKER_PASSWORD}"
 : "${BROKER_ANNOUNCE_HOST:?the name other containers reach this node by}"
