@@ -5,7 +5,7 @@ Why Sentinel is handled here and nowhere else: kombu's Redis transport speaks Se
 (it asks the sentinels for the current master on every new connection), so the workers, beat's
 task publishing, `/health/celery`, the operations page and `triage monitor` only need the
 transport options below. The beat lock is the one thing that talks to the broker's Redis with
-a plain redis-py client; `broker_redis` gives it one that resolves the master the same way
+a plain redis-py client; `BrokerRedis` gives it one that resolves the master the same way
 (redis-py's `SentinelConnectionPool` asks again after a failover, and drops a connection to an
 old master that was demoted to a replica).
 """
