@@ -22,7 +22,8 @@ from tests.redis_server import RedisServer
 MASTER_NAME = "brokermaster"
 # The ports this branch's test servers may use (other test processes use other ranges).
 PORT_RANGE = range(7300, 7400)
-DOWN_AFTER_MS = 1000
+# 1.5 s: room for a health check between a kill and the promotion on a loaded machine.
+DOWN_AFTER_MS = 1500
 FAILOVER_TIMEOUT_MS = 3000
 # Only stops a hang: a failover here takes a few seconds.
 _GUARD = 30.0
