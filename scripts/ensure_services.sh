@@ -74,6 +74,41 @@ ensure_postgres() {
   done
 }
 
+# A setting from the environment, else from .env (as the app reads them).
+setting() {
+  local name=$1
+  if [ -n "${!name:-}" ]; then printf '%s' "${!name}"; return; fi
+  [ -f .env ] && sed -n "s/^$name=//p" .env | tail -1
+}
+
+# A broker behind Sentinel (CELERY_BROKER_URL=sentinel://...) is the deployment's own: it is
+# not started here, but checked, so that `make run` stops with a reason instead of workers
+# retrying in a loop. One sentinel naming the master is enough (kombu asks each in turn).
+check_sentinel_broker() {
+  local url master password part hostport host port answer
+  url=$(setting CELERY_BROKER_URL)
+  case "$url" in sentinel://*) ;; *) return 0 ;; esac
+  command -v redis-cli >/dev/null || apt_install redis-tools
+  master=$(setting CELERY_BROKER_SENTINEL_MASTER); master=${master:-mymaster}
+  password=$(setting CELERY_BROKER_SENTINEL_PASSWORD)
+  IFS=';' read -ra parts <<<"$url"
+  for part in "${parts[@]}"; do
+    hostport=${part#*://}; hostport=${hostport##*@}; hostport=${hostport%%/*}
+    host=${hostport%:*}; port=${hostport##*:}
+    [ "$host" = "$hostport" ] && port=26379
+    if answer=$(env ${password:+REDISCLI_AUTH="$password"} redis-cli --no-auth-warning --raw \
+        -h "$host" -p "$port" SENTINEL get-master-addr-by-name "$master" 2>/dev/null) \
+        && [[ $(sed -n 2p <<<"$answer") =~ ^[0-9]+$ ]]; then
+      log "broker: sentinel $host:$port names the master of '$master': $(paste -sd: <<<"$answer")"
+      return 0
+    fi
+  done
+  log "CELERY_BROKER_URL is sentinel:// but no sentinel names a master '$master'"
+  log "start the broker's Redis and its sentinels first (README, \"Broker high availability\")"
+  exit 1
+}
+
 ensure_redis
 ensure_postgres
+check_sentinel_broker
 log "redis and postgresql are up"

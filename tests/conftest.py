@@ -70,6 +70,8 @@ def process_env(settings: Settings, **extra: Any) -> dict[str, str]:
         "DIRTY_FLUSH_INTERVAL": str(settings.dirty_flush_interval),
         "SNAPSHOT_BATCH_SIZE": str(settings.snapshot_batch_size),
         "LOG_LEVEL": "INFO",
+        "CELERY_BROKER_URL": settings.celery_broker_url or "",
+        "CELERY_BROKER_SENTINEL_MASTER": settings.celery_broker_sentinel_master,
     }
     values.update({k.upper(): str(v) for k, v in extra.items()})
     return {**os.environ, **values}

@@ -28,6 +28,7 @@ class RedisServer:
         *,
         appendonly: bool = False,
         extra_args: tuple[str, ...] = (),
+        password: str | None = None,
     ) -> None:
         self.port = free_port()
         self.url = f"redis://127.0.0.1:{self.port}/0"
@@ -35,12 +36,16 @@ class RedisServer:
         self.dir = directory or Path(tempfile.mkdtemp(prefix="triage-test-redis-"))
         self.appendonly = appendonly
         self.extra_args = extra_args
+        # requirepass, and masterauth for when it replicates (tests/redis_sentinel.py).
+        self.password = password
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> RedisServer:
         args = ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1"]
         args += ["--dir", str(self.dir), "--save", "", "--maxmemory-policy", "noeviction"]
         args += ["--appendonly", "yes" if self.appendonly else "no", "--appendfsync", "always"]
+        if self.password:
+            args += ["--requirepass", self.password, "--masterauth", self.password]
         log = (self.dir / "redis.log").open("ab")
         self.proc = subprocess.Popen(
             [*args, *self.extra_args], stdout=log, stderr=subprocess.STDOUT
@@ -65,7 +70,7 @@ class RedisServer:
             return False
 
     def client(self) -> redis.Redis:
-        return redis.Redis(port=self.port, socket_timeout=5)
+        return redis.Redis(port=self.port, password=self.password, socket_timeout=5)
 
     def used_memory(self) -> int:
         with self.client() as client:

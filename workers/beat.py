@@ -30,6 +30,7 @@ from celery.beat import PersistentScheduler
 
 from backend.core.config import get_settings
 from workers import keys
+from workers.broker import BrokerRedis
 
 log = logging.getLogger(__name__)
 
@@ -48,9 +49,10 @@ class LockedScheduler(PersistentScheduler):
         self.token = f"{socket.gethostname()}:{secrets.token_hex(6)}"
         self.holding: bool | None = None  # None until the first tick: its outcome is logged
         timeout = min(5.0, self.check_every)
-        self.lock_redis = redis.Redis.from_url(
-            settings.broker_url, socket_timeout=timeout, socket_connect_timeout=timeout
-        )
+        # Behind Sentinel, the current master: after a failover the next tick finds the new
+        # one (the lock, replicated or not, is taken again there).
+        self.broker = BrokerRedis(settings, timeout)
+        self.lock_redis = self.broker.client
         self._take = self.lock_redis.register_script(_lua("beat_lock.lua"))
         self._release = self.lock_redis.register_script(_lua("beat_unlock.lua"))
         super().__init__(*args, **kwargs)
@@ -72,7 +74,7 @@ class LockedScheduler(PersistentScheduler):
         try:
             super().close()
         finally:
-            self.lock_redis.close()
+            self.broker.close()
 
     def _hold_lock(self) -> bool:
         try:

@@ -18,6 +18,7 @@ from celery import Celery
 from celery.schedules import crontab
 
 from backend.core.config import Settings
+from workers.broker import transport_options
 
 FLUSH_DIRTY = "triage.durability.flush_dirty"
 SNAPSHOT_SESSION = "triage.durability.snapshot_session"
@@ -59,7 +60,8 @@ def create_celery_app(settings: Settings) -> Celery:
         broker_connection_retry_on_startup=True,
         broker_channel_error_retry=True,
         broker_connection_max_retries=settings.celery_broker_max_retries or None,
-        broker_transport_options={"visibility_timeout": settings.celery_visibility_timeout},
+        # The visibility timeout, and behind Sentinel the master's name (workers/broker.py).
+        broker_transport_options=transport_options(settings),
         task_default_queue=settings.celery_queue,
         task_acks_late=True,
         task_reject_on_worker_lost=True,

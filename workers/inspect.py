@@ -60,3 +60,12 @@ def beat_lock_holder(celery: Celery, key: str) -> str | None:
         _connect(conn)
         value = conn.default_channel.client.get(key)
     return value.decode() if isinstance(value, bytes) else value
+
+
+def broker_replicas(celery: Celery) -> int:
+    """Replicas connected to the broker's master (behind Sentinel, the one it names). Raises
+    one of BROKER_ERRORS when the broker cannot be reached."""
+    with celery.connection_for_read() as conn:
+        _connect(conn)
+        info = conn.default_channel.client.info("replication")
+    return int(info.get("connected_slaves", 0))

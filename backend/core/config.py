@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from typing import Literal
+from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -16,6 +17,8 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 # HS256 key (RFC 7518, section 3.2), and refuses an empty one.
 DEV_JWT_SECRET = "dev-insecure-jwt-secret-change-me-outside-development"
 JWT_SECRET_MIN_BYTES = 32
+# The URL scheme of a broker behind Redis Sentinel (kombu's).
+SENTINEL_SCHEME = "sentinel"
 # Values that mean "nobody set a real secret". Accepted only in development.
 _PLACEHOLDER_SECRETS = {
     "",
@@ -99,7 +102,14 @@ class Settings(BaseSettings):
 
     # Durability: Celery workers snapshot Redis into PostgreSQL (see backend/durability).
     # None: REDIS_URL. Celery's broker needs a standalone Redis: set it with REDIS_CLUSTER.
+    # `sentinel://[:PASSWORD@]HOST:PORT[/DB];sentinel://HOST:PORT;...`: the broker behind
+    # Redis Sentinel, its master found by the name below (README, "Broker high availability").
     celery_broker_url: str | None = None
+    celery_broker_sentinel_master: str = Field(
+        default="mymaster", pattern=r"^[A-Za-z0-9_.-]{1,64}$"
+    )
+    # The sentinels' own password (their `requirepass`), when they have one.
+    celery_broker_sentinel_password: SecretStr | None = None
     celery_queue: str = Field(default="triage", pattern=r"^[A-Za-z0-9_.:-]{1,64}$")
     celery_visibility_timeout: int = Field(default=3_600, gt=0)
     celery_task_time_limit: int = Field(default=600, gt=0)
@@ -184,6 +194,10 @@ class Settings(BaseSettings):
     def broker_url(self) -> str:
         return self.celery_broker_url or self.redis_url
 
+    @property
+    def broker_behind_sentinel(self) -> bool:
+        return self.broker_url.startswith(f"{SENTINEL_SCHEME}://")
+
     @field_validator("log_format", "triage_analyzer", mode="before")
     @classmethod
     def _empty_means_unset(cls, value: object) -> object:
@@ -205,6 +219,37 @@ class Settings(BaseSettings):
     def _check_archive_backend(self) -> Settings:
         if self.archive_backend == "s3" and not self.archive_s3_bucket:
             raise ValueError("ARCHIVE_BACKEND=s3 needs ARCHIVE_S3_BUCKET")
+        return self
+
+    @model_validator(mode="after")
+    def _check_broker_url(self) -> Settings:
+        # kombu takes the password and the database from the first sentinel's URL only: one
+        # written differently on another would be silently ignored, so it is refused here.
+        parts = [part.strip() for part in self.broker_url.split(";")]
+        schemes = {urlsplit(part).scheme for part in parts}
+        if len(parts) > 1 and schemes != {SENTINEL_SCHEME}:
+            raise ValueError(
+                "CELERY_BROKER_URL: several URLs (separated by ';') must all be sentinel:// ones"
+            )
+        if schemes != {SENTINEL_SCHEME}:
+            return self
+        first = urlsplit(parts[0])
+        for i, part in enumerate(parts):
+            url = urlsplit(part)
+            if not url.hostname:
+                raise ValueError(f"CELERY_BROKER_URL: {part!r} names no sentinel host")
+            if i == 0:
+                continue
+            for what, mine, theirs in (
+                ("database", url.path.strip("/"), first.path.strip("/")),
+                ("password", url.password, first.password),
+                ("user", url.username, first.username),
+            ):
+                if mine and mine != theirs:
+                    raise ValueError(
+                        f"CELERY_BROKER_URL: the {what} of every sentinel URL is the first one's "
+                        "(write it on the first URL only)"
+                    )
         return self
 
     @model_validator(mode="after")

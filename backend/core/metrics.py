@@ -351,6 +351,7 @@ _GAUGE_HELP = {
     "triage_snapshot_refused_sessions": "Sessions PostgreSQL refuses",
     "triage_celery_queue_depth": "Messages waiting in the Celery queue",
     "triage_celery_workers": "Workers answering a ping",
+    "triage_broker_replicas": "Replicas of the broker's master (behind Sentinel only)",
     "triage_redis_used_memory_bytes": "Redis INFO used_memory",
     "triage_redis_maxmemory_bytes": "Redis maxmemory (0 = none)",
 }

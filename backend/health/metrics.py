@@ -11,7 +11,7 @@ import asyncio
 from typing import Any
 
 from backend.core.metrics import Reader, Reading
-from workers.inspect import ping_workers, queue_depth
+from workers.inspect import broker_replicas, ping_workers, queue_depth
 
 # A scrape waits at most this long for the workers' answers to a ping.
 _PING_SECONDS = 0.25
@@ -55,4 +55,10 @@ def readers(app: Any) -> list[Reader]:
         names = await asyncio.to_thread(ping_workers, state.celery, _PING_SECONDS)
         return [Reading("triage_celery_workers", len(names))]
 
-    return [replica, backlog, memory, queue, workers]
+    async def broker() -> list[Reading]:
+        # Only behind Sentinel: a plain broker has no replica by design, nothing to alert on.
+        replicas = await asyncio.to_thread(broker_replicas, state.celery)
+        return [Reading("triage_broker_replicas", replicas)]
+
+    found: list[Reader] = [replica, backlog, memory, queue, workers]
+    return [*found, broker] if settings.broker_behind_sentinel else found

@@ -49,6 +49,8 @@ CONTRACT = {
     "triage_celery_task_duration_seconds": "histogram",
     "triage_celery_queue_depth": "gauge",
     "triage_celery_workers": "gauge",
+    # Added with the broker behind Redis Sentinel (issue 14).
+    "triage_broker_replicas": "gauge",
     "triage_redis_used_memory_bytes": "gauge",
     "triage_redis_maxmemory_bytes": "gauge",
 }

@@ -41,6 +41,7 @@ def test_the_alerts_the_operator_is_promised() -> None:
         "RedisMemoryHigh",
         "DirtyBacklogLagging",
         "NoWorkerAnswering",
+        "BrokerWithoutReplica",
         "SnapshotsRefused",
         "Http5xxRateHigh",
         "ReplyFailureRateHigh",
@@ -73,7 +74,7 @@ def test_the_dirty_backlog_threshold_is_five_flush_intervals() -> None:
 
 
 def test_promtool_checks_the_rules() -> None:
-    assert "SUCCESS: 10 rules found" in promtool_ok("check", "rules", "alerts.yml")
+    assert "SUCCESS: 11 rules found" in promtool_ok("check", "rules", "alerts.yml")
 
 
 def test_promtool_checks_the_config_as_the_container_sees_it(tmp_path: Path) -> None:
@@ -83,7 +84,7 @@ def test_promtool_checks_the_config_as_the_container_sees_it(tmp_path: Path) -> 
         shutil.copy(PROMETHEUS_DIR / name, tmp_path / name)
     (tmp_path / "metrics_token").write_text("")
     out = promtool_ok("check", "config", "prometheus.yml", cwd=tmp_path)
-    assert "SUCCESS: 10 rules found" in out
+    assert "SUCCESS: 11 rules found" in out
 
 
 def test_promtool_unit_tests_pass() -> None:

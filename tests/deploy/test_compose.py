@@ -25,12 +25,14 @@ from backend.cli import app as cli_app
 from backend.core.config import Settings
 from backend.main import create_app
 from tests.conftest import make_settings
+from workers.broker import sentinel_broker
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE: dict[str, Any] = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
 SERVICES: dict[str, Any] = COMPOSE["services"]
 APP_SERVICES = [name for name, svc in SERVICES.items() if "build" in svc]
 LONG_RUNNING = [name for name in SERVICES if name != "migrate"]
+SENTINELS = ("sentinel-1", "sentinel-2", "sentinel-3")
 # What each image has on its PATH for healthchecks (python:3.11-slim has no curl or wget).
 IMAGE_TOOLS = {
     "redis:": {"redis-cli", "grep", "sh"},
@@ -76,6 +78,11 @@ def test_valid_against_the_compose_schema() -> None:
 def test_the_services_of_the_deployment() -> None:
     assert set(SERVICES) == {
         "redis",
+        "broker",
+        "broker-replica",
+        "sentinel-1",
+        "sentinel-2",
+        "sentinel-3",
         "postgres",
         "migrate",
         "api",
@@ -123,13 +130,19 @@ def test_startup_order() -> None:
         return {k: v["condition"] for k, v in SERVICES[name].get("depends_on", {}).items()}
 
     assert deps("migrate") == {"postgres": "service_healthy"}
-    for name in ("api", "worker"):
-        assert deps(name) == {
-            "redis": "service_healthy",
-            "postgres": "service_healthy",
-            "migrate": "service_completed_successfully",
-        }
+    app = {
+        "redis": "service_healthy",
+        "postgres": "service_healthy",
+        "migrate": "service_completed_successfully",
+    }
+    # The API starts without the broker (/health/celery reports it); the workers and beats
+    # find it through the sentinels.
+    assert deps("api") == app
+    assert deps("worker") == {**app, **{s: "service_healthy" for s in SENTINELS}}
     assert deps("beat")["migrate"] == "service_completed_successfully"
+    assert {s: "service_healthy" for s in SENTINELS}.items() <= deps("beat").items()
+    for name in ("broker-replica", *SENTINELS):
+        assert deps(name) == {"broker": "service_healthy"}
     assert deps("nginx") == {"api": "service_healthy"}
     # Prometheus starts alone (it scrapes whatever answers); Grafana waits for it.
     assert deps("prometheus") == {}
@@ -144,6 +157,40 @@ def test_redis_runs_the_project_config_with_the_password_from_the_environment() 
     assert "redis-server /usr/local/etc/redis/redis.conf" in command
     assert '--requirepass "$$REDIS_PASSWORD"' in command or "--requirepass" in command
     assert redis["environment"]["REDIS_PASSWORD"].startswith("${REDIS_PASSWORD:?")
+
+
+def test_the_broker_is_behind_three_sentinels_apart_from_the_state_redis() -> None:
+    env = SERVICES["api"]["environment"]
+    settings = make_settings(
+        celery_broker_url=env["CELERY_BROKER_URL"].replace(
+            "${BROKER_PASSWORD:?set BROKER_PASSWORD}", "pw"
+        ),
+        celery_broker_sentinel_password="pw",
+    )
+    sentinel = sentinel_broker(settings)
+    assert sentinel is not None and sentinel.password == "pw"
+    assert sentinel.sentinels == [(name, 26379) for name in SENTINELS]
+    assert "@redis:" in env["REDIS_URL"]  # hot state stays on its own Redis
+    for name in APP_SERVICES:
+        assert SERVICES[name]["environment"]["CELERY_BROKER_URL"] == env["CELERY_BROKER_URL"]
+    # Each data node and sentinel runs its start script with its own name and volume.
+    for name in ("broker", "broker-replica", *SENTINELS):
+        service = SERVICES[name]
+        script = argv(service["command"])[1]
+        mounts = {m.split(":")[1]: m.split(":")[0] for m in service["volumes"]}
+        assert (ROOT / mounts[script]).is_file(), name
+        assert mounts["/data"] == f"{name}-data"
+        announced = service["environment"].get("BROKER_ANNOUNCE_HOST") or service[
+            "environment"
+        ].get("SENTINEL_ANNOUNCE_HOST")
+        assert announced == name
+        assert service["environment"]["BROKER_PASSWORD"].startswith("${BROKER_PASSWORD:?")
+    # The master the sentinels watch first, and the name kombu asks them for.
+    sentinel_sh = (ROOT / "redis" / "sentinel.sh").read_text()
+    assert 'INITIAL_MASTER="${BROKER_INITIAL_MASTER:-broker:6379}"' in sentinel_sh
+    assert f'MASTER_NAME="${{BROKER_MASTER_NAME:-{settings.celery_broker_sentinel_master}}}"' in (
+        sentinel_sh
+    )
 
 
 def test_no_secret_is_written_in_the_file() -> None:

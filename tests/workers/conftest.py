@@ -1,8 +1,10 @@
 """Real Celery worker processes against a private Redis and this run's PostgreSQL database.
 
 Each test gets its own `redis-server` on a free loopback port (broker and hot state, so a test
-may FLUSHALL it), and workers started as `celery -A workers.app:celery_app worker`
-subprocesses configured through the environment, as in production. Everything a test starts
+may FLUSHALL it; for the tests parametrized with `broker`, hot state only, the broker being
+behind a private Redis Sentinel group, tests/redis_sentinel.py), and workers started as
+`celery -A workers.app:celery_app worker` subprocesses configured through the environment, as
+in production. Everything a test starts
 is stopped in teardown, also on failure.
 """
 
@@ -24,6 +26,7 @@ import pytest
 from backend.core.config import Settings
 from backend.core.redis import RedisService
 from tests.conftest import make_settings, process_env
+from tests.redis_sentinel import MASTER_NAME, SentinelGroup
 from tests.redis_server import RedisServer
 
 CELERY = str(Path(sys.executable).with_name("celery"))
@@ -89,13 +92,37 @@ def private_redis(tmp_path: Path) -> Iterator[RedisServer]:
         server.destroy()
 
 
+@pytest.fixture(scope="session")
+def sentinel_group() -> Iterator[SentinelGroup]:
+    """One broker behind Sentinel for the tests that run on it (emptied before each)."""
+    group = SentinelGroup().start()
+    try:
+        yield group
+    finally:
+        group.destroy()
+
+
 @pytest.fixture
-def settings(private_redis: RedisServer, tmp_path: Path) -> Settings:
+def broker(request: pytest.FixtureRequest) -> dict[str, Any]:
+    """Settings of the Celery broker: by default the private server (broker and hot state on
+    one Redis); `@pytest.mark.parametrize("broker", ["redis", "sentinel"], indirect=True)`
+    runs a test on a broker of its own behind Sentinel as well."""
+    if getattr(request, "param", "redis") == "redis":
+        return {}
+    group: SentinelGroup = request.getfixturevalue("sentinel_group")
+    with group.master().client() as client:
+        client.flushall()  # the group's own private servers: what a previous test queued
+    return {"celery_broker_url": group.url, "celery_broker_sentinel_master": MASTER_NAME}
+
+
+@pytest.fixture
+def settings(private_redis: RedisServer, broker: dict[str, Any], tmp_path: Path) -> Settings:
     return make_settings(
         redis_url=private_redis.url,
         archive_dir=str(tmp_path / "archive"),
         dirty_flush_interval=0.5,
         snapshot_batch_size=50,
+        **broker,
     )
 
 

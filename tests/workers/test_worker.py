@@ -69,6 +69,7 @@ async def seed(
     return ids
 
 
+@pytest.mark.parametrize("broker", ["redis", "sentinel"], indirect=True)
 async def test_worker_snapshots_what_is_written_into_postgres(
     manager: ConversationStateManager, engine: AsyncEngine, start_worker: StartWorker
 ) -> None:
@@ -91,6 +92,7 @@ async def test_worker_snapshots_what_is_written_into_postgres(
     assert tuple(row) == (12, 12, "ana")
 
 
+@pytest.mark.parametrize("broker", ["redis", "sentinel"], indirect=True)
 async def test_the_same_snapshot_task_delivered_twice_changes_nothing(
     manager: ConversationStateManager,
     engine: AsyncEngine,
@@ -184,6 +186,7 @@ async def test_sigkill_mid_flush_then_another_worker_completes_without_duplicate
     assert rolled == total
 
 
+@pytest.mark.parametrize("broker", ["redis", "sentinel"], indirect=True)
 async def test_after_flushall_every_session_comes_back_with_its_history_and_version(
     manager: ConversationStateManager,
     hybrid: HybridConversationService,
@@ -206,7 +209,8 @@ async def test_after_flushall_every_session_comes_back_with_its_history_and_vers
     await wait_for(flushed, 60, "the flush")
     worker.stop()
 
-    await manager.redis.client.flushall()  # the private server: broker and hot state gone
+    # The private server: hot state gone (the broker too, unless it is behind Sentinel).
+    await manager.redis.client.flushall()
     assert await manager.get_hot_conversation_state(ids[0]) is None
     listed = await hybrid.list_sessions(tenant, "ana", limit=20)
     assert {s.session_id for s in listed.items} == set(ids) and listed.total == len(ids)
@@ -255,18 +259,26 @@ async def test_archive_task_moves_a_session_to_cold_storage_and_it_reads_back_wh
     assert not await hybrid.archive.store.exists(sid)
 
 
+@pytest.mark.parametrize("broker", ["redis", "sentinel"], indirect=True)
 async def test_celery_health_sees_the_worker_and_the_queue(
     settings: Settings, start_worker: StartWorker, celery_client: Celery
 ) -> None:
     from tests.health.test_router import client_for
+    from tests.ops.test_router import overview
 
     worker = start_worker(beat=False)
+    # The worker took the broker from CELERY_BROKER_URL (the sentinels, when behind Sentinel).
+    scheme = settings.broker_url.split("://")[0]
+    assert f'"Connected to {scheme}://' in worker.log.read_text()
     async for client in client_for(settings):
         response = await client.get("/health/celery")
         assert response.status_code == 200
         body = response.json()
         assert worker.name in body["workers"]
         assert body["queue"] == settings.celery_queue and body["queue_depth"] == 0
+        # The operations page asks the same broker the same way.
+        ops = await overview(client, settings)
+        assert ops["workers"] == [worker.name] and ops["queue_depth"] == 0
 
 
 async def test_a_refused_session_degrades_health_until_it_is_written(
