@@ -92,6 +92,9 @@ class ReplicaWait:
         with translate_errors():
             # A pipeline of our own: the AutoPipeline has no way to aim a keyless command at a
             # node. The cluster pipeline sends each node's commands in order on one connection.
+            # If redis-py retries it (a connection lost mid-failover), it has dropped WAIT's
+            # target by then and refuses the retry before sending anything: the caller gets a
+            # 503 to retry, never an acknowledgement WAIT did not give.
             node = self._client.get_node_from_key(key)
             pipe = self._client.pipeline(transaction=False)
             for command in commands:

@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -28,10 +27,7 @@ def servers() -> Iterator[tuple[RedisServer, RedisServer]]:
     master = RedisServer().start()
     replica = RedisServer(extra_args=("--replicaof", "127.0.0.1", str(master.port))).start()
     try:
-        with replica.client() as client:
-            while client.info("replication")["master_link_status"] != "up":
-                time.sleep(0.05)
-        yield master, replica
+        yield master, replica.wait_replicating()
     finally:
         assert replica.proc is not None
         os.kill(replica.proc.pid, signal.SIGCONT)
