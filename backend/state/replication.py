@@ -95,6 +95,7 @@ class ReplicaWait:
             # If redis-py retries it (a connection lost mid-failover), it has dropped WAIT's
             # target by then and refuses the retry before sending anything: the caller gets a
             # 503 to retry, never an acknowledgement WAIT did not give.
+            await self._client.initialize()  # a no-op unless the topology must be read again
             node = self._client.get_node_from_key(key)
             pipe = self._client.pipeline(transaction=False)
             for command in commands:
