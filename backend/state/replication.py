@@ -38,6 +38,8 @@ log = logging.getLogger(__name__)
 
 
 class ReplicaWait:
+    """STATE_WRITE_REPLICAS for one StateStore: sends writes with their WAIT, judges its count."""
+
     def __init__(self, client: RedisClient, settings: Settings, autopipe: AutoPipeline) -> None:
         self.replicas = settings.state_write_replicas
         self.timeout_ms = settings.state_write_replicas_timeout_ms
@@ -86,7 +88,9 @@ class ReplicaWait:
                 raise reply
         self.require(send.acked, session_id)
 
-    async def _send(self, commands: Sequence[Command], key: str) -> list[Any]:
+    async def send(self, commands: Sequence[Command], key: str) -> list[Any]:
+        """`commands`, then WAIT on the connection that carried `key`'s: their replies, WAIT's
+        count last."""
         if not isinstance(self._client, RedisCluster):
             return await self._autopipe.execute([*commands, self._wait])
         with translate_errors():
@@ -114,7 +118,7 @@ class WaitedSend:
         self.acked = 0
 
     async def __call__(self, commands: Sequence[Command]) -> list[Any]:
-        *replies, acked = await self._wait._send(commands, self._key)
+        *replies, acked = await self._wait.send(commands, self._key)
         if isinstance(acked, Exception):
             with translate_errors():
                 raise acked
