@@ -7,13 +7,23 @@ from __future__ import annotations
 
 import uvloop
 
-from bench import archive, durability, metrics_cost, sse_chat, sse_idle, state_write
+from bench import (
+    archive,
+    durability,
+    metrics_cost,
+    replicated_write,
+    sse_chat,
+    sse_idle,
+    state_write,
+)
 
 
 def main() -> None:
     for messages in (20, 100):
         print(state_write.report(uvloop.run(state_write.run(messages=messages))))
         print()
+    print(replicated_write.report(uvloop.run(replicated_write.run())))
+    print()
     print(sse_chat.report(uvloop.run(sse_chat.run())))
     print()
     print(metrics_cost.report(uvloop.run(metrics_cost.run())))

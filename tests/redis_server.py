@@ -69,6 +69,16 @@ class RedisServer:
         except (redis.ConnectionError, redis.BusyLoadingError):
             return False
 
+    def wait_replicating(self) -> RedisServer:
+        """For a server started with `--replicaof`: until its link to the master is up."""
+        deadline = time.monotonic() + _START_GUARD
+        with self.client() as client:
+            while client.info("replication").get("master_link_status") != "up":
+                if time.monotonic() > deadline:
+                    raise AssertionError(f"replica on port {self.port} did not link up")
+                time.sleep(0.05)
+        return self
+
     def client(self) -> redis.Redis:
         return redis.Redis(port=self.port, password=self.password, socket_timeout=5)
 

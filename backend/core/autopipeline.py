@@ -24,7 +24,12 @@ from redis.client import NEVER_DECODE
 
 from backend.core import metrics
 from backend.core.errors import StoreUnavailable
-from backend.core.redis import UNAVAILABLE_ERRORS, RedisClient, translate_errors
+from backend.core.redis import (
+    UNAVAILABLE_ERRORS,
+    RedisClient,
+    torn_connection,
+    translate_errors,
+)
 
 Command = tuple[Any, ...]
 _RAW: dict[str, Any] = {NEVER_DECODE: True}
@@ -60,6 +65,11 @@ class AutoPipeline:
         except UNAVAILABLE_ERRORS as exc:  # translate_errors(), inlined on the hot path
             metrics.redis_error()
             raise StoreUnavailable(f"Redis unavailable: {exc}") from exc
+        except (AttributeError, TypeError) as exc:
+            if not torn_connection(exc):
+                raise
+            metrics.redis_error()
+            raise StoreUnavailable(f"Redis unavailable: connection lost ({exc})") from exc
         finally:
             self._hand_over()
 

@@ -46,6 +46,13 @@ class Settings(BaseSettings):
     redis_connect_timeout: float = 2.0
     redis_max_connections: int = 256
     redis_retries: int = 2
+    # Replicas that must hold a state write before it is acknowledged (Redis WAIT on the
+    # write's own connection, backend/state/replication.py); 0: acknowledge once the master
+    # has it (replication is asynchronous: a master that dies can take its last writes along).
+    state_write_replicas: int = Field(default=0, ge=0)
+    # How long a write waits for them; short of them by then, the client gets 503
+    # state_not_replicated (the write is on the master: retry with the same Idempotency-Key).
+    state_write_replicas_timeout_ms: int = Field(default=500, gt=0)
     key_prefix: str = Field(default="triage", pattern=r"^[A-Za-z0-9_.:-]{1,64}$")
     conversation_ttl: int = Field(default=86_400, gt=0)
     orchestration_ttl: int = Field(default=86_400, gt=0)

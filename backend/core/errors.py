@@ -28,6 +28,16 @@ class StoreUnavailable(TriageError):
     code = "store_unavailable"
 
 
+class StateNotReplicated(StoreUnavailable):
+    """A state write reached the master but not STATE_WRITE_REPLICAS replicas in time.
+
+    Not an acknowledgement: the write may yet be lost in a failover, or may survive it. A
+    retry with the same Idempotency-Key stores it at most once either way.
+    """
+
+    code = "state_not_replicated"
+
+
 class VersionConflict(TriageError):
     """A write carried a stale version, and the bounded retries (if any) ran out."""
 

@@ -74,8 +74,9 @@ _ERROR_RESPONSES: dict[int, dict[str, Any]] = {
         "headers": _RETRY_AFTER,
     },
     503: {
-        "description": "A store (Redis, PostgreSQL, archive) or the workers are unavailable; "
-        "retry later",
+        "description": "A store (Redis, PostgreSQL, archive) or the workers are unavailable, "
+        "or (`state_not_replicated`) a write reached Redis's master but not "
+        "STATE_WRITE_REPLICAS replicas in time; retry later with the same Idempotency-Key",
         "headers": _RETRY_AFTER,
     },
 }

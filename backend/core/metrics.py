@@ -153,6 +153,11 @@ class _Metrics:
         self.redis_errors = Counter(
             "triage_redis_errors", "Redis errors translated to StoreUnavailable", registry=r
         )
+        self.not_replicated = Counter(
+            "triage_state_not_replicated",
+            "State writes refused (503) because too few replicas confirmed them in time",
+            registry=r,
+        )
         self.unavailable = Counter("triage_store_unavailable_responses", "503 answers", registry=r)
         self.rate_limited = Counter("triage_rate_limited", "429 answers", ["limit"], registry=r)
         self.snapshot_batches = Counter(
@@ -233,6 +238,10 @@ def state_retry() -> None:
 
 def redis_error() -> None:
     M.redis_errors.inc()
+
+
+def state_not_replicated() -> None:
+    M.not_replicated.inc()
 
 
 def rate_limited(limit: str) -> None:

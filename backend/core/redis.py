@@ -8,6 +8,7 @@ or a hang: the pool has connect/read timeouts and a small, bounded retry with ba
 from __future__ import annotations
 
 import json
+import os
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import contextmanager
@@ -39,6 +40,25 @@ UNAVAILABLE_ERRORS = (
 )
 
 
+def torn_connection(exc: BaseException) -> bool:
+    """An AttributeError or TypeError raised from inside redis-py's asyncio connection: a
+    connection written to after it was closed under it. It happens when a peer resets a pooled
+    connection (redis/redis-py#4287) and when a failover makes the cluster client close every
+    connection (`aclose()` before re-reading the topology) while other tasks are mid-command
+    ('NoneType' object has no attribute 'writelines'). It means "connection lost", but is not
+    a ConnectionError, so neither redis-py's retries nor `translate_errors` would see it."""
+    if not isinstance(exc, (AttributeError, TypeError)):
+        return False
+    last_redis_file = ""
+    tb = exc.__traceback__
+    while tb is not None:
+        filename = tb.tb_frame.f_code.co_filename
+        if f"{os.sep}redis{os.sep}" in filename:
+            last_redis_file = filename
+        tb = tb.tb_next
+    return last_redis_file.endswith(os.path.join("redis", "asyncio", "connection.py"))
+
+
 @contextmanager
 def translate_errors() -> Iterator[None]:
     try:
@@ -46,6 +66,11 @@ def translate_errors() -> Iterator[None]:
     except UNAVAILABLE_ERRORS as exc:
         metrics.redis_error()
         raise StoreUnavailable(f"Redis unavailable: {exc}") from exc
+    except (AttributeError, TypeError) as exc:
+        if not torn_connection(exc):
+            raise
+        metrics.redis_error()
+        raise StoreUnavailable(f"Redis unavailable: connection lost ({exc})") from exc
 
 
 def create_redis_client(settings: Settings) -> RedisClient:

@@ -39,6 +39,7 @@ from backend.state.keys import Keys
 from backend.state.notify import NOTIFY_MAXLEN, StreamNotifier
 from backend.state.owed import owes_reply
 from backend.state.queues import DirtySet, DueSet
+from backend.state.replication import ReplicaWait
 from backend.state.schemas import (
     ConversationState,
     Event,
@@ -118,6 +119,7 @@ class StateStore:
         self._index_script = client.register_script(_lua("touch_index.lua"))
         self._durable_script = client.register_script(_lua("mark_durable.lua"))
         self.due = DueSet(redis, self.keys, settings)
+        self._replicas = ReplicaWait(client, settings, self._autopipe)
         self.dirty = DirtySet(redis, self.keys)
 
     # ------------------------------------------------------------------ reads
@@ -181,7 +183,10 @@ class StateStore:
         current, previous = self.keys.idempotency(session_id)
         found = await self._pipeline([("HGET", current, key), ("HGET", previous, key)])
         raw = found[0] or found[1]
-        return None if raw is None else cast(dict[str, Any], json.loads(raw))
+        if raw is None:
+            return None
+        await self._confirm_replicated(session_id)
+        return cast(dict[str, Any], json.loads(raw))
 
     async def run_command(self, command: tuple[Any, ...]) -> Any:
         """One read-only command through the auto-pipeline (round trips and connections shared
@@ -332,7 +337,7 @@ class StateStore:
             keys += [index_key, self.keys.dirty(), self.keys.replies_due(), self._notifier.key(sid)]
             args += [sid, index_score, ttl, dirty_score, *self._idempotency_args(idempotency)]
             args += [due_score, NOTIFY_MAXLEN]
-            reply = await self._run_script(_evalsha(self._write_script.sha, keys, args))
+            reply, acked = await self._send_write([_evalsha(self._write_script.sha, keys, args)])
         else:
             # Pipeline, not MULTI: on a cluster the index and dirty set sit in other slots. If
             # the versioned write loses, the extra ZADDs are harmless (the session exists and is
@@ -351,19 +356,37 @@ class StateStore:
             # lost write's state is not the session's.
             if due_score not in ("", "-"):
                 commands.append(("ZADD", self.keys.replies_due(), "LT", due_score, sid))
-            reply = (await self._pipeline(commands))[0]
+            reply, acked = await self._send_write(commands)
             if reply[0] == 1 and reply[2]:
                 await self._notifier.send(self._pipeline, sid)
-            if reply[0] and due_score == "-":
+            if reply[0] == 1 and due_score == "-":
+                self._replicas.require(acked, sid)  # else the due entry must stay (see owed.py)
                 await self.due.settle(sid)
         ok, new_version, *rest = reply
         if ok == 2:
+            await self._confirm_replicated(sid)
             raise AlreadyWritten(json.loads(new_version))
         if not ok:
             return None
+        self._replicas.require(acked, sid)
         if isinstance(state, ConversationState):
             self._decoded.written(keys[0], doc, state)
         return WriteResult(version=int(new_version), event_id=(rest[0] or None) if rest else None)
+
+    async def _send_write(self, commands: list[tuple[Any, ...]]) -> tuple[Any, int | None]:
+        """The write's commands (the session's script first) in one round trip: the script's
+        reply and, with STATE_WRITE_REPLICAS, how many replicas WAIT counted (replication.py)."""
+        if self._replicas.enabled:
+            send = self._replicas.sender(commands[0][3])  # the script's first key
+            return (await self._pipeline(commands, send=send))[0], send.acked
+        if len(commands) == 1:
+            return await self._run_script(commands[0]), None
+        return (await self._pipeline(commands))[0], None
+
+    async def _confirm_replicated(self, session_id: str) -> None:
+        """Before answering from a write this session already holds (see replication.py)."""
+        key = self.keys.conversation(session_id)
+        await self._replicas.confirm(key, self.settings.conversation_ttl, session_id)
 
     def _idempotency_args(self, idempotency: IdempotentWrite | None) -> tuple[Any, ...]:
         if idempotency is None:
@@ -384,9 +407,14 @@ class StateStore:
             await self.load_scripts()
             return await self._autopipe.call(command)
 
-    async def _pipeline(self, commands: list[tuple[Any, ...]]) -> list[Any]:
+    async def _pipeline(
+        self,
+        commands: list[tuple[Any, ...]],
+        *,
+        send: Callable[[list[tuple[Any, ...]]], Awaitable[list[Any]]] | None = None,
+    ) -> list[Any]:
         """Run raw commands in one non-transactional pipeline (one round trip, shared with
-        whatever other callers are in flight: see AutoPipeline).
+        whatever other callers are in flight: see AutoPipeline; `send` replaces it).
 
         A command refused with NOSCRIPT (a restarted or new Redis node lost the script cache)
         did not run: load the scripts and replay just those commands, never the others.
@@ -394,7 +422,7 @@ class StateStore:
         results: list[Any] = [None] * len(commands)
         pending = list(range(len(commands)))
         for attempt in (1, 2):
-            answers = await self._autopipe.execute([commands[i] for i in pending])
+            answers = await (send or self._autopipe.execute)([commands[i] for i in pending])
             for i, answer in zip(pending, answers, strict=True):
                 results[i] = answer
             pending = [i for i in pending if isinstance(results[i], redis_errors.NoScriptError)]

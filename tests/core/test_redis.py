@@ -9,10 +9,10 @@ from collections.abc import Iterator
 
 import pytest
 from redis import exceptions as redis_errors
-from redis.asyncio.connection import Connection
+from redis.asyncio.connection import Connection, parse_url
 
 from backend.core.errors import StoreUnavailable
-from backend.core.redis import RedisService
+from backend.core.redis import RedisService, translate_errors
 from tests.conftest import make_settings
 from tests.redis_cluster import free_port
 
@@ -124,3 +124,16 @@ async def test_commands_go_out_through_the_hiredis_packer_unchanged(
     await redis_service.client.set(key, "ação")
     assert await redis_service.client.get(key) == "ação"
     await redis_service.client.delete(key)
+
+
+async def test_a_connection_closed_under_a_command_is_store_unavailable(settings) -> None:  # type: ignore[no-untyped-def]
+    """A failover makes the cluster client close connections other tasks are using; redis-py
+    then fails inside the connection with AttributeError, not ConnectionError. That is a lost
+    connection (503 to retry), not a bug (500); an AttributeError of our own still is one."""
+    connection = Connection(**parse_url(settings.redis_url))
+    await connection.connect()
+    await connection.disconnect()  # what the client's aclose() does under another task
+    with pytest.raises(StoreUnavailable, match="connection lost"), translate_errors():
+        await connection._send_packed_command([b"*1\r\n$4\r\nPING\r\n"])
+    with pytest.raises(AttributeError), translate_errors():
+        None.missing  # type: ignore[attr-defined]  # noqa: B018

@@ -33,6 +33,7 @@ CONTRACT = {
     "triage_state_retries_total": "counter",
     "triage_redis_errors_total": "counter",
     "triage_store_unavailable_responses_total": "counter",
+    "triage_state_not_replicated_total": "counter",  # issue 14: STATE_WRITE_REPLICAS
     "triage_rate_limited_total": "counter",
     "triage_hub_readers": "gauge",
     "triage_redis_connections_in_use": "gauge",

@@ -39,6 +39,7 @@ def promtool_ok(*args: str, cwd: Path = PROMETHEUS_DIR) -> str:
 def test_the_alerts_the_operator_is_promised() -> None:
     assert set(ALERTS) == {
         "RedisMemoryHigh",
+        "StateWritesNotReplicated",
         "DirtyBacklogLagging",
         "NoWorkerAnswering",
         "BrokerWithoutReplica",
@@ -74,7 +75,7 @@ def test_the_dirty_backlog_threshold_is_five_flush_intervals() -> None:
 
 
 def test_promtool_checks_the_rules() -> None:
-    assert "SUCCESS: 11 rules found" in promtool_ok("check", "rules", "alerts.yml")
+    assert "SUCCESS: 12 rules found" in promtool_ok("check", "rules", "alerts.yml")
 
 
 def test_promtool_checks_the_config_as_the_container_sees_it(tmp_path: Path) -> None:
@@ -84,7 +85,7 @@ def test_promtool_checks_the_config_as_the_container_sees_it(tmp_path: Path) -> 
         shutil.copy(PROMETHEUS_DIR / name, tmp_path / name)
     (tmp_path / "metrics_token").write_text("")
     out = promtool_ok("check", "config", "prometheus.yml", cwd=tmp_path)
-    assert "SUCCESS: 11 rules found" in out
+    assert "SUCCESS: 12 rules found" in out
 
 
 def test_promtool_unit_tests_pass() -> None:
