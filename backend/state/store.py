@@ -223,12 +223,19 @@ class StateStore:
         expected_version: int | None,
         event: Event | None,
         idempotency: IdempotentWrite | None = None,
+        leading: tuple[Event, ...] = (),
     ) -> tuple[S, str | None]:
         expected = state.version if expected_version is None else expected_version
         new = state.with_version(expected + 1)
         with span("state.write", kind=kind, session_id=new.session_id):
             result = await self._write(
-                kind, new, mode="cas", version=expected, event=event, idempotency=idempotency
+                kind,
+                new,
+                mode="cas",
+                version=expected,
+                event=event,
+                idempotency=idempotency,
+                leading=leading,
             )
         if result is None:
             metrics.state_conflict()
@@ -278,9 +285,11 @@ class StateStore:
         event: Event | None,
         mark_dirty: bool = True,
         idempotency: IdempotentWrite | None = None,
+        leading: tuple[Event, ...] = (),
     ) -> WriteResult | None:
         """One run of write_state.lua. None on a version conflict; `AlreadyWritten` when
-        `idempotency` names a key this session already used."""
+        `idempotency` names a key this session already used. `leading`: events that change no
+        state, appended just before `event` by the same script (a reply's last deltas)."""
         sid = state.session_id
         own_ttl, other_ttl = self._ttls(kind)
         doc = encode_state(state)
@@ -319,18 +328,21 @@ class StateStore:
         ttl = self.settings.conversation_ttl
         index_score = updated_us if kind == "conversation" else ""
         now = time.time()
+        tail: list[Any] = [now, min(own_ttl, other_ttl) * TTL_REFRESH_FRACTION, len(leading)]
+        for extra in leading:
+            tail += [extra.type, _json(extra.data)]
         dirty_score = now if mark_dirty else ""
         due_score = self.due.score(state, now)
         if self._single_node:
             keys += [index_key, self.keys.dirty(), self.keys.replies_due()]
             args += [sid, index_score, ttl, dirty_score, *self._idempotency_args(idempotency)]
-            args.append(due_score)
+            args += [due_score, *tail]
             reply = await self._run_script(_evalsha(self._write_script.sha, keys, args))
         else:
             # Pipeline, not MULTI: on a cluster the index and dirty set sit in other slots. If
             # the versioned write loses, the extra ZADDs are harmless (the session exists and is
             # at least as new as this score); if we crash after the script, both are rebuildable.
-            args += [sid, "", ttl, "", *self._idempotency_args(idempotency), ""]
+            args += [sid, "", ttl, "", *self._idempotency_args(idempotency), "", *tail]
             commands = [_evalsha(self._write_script.sha, keys, args)]
             if index_score != "":
                 prune = int(mode == "restore" or version == 0)  # a new session, as in the script
@@ -489,6 +501,7 @@ class StateStore:
         current: StateDocument | None = None,
         idempotency: IdempotentWrite | None = None,
         restore: bool = True,
+        leading: tuple[Event, ...] = (),
     ) -> tuple[Any, str | None]:
         """`update()`, also returning the stream id of the event written with the state.
 
@@ -499,6 +512,7 @@ class StateStore:
         attempt writes and `AlreadyWritten` is raised.
         `restore=False` reads Redis only, never the restorer: for a state PostgreSQL cannot
         hold (a session it has no snapshot of), so the write works while PostgreSQL is down.
+        `leading`: state-less events appended just before the write's own, in its script.
         """
         attempts = self.settings.state_write_max_attempts
         last: VersionConflict | None = None
@@ -522,7 +536,9 @@ class StateStore:
             if isinstance(event, Awaitable):
                 event = await event
             try:
-                return await self._save_returning_event(kind, state, None, event, idempotency)
+                return await self._save_returning_event(
+                    kind, state, None, event, idempotency, leading
+                )
             except VersionConflict as exc:
                 last = exc
                 if attempt + 1 < attempts:
@@ -565,6 +581,11 @@ class StateStore:
 
 
 _json = msgspec.json.Encoder().encode
+# A write refreshes the sliding TTLs of its session's keys only when the last refresh is older
+# than this fraction of the TTL (see write_state.lua, ARGV[20]): four EXPIREs per write become
+# four per session every ~14 minutes at a 24 h TTL, and a key still lives at least 99% of its
+# TTL after the session's last write.
+TTL_REFRESH_FRACTION = 0.01
 _NO_IDEMPOTENCY = ("", "", "", "")  # write_state.lua's ARGV[14..17] for an untagged write
 
 

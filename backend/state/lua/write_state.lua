@@ -22,6 +22,14 @@
 --          script adds event_id and version), ARGV[16] records per generation, ARGV[17] TTL
 -- ARGV[18] due score: a number when the written conversation owes a reply (added, or moved
 --          earlier: ZADD LT), "-" when it owes none (removed), "" for no change
+-- ARGV[19] now (seconds), ARGV[20] how often the sliding TTLs are refreshed (seconds): the
+--          EXPIREs of KEYS[1], KEYS[2], KEYS[3] and KEYS[6] run only when the last refresh of
+--          KEYS[1] (its `slid` field) is older than that, so a busy session pays them once per
+--          interval instead of four per write; its keys still expire between TTL - interval
+--          and TTL after its last write. Every refresh is in this script (invariant 2).
+-- ARGV[21] m, the number of events appended before the write's own event (state-less events,
+--          e.g. a reply's last deltas, stamped with the version they follow), then their
+--          (type, data) pairs in ARGV[22 .. 21 + 2m]
 --
 -- Returns {1, new_version, event_id or ""} on success, {0, current_version} on conflict,
 -- {2, record} when a write with the same Idempotency-Key already happened (nothing written).
@@ -37,7 +45,8 @@ if ARGV[14] ~= '' then
   end
 end
 
-local current = tonumber(redis.call('HGET', KEYS[1], 'version') or '0')
+local stored = redis.call('HMGET', KEYS[1], 'version', 'slid')
+local current = tonumber(stored[1] or '0')
 local requested = tonumber(ARGV[2])
 local new_version
 
@@ -53,17 +62,45 @@ else
   new_version = requested
 end
 
-redis.call('HSET', KEYS[1], 'version', new_version, 'doc', ARGV[8], 'meta', ARGV[9])
-redis.call('EXPIRE', KEYS[1], ARGV[3])
--- EXPIRE on a missing key is a no-op: a session without an orchestration stays without one.
-redis.call('EXPIRE', KEYS[2], ARGV[4])
+local now = tonumber(ARGV[19])
+local slide = stored[2] == false or now - tonumber(stored[2]) >= tonumber(ARGV[20])
+  or now < tonumber(stored[2])  -- a writer whose clock is behind: refresh rather than trust it
+if slide then
+  redis.call('HSET', KEYS[1], 'version', new_version, 'doc', ARGV[8], 'meta', ARGV[9],
+    'slid', ARGV[19])
+  redis.call('EXPIRE', KEYS[1], ARGV[3])
+  -- EXPIRE on a missing key is a no-op: a session without an orchestration stays without one.
+  redis.call('EXPIRE', KEYS[2], ARGV[4])
+else
+  redis.call('HSET', KEYS[1], 'version', new_version, 'doc', ARGV[8], 'meta', ARGV[9])
+end
 
+-- Without a refresh the stream is appended to only if it exists (NOMKSTREAM): one that was
+-- lost on its own is created again with its TTL, never left without one.
+local stream_ttl = slide
+local function append(type, version, data)
+  if not stream_ttl then
+    local id = redis.call('XADD', KEYS[3], 'NOMKSTREAM', 'MAXLEN', '~', ARGV[5], '*',
+      'type', type, 'version', version, 'data', data)
+    if id then
+      return id
+    end
+    stream_ttl = true
+  end
+  return redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[5], '*',
+    'type', type, 'version', version, 'data', data)
+end
+
+for i = 1, tonumber(ARGV[21]) do
+  append(ARGV[20 + 2 * i], current, ARGV[21 + 2 * i])
+end
 local event_id = ''
 if ARGV[6] ~= '' then
-  event_id = redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[5], '*',
-    'type', ARGV[6], 'version', new_version, 'data', ARGV[7])
+  event_id = append(ARGV[6], new_version, ARGV[7])
 end
-redis.call('EXPIRE', KEYS[3], math.max(tonumber(ARGV[3]), tonumber(ARGV[4])))
+if stream_ttl then
+  redis.call('EXPIRE', KEYS[3], math.max(tonumber(ARGV[3]), tonumber(ARGV[4])))
+end
 
 if ARGV[14] ~= '' then
   local record = cjson.decode(ARGV[15])
@@ -79,12 +116,15 @@ end
 if KEYS[6] and ARGV[11] ~= '' then
   -- Same as touch_index.lua; a new session (the only thing that grows the index) also drops
   -- the entries that are older than the TTL.
-  redis.call('ZADD', KEYS[6], ARGV[11], ARGV[10])
+  -- A new member may mean a new index (the old one emptied): it gets its TTL then too.
+  local added = redis.call('ZADD', KEYS[6], ARGV[11], ARGV[10])
   if current == 0 then
     redis.call('ZREMRANGEBYSCORE', KEYS[6], '-inf',
       '(' .. (tonumber(ARGV[11]) - tonumber(ARGV[12]) * 1000000))
   end
-  redis.call('EXPIRE', KEYS[6], ARGV[12])
+  if slide or added == 1 then
+    redis.call('EXPIRE', KEYS[6], ARGV[12])
+  end
 end
 if KEYS[7] and ARGV[13] ~= '' then
   redis.call('ZADD', KEYS[7], 'NX', ARGV[13], ARGV[10])
