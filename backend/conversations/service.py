@@ -205,7 +205,7 @@ class IntelligentInterviewerService:
             )
             return state, None
         posted = await self._append(session_id, text, create=create, current=create(), stamp=stamp)
-        self.runner.kick(session_id)
+        self.runner.kick(session_id, posted.conversation)
         return posted.conversation, posted
 
     async def continue_conversation(
@@ -237,7 +237,7 @@ class IntelligentInterviewerService:
             assert idempotency_key is not None and stamp is not None
             check_same_request(done.record, stamp.record["fp"], idempotency_key)
             return _replayed(current, done.record, text)
-        self.runner.kick(session_id)
+        self.runner.kick(session_id, posted.conversation)
         return posted
 
     async def _append(

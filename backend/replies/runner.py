@@ -72,10 +72,13 @@ class _NoWrite(Exception):
 
 
 class _Job:
-    __slots__ = ("again", "lease_lost", "task", "token")
+    __slots__ = ("again", "fresh", "lease_lost", "task", "token")
 
     def __init__(self, token: str) -> None:
         self.again = False
+        # The state the kicking write just stored: the job starts from it instead of reading
+        # it back (a stale one only costs a version conflict, which re-reads).
+        self.fresh: ConversationState | None = None
         self.lease_lost = False
         self.task: asyncio.Task[None] | None = None
         # One lease token for the job's whole life: after an outage it takes its lease back,
@@ -132,8 +135,11 @@ class ReplyRunner:
 
     # ------------------------------------------------------------------ entry
 
-    def kick(self, session_id: str) -> None:
-        """Make sure the session's owed reply gets generated (here, or by the lease holder)."""
+    def kick(self, session_id: str, written: ConversationState | None = None) -> None:
+        """Make sure the session's owed reply gets generated (here, or by the lease holder).
+
+        `written`: the state a write just stored (the job takes a copy and skips its read).
+        """
         if not self.accepting:
             return
         job = self._jobs.get(session_id)
@@ -141,6 +147,7 @@ class ReplyRunner:
             job.again = True  # the running job looks again before it exits
             return
         job = _Job(self.lease.new_token())
+        job.fresh = written.clone() if written is not None else None
         self._jobs[session_id] = job
         job.task = asyncio.create_task(self._run(session_id, job), name=f"reply-{session_id}")
 
@@ -206,8 +213,14 @@ class ReplyRunner:
         renewer = asyncio.create_task(self._renew(sid, token, job, renewing))
         owed = True
         outage = False
+        owes_after = False
+        # Whether `conversation` is what this job's own write stored: such a write also took
+        # the session out of the due set when it owes nothing more (see `_drop_due`).
+        written = False
         try:
-            conversation = await self._stored(job, sid, self._reader(sid))
+            conversation, job.fresh = job.fresh, None
+            if conversation is None:
+                conversation = await self._stored(job, sid, self._reader(sid))
             while self.accepting and not job.lease_lost:
                 if conversation is None:
                     owed = False
@@ -232,10 +245,13 @@ class ReplyRunner:
                     break
                 else:
                     conversation = await self._reply(sid, conversation, token, job)
+                written = True
                 if conversation is None:  # the last write did not say: read it
+                    written = False
                     conversation = await self._stored(job, sid, self._reader(sid))
             if not owed:
-                await self._drop_due(sid, gone=conversation is None)
+                if not written:
+                    await self._drop_due(sid, gone=conversation is None)
             elif not self.accepting:
                 await self._mark_due(sid, delay=0)
         except _LeaseLost:
@@ -249,9 +265,10 @@ class ReplyRunner:
             renewer.cancel()
             if not outage:
                 with contextlib.suppress(StoreUnavailable):
-                    await self.lease.release(sid, token)
-        conversation = await self.manager.get_conversation_state(sid)
-        if conversation is not None and replies.pending_seq(conversation) is not None:
+                    # Released and looked at in one step: a message stored before the release
+                    # is seen here; one stored after it finds the lease free for its own job.
+                    owes_after = await self.lease.release_owing(sid, token)
+        if owes_after:
             job.again = True
 
     async def _someone_elses_reply(self, sid: str, token: str) -> bool:
@@ -316,7 +333,7 @@ class ReplyRunner:
         replica_stats.replies_started += 1
         try:
             with span("reply.generate", session_id=sid, reply_id=reply_id):
-                text = await self._generate(sid, reply_id, conversation, job)
+                text, last_delta = await self._generate(sid, reply_id, conversation, job)
         except asyncio.CancelledError:
             # Shutdown grace is over: close the reply for clients; another replica retries.
             # Not the reply's fault, so the attempt is not counted.
@@ -364,7 +381,7 @@ class ReplyRunner:
             return event
 
         try:
-            done = await self._write(job, sid, conversation, complete)
+            done = await self._write(job, sid, conversation, complete, leading=last_delta)
         except (_NoWrite, SessionNotFound):
             return None
         metrics.reply_completed(started)
@@ -373,13 +390,15 @@ class ReplyRunner:
 
     async def _generate(
         self, sid: str, reply_id: str, conversation: ConversationState, job: _Job
-    ) -> str:
+    ) -> tuple[str, tuple[Event, ...]]:
         """Stream the reply into the session's stream as `message.delta` events.
 
         The generator runs in its own task and the deltas are written one at a time: chunks
         that arrive while a write is in flight go out together in the next delta. A paced
         generator (an LLM) still gets one delta per chunk; one that has the whole reply at
-        once (the offline interviewer without pacing) costs one or two writes, not forty.
+        once (the offline interviewer without pacing) costs no delta write of its own: what
+        is unsent when the generator ends is returned as one last delta, which the completing
+        write appends just before `message.completed`, in the same script.
         """
         assessor = self.assessor
         analysis = await self._stored(job, sid, lambda: assessor.assess(sid, conversation))
@@ -407,31 +426,36 @@ class ReplyRunner:
         producer = asyncio.create_task(produce())
         producer.add_done_callback(lambda _: ready.set())
         index = 0
+
+        def delta() -> Event:
+            nonlocal index
+            text = "".join(unsent)
+            unsent.clear()
+            index += 1
+            return Event(
+                type="message.delta",
+                data={
+                    "reply_id": reply_id,
+                    "in_reply_to": in_reply_to,
+                    "index": index - 1,
+                    "delta": text,
+                },
+            )
+
         try:
             while True:
                 await ready.wait()
                 ready.clear()
                 if job.lease_lost:
                     raise _LeaseLost
+                if producer.done():
+                    producer.result()  # the generator's own error, if it failed
+                    break
                 if unsent:
-                    delta = "".join(unsent)
-                    unsent.clear()
-                    event = Event(
-                        type="message.delta",
-                        data={
-                            "reply_id": reply_id,
-                            "in_reply_to": in_reply_to,
-                            "index": index,
-                            "delta": delta,
-                        },
-                    )
-                    index += 1
+                    event = delta()
                     appended = await self._stored(job, sid, functools.partial(append, event))
                     if appended is None:
                         raise SessionNotFound(f"session {sid} was deleted while replying")
-                if producer.done() and not unsent:
-                    producer.result()  # the generator's own error, if it failed
-                    break
         finally:
             if not producer.done():
                 producer.cancel()
@@ -439,7 +463,7 @@ class ReplyRunner:
         text = "".join(parts).strip()
         if not text:
             raise GenerationError("the reply generator produced an empty reply")
-        return text
+        return text, ((delta(),) if unsent else ())
 
     async def _write(
         self,
@@ -447,6 +471,8 @@ class ReplyRunner:
         sid: str,
         state: ConversationState,
         mutate: Callable[[ConversationState], Event],
+        *,
+        leading: tuple[Event, ...] = (),
     ) -> ConversationState:
         """`update()` starting from a state this job already holds (no re-read first).
 
@@ -459,7 +485,9 @@ class ReplyRunner:
         async def attempt() -> ConversationState:
             nonlocal given
             current, given = given, None
-            written, _ = await self.manager.update_returning_event(sid, mutate, current=current)
+            written, _ = await self.manager.update_returning_event(
+                sid, mutate, current=current, leading=leading
+            )
             return written
 
         return await self._stored(job, sid, attempt)
