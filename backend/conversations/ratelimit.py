@@ -39,7 +39,7 @@ class FixedWindowLimiter:
     async def hit(self, key: str) -> None:
         """Count one hit on `key`; raise `RateLimited` (429 + Retry-After) past the limit."""
         with translate_errors():
-            hits, ttl_ms = await self._script(keys=[key], args=[self.window_ms])
+            hits, ttl_ms = await self._script(keys=[key], args=[self.window_ms, self.limit])
         if int(hits) > self.limit:
             retry_after = max(1, math.ceil(int(ttl_ms) / 1000))
             metrics.rate_limited(self.label)

@@ -13,6 +13,7 @@ refine the result.
 from __future__ import annotations
 
 import contextlib
+from collections import OrderedDict
 
 from backend.conversations.service import (
     IntelligentInterviewerService,
@@ -54,6 +55,11 @@ class CaseAssessor:
 
     def __init__(self, manager: ConversationStateManager) -> None:
         self.manager = manager
+        # The orchestration this process last wrote (or found unchanged), per session: the
+        # next assessment starts from it instead of reading it back. Never trusted blindly:
+        # the write's version check refuses a stale one, and the update then re-reads.
+        self._last: OrderedDict[str, OrchestrationState] = OrderedDict()
+        self._capacity = manager.settings.state_cache_sessions
 
     async def assess(self, session_id: str, conversation: ConversationState) -> CaseAnalysis:
         """Analyse the interview and record it (with the triage result once ready).
@@ -92,14 +98,42 @@ class CaseAssessor:
                 stage=INTERVIEWING,
             )
 
-        with contextlib.suppress(_Unchanged):
-            await self.manager.update(
+        last = self._last.pop(session_id, None)
+        current = last.clone() if last is not None else None
+        if current is None and conversation.message_count == 1:
+            # The session's first message: its orchestration is not written yet (were it, the
+            # version check would say so). Nothing to read, in Redis or PostgreSQL.
+            current = create()
+        restore = may_be_in_postgres(conversation)
+        written: OrchestrationState | None = None
+        try:
+            written, _ = await self.manager.update_returning_event(
                 session_id,
                 record,
                 kind="orchestration",
                 create=create,
-                restore=may_be_in_postgres(conversation),
+                current=current,
+                restore=restore,
             )
+        except _Unchanged:
+            if (
+                last is not None
+                and await self.manager.get_version(session_id, "orchestration") == last.version
+            ):
+                written = last  # unchanged indeed (a remembered state is only a guess)
+            elif current is not None:
+                with contextlib.suppress(_Unchanged):  # decide on the stored state
+                    written, _ = await self.manager.update_returning_event(
+                        session_id,
+                        record,
+                        kind="orchestration",
+                        create=create,
+                        restore=restore,
+                    )
+        if written is not None:
+            self._last[session_id] = written
+            if len(self._last) > self._capacity:
+                self._last.popitem(last=False)
         return analysis
 
 
