@@ -33,6 +33,8 @@ from backend.state.store import (
     AlreadyWritten,
     IdempotentWrite,
     Kind,
+    OverLimit,
+    RateLimit,
     StateStore,
     WriteResult,
     _evalsha,
@@ -43,6 +45,8 @@ __all__ = [
     "ConversationStateManager",
     "IdempotentWrite",
     "Kind",
+    "OverLimit",
+    "RateLimit",
     "StateStore",
     "WriteResult",
 ]

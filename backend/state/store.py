@@ -86,6 +86,27 @@ class IdempotentWrite:
     record: dict[str, Any]
 
 
+@dataclass(frozen=True)
+class RateLimit:
+    """A fixed-window counter a write counts one hit on, in its own script (single node)."""
+
+    key: str
+    limit: int
+    window_ms: int
+
+
+class OverLimit(Exception):
+    """A write's rate-limit counter (`limits[index]`) is past its limit: nothing was written.
+
+    Not a TriageError: the caller that asked for the limit turns it into its 429.
+    """
+
+    def __init__(self, index: int, retry_after_ms: int) -> None:
+        super().__init__("rate limit exceeded")
+        self.index = index
+        self.retry_after_ms = retry_after_ms
+
+
 class AlreadyWritten(Exception):
     """A write carried an Idempotency-Key already used in this session (nothing was written).
 
@@ -117,6 +138,12 @@ class StateStore:
         self._durable_script = client.register_script(_lua("mark_durable.lua"))
         self.due = DueSet(redis, self.keys, settings)
         self.dirty = DirtySet(redis, self.keys)
+
+    @property
+    def counts_limits_in_writes(self) -> bool:
+        """Whether a write can count rate-limit hits in its own script (`RateLimit`): on a
+        single node only, as the counters live in other slots on a cluster."""
+        return self._single_node
 
     # ------------------------------------------------------------------ reads
 
@@ -224,6 +251,7 @@ class StateStore:
         event: Event | None,
         idempotency: IdempotentWrite | None = None,
         leading: tuple[Event, ...] = (),
+        limits: tuple[RateLimit, ...] = (),
     ) -> tuple[S, str | None]:
         expected = state.version if expected_version is None else expected_version
         new = state.with_version(expected + 1)
@@ -236,6 +264,7 @@ class StateStore:
                 event=event,
                 idempotency=idempotency,
                 leading=leading,
+                limits=limits,
             )
         if result is None:
             metrics.state_conflict()
@@ -286,6 +315,7 @@ class StateStore:
         mark_dirty: bool = True,
         idempotency: IdempotentWrite | None = None,
         leading: tuple[Event, ...] = (),
+        limits: tuple[RateLimit, ...] = (),
     ) -> WriteResult | None:
         """One run of write_state.lua. None on a version conflict; `AlreadyWritten` when
         `idempotency` names a key this session already used. `leading`: events that change no
@@ -331,10 +361,17 @@ class StateStore:
         tail: list[Any] = [now, min(own_ttl, other_ttl) * TTL_REFRESH_FRACTION, len(leading)]
         for extra in leading:
             tail += [extra.type, _json(extra.data)]
+        if limits:
+            if not self._single_node:
+                raise ValueError("rate limits ride in the write script on a single node only")
+            tail.append(len(limits))
+            for limit in limits:
+                tail += [limit.limit, limit.window_ms]
         dirty_score = now if mark_dirty else ""
         due_score = self.due.score(state, now)
         if self._single_node:
             keys += [index_key, self.keys.dirty(), self.keys.replies_due()]
+            keys += [limit.key for limit in limits]
             args += [sid, index_score, ttl, dirty_score, *self._idempotency_args(idempotency)]
             args += [due_score, *tail]
             reply = await self._run_script(_evalsha(self._write_script.sha, keys, args))
@@ -360,6 +397,8 @@ class StateStore:
             if reply[0] and due_score == "-":
                 await self.due.settle(sid)
         ok, new_version, *rest = reply
+        if ok == 3:
+            raise OverLimit(int(new_version) - 1, int(rest[0]))
         if ok == 2:
             raise AlreadyWritten(json.loads(new_version))
         if not ok:
@@ -502,6 +541,7 @@ class StateStore:
         idempotency: IdempotentWrite | None = None,
         restore: bool = True,
         leading: tuple[Event, ...] = (),
+        limits: tuple[RateLimit, ...] = (),
     ) -> tuple[Any, str | None]:
         """`update()`, also returning the stream id of the event written with the state.
 
@@ -513,6 +553,9 @@ class StateStore:
         `restore=False` reads Redis only, never the restorer: for a state PostgreSQL cannot
         hold (a session it has no snapshot of), so the write works while PostgreSQL is down.
         `leading`: state-less events appended just before the write's own, in its script.
+        `limits`: rate-limit counters the first attempt counts a hit on, in its script (single
+        node only, see `counts_limits_in_writes`); past a limit it raises `OverLimit` and
+        writes nothing. A retry after a conflict does not count again.
         """
         attempts = self.settings.state_write_max_attempts
         last: VersionConflict | None = None
@@ -537,7 +580,7 @@ class StateStore:
                 event = await event
             try:
                 return await self._save_returning_event(
-                    kind, state, None, event, idempotency, leading
+                    kind, state, None, event, idempotency, leading, limits if attempt == 0 else ()
                 )
             except VersionConflict as exc:
                 last = exc

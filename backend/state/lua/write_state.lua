@@ -31,8 +31,14 @@
 --          e.g. a reply's last deltas, stamped with the version they follow), then their
 --          (type, data) pairs in ARGV[22 .. 21 + 2m]
 --
+-- KEYS[9 ..] and ARGV[22 + 2m] n, then n (limit, window ms) pairs: fixed-window rate-limit
+--          counters this write counts a hit on (single node only: they sit in other slots, so
+--          on a cluster the caller runs rate_limit.lua in the same pipeline round instead). As
+--          rate_limit.lua: INCR, PEXPIRE on the window's first hit, PTTL only past the limit.
+--
 -- Returns {1, new_version, event_id or ""} on success, {0, current_version} on conflict,
--- {2, record} when a write with the same Idempotency-Key already happened (nothing written).
+-- {2, record} when a write with the same Idempotency-Key already happened (nothing written),
+-- {3, i, ms until the window resets} when counter i is past its limit (nothing written).
 -- The key is looked up before the version check: a duplicate that read the state before the
 -- first write landed still finds the first write's record instead of writing again.
 -- The document's own "version" field is filled in by the caller to the value returned here;
@@ -42,6 +48,22 @@ if ARGV[14] ~= '' then
   local seen = redis.call('HGET', KEYS[4], ARGV[14]) or redis.call('HGET', KEYS[5], ARGV[14])
   if seen then
     return {2, seen}
+  end
+end
+
+local limits_at = 22 + 2 * tonumber(ARGV[21])
+for i = 1, tonumber(ARGV[limits_at] or '0') do
+  local limit, window = ARGV[limits_at + 2 * i - 1], ARGV[limits_at + 2 * i]
+  local hits = redis.call('INCR', KEYS[8 + i])
+  if hits == 1 then
+    redis.call('PEXPIRE', KEYS[8 + i], window)
+  elseif hits > tonumber(limit) then
+    local ttl = redis.call('PTTL', KEYS[8 + i])
+    if ttl < 0 then
+      redis.call('PEXPIRE', KEYS[8 + i], window)
+      ttl = tonumber(window)
+    end
+    return {3, i, ttl}
   end
 end
 
