@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import uvloop
 
-from bench import archive, durability, metrics_cost, sse_chat, sse_idle, state_write
+from bench import archive, chat_cost, durability, metrics_cost, sse_chat, sse_idle, state_write
 
 
 def main() -> None:
@@ -15,6 +15,8 @@ def main() -> None:
         print(state_write.report(uvloop.run(state_write.run(messages=messages))))
         print()
     print(sse_chat.report(uvloop.run(sse_chat.run())))
+    print()
+    print(chat_cost.report(uvloop.run(chat_cost.run())))
     print()
     print(metrics_cost.report(uvloop.run(metrics_cost.run())))
     print()

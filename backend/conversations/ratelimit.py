@@ -91,8 +91,9 @@ class MessageRateLimiter:
         """The counters a write counts itself (an opened session first, then the message),
         with the limiter of each, to turn an `OverLimit` into its 429."""
         limiters = (self.sessions, self.messages) if session else (self.messages,)
-        keys = (self.keys.session_rate(tenant_id, user_id),) if session else ()
-        keys += (self.keys.message_rate(tenant_id, user_id),)
+        keys: tuple[str, ...] = (self.keys.message_rate(tenant_id, user_id),)
+        if session:
+            keys = (self.keys.session_rate(tenant_id, user_id), *keys)
         return (
             tuple(lim.counter(key) for lim, key in zip(limiters, keys, strict=True)),
             limiters,
