@@ -21,7 +21,10 @@
 -- ARGV[14] the client's Idempotency-Key ("" for none), ARGV[15] its record (JSON object; the
 --          script adds event_id and version), ARGV[16] records per generation, ARGV[17] TTL
 -- ARGV[18] due score: a number when the written conversation owes a reply (added, or moved
---          earlier: ZADD LT), "-" when it owes none (removed), "" for no change
+--          earlier: ZADD LT), "-" when it owes none (removed), "" for no change. The hash
+--          keeps whether it owes (`owes`): a "cas" write over a state that already owed skips
+--          the ZADD (that state's own write put the entry there; the runner, the only other
+--          remover, looks again after its ZREM and puts back what still owes).
 -- ARGV[19] now (seconds), ARGV[20] how often the sliding TTLs are refreshed (seconds): the
 --          EXPIREs of KEYS[1], KEYS[2], KEYS[3] and KEYS[6] run only when the last refresh of
 --          KEYS[1] (its `slid` field) is older than that, so a busy session pays them once per
@@ -67,7 +70,7 @@ for i = 1, tonumber(ARGV[limits_at] or '0') do
   end
 end
 
-local stored = redis.call('HMGET', KEYS[1], 'version', 'slid')
+local stored = redis.call('HMGET', KEYS[1], 'version', 'slid', 'owes')
 local current = tonumber(stored[1] or '0')
 local requested = tonumber(ARGV[2])
 local new_version
@@ -84,17 +87,28 @@ else
   new_version = requested
 end
 
+local owes = false
+if ARGV[18] == '-' then
+  owes = '0'
+elseif ARGV[18] ~= '' then
+  owes = '1'
+end
+
 local now = tonumber(ARGV[19])
 local slide = stored[2] == false or now - tonumber(stored[2]) >= tonumber(ARGV[20])
   or now < tonumber(stored[2])  -- a writer whose clock is behind: refresh rather than trust it
+local fields = {'version', new_version, 'doc', ARGV[8], 'meta', ARGV[9]}
 if slide then
-  redis.call('HSET', KEYS[1], 'version', new_version, 'doc', ARGV[8], 'meta', ARGV[9],
-    'slid', ARGV[19])
+  fields[#fields + 1], fields[#fields + 2] = 'slid', ARGV[19]
+end
+if owes then
+  fields[#fields + 1], fields[#fields + 2] = 'owes', owes
+end
+redis.call('HSET', KEYS[1], unpack(fields))
+if slide then
   redis.call('EXPIRE', KEYS[1], ARGV[3])
   -- EXPIRE on a missing key is a no-op: a session without an orchestration stays without one.
   redis.call('EXPIRE', KEYS[2], ARGV[4])
-else
-  redis.call('HSET', KEYS[1], 'version', new_version, 'doc', ARGV[8], 'meta', ARGV[9])
 end
 
 -- Without a refresh the stream is appended to only if it exists (NOMKSTREAM): one that was
@@ -153,7 +167,7 @@ if KEYS[7] and ARGV[13] ~= '' then
 end
 if KEYS[8] and ARGV[18] == '-' then
   redis.call('ZREM', KEYS[8], ARGV[10])
-elseif KEYS[8] and ARGV[18] ~= '' then
+elseif KEYS[8] and ARGV[18] ~= '' and not (ARGV[1] == 'cas' and stored[3] == '1') then
   redis.call('ZADD', KEYS[8], 'LT', ARGV[18], ARGV[10])
 end
 return {1, new_version, event_id}
