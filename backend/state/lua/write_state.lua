@@ -17,7 +17,8 @@
 -- ARGV[6]  event type ("" for no event), ARGV[7] event data (JSON)
 -- ARGV[8]  the document (JSON), ARGV[9] its meta (JSON)
 -- ARGV[10] session id, ARGV[11] index score (us; "" leaves the index alone), ARGV[12] index
---          TTL (seconds), ARGV[13] dirty score ("" leaves the session unmarked)
+--          TTL (seconds), ARGV[13] dirty score ("" leaves the session unmarked; skipped while
+--          the hash's `dirty` field says it is in the set already, see release_dirty.lua)
 -- ARGV[14] the client's Idempotency-Key ("" for none), ARGV[15] its record (JSON object; the
 --          script adds event_id and version), ARGV[16] records per generation, ARGV[17] TTL
 -- ARGV[18] due score: a number when the written conversation owes a reply (added, or moved
@@ -70,7 +71,7 @@ for i = 1, tonumber(ARGV[limits_at] or '0') do
   end
 end
 
-local stored = redis.call('HMGET', KEYS[1], 'version', 'slid', 'owes')
+local stored = redis.call('HMGET', KEYS[1], 'version', 'slid', 'owes', 'dirty')
 local current = tonumber(stored[1] or '0')
 local requested = tonumber(ARGV[2])
 local new_version
@@ -103,6 +104,12 @@ if slide then
 end
 if owes then
   fields[#fields + 1], fields[#fields + 2] = 'owes', owes
+end
+-- The hash remembers that its session is in the dirty set (`dirty` = 1) until a release
+-- (release_dirty.lua) clears both together: later writes skip the ZADD NX.
+local mark_dirty = KEYS[7] and ARGV[13] ~= '' and stored[4] ~= '1'
+if mark_dirty then
+  fields[#fields + 1], fields[#fields + 2] = 'dirty', '1'
 end
 redis.call('HSET', KEYS[1], unpack(fields))
 if slide then
@@ -162,7 +169,7 @@ if KEYS[6] and ARGV[11] ~= '' then
     redis.call('EXPIRE', KEYS[6], ARGV[12])
   end
 end
-if KEYS[7] and ARGV[13] ~= '' then
+if mark_dirty then
   redis.call('ZADD', KEYS[7], 'NX', ARGV[13], ARGV[10])
 end
 if KEYS[8] and ARGV[18] == '-' then
