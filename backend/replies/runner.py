@@ -72,7 +72,7 @@ class _NoWrite(Exception):
 
 
 class _Job:
-    __slots__ = ("again", "fresh", "lease_lost", "task", "token")
+    __slots__ = ("again", "fresh", "lease_lost", "released", "task", "token")
 
     def __init__(self, token: str) -> None:
         self.again = False
@@ -80,6 +80,7 @@ class _Job:
         # it back (a stale one only costs a version conflict, which re-reads).
         self.fresh: ConversationState | None = None
         self.lease_lost = False
+        self.released = False  # by the write that completed its last reply
         self.task: asyncio.Task[None] | None = None
         # One lease token for the job's whole life: after an outage it takes its lease back,
         # and a marker with this token is its own, not a dead generator's.
@@ -214,6 +215,7 @@ class ReplyRunner:
         owed = True
         outage = False
         owes_after = False
+        job.released = False
         # Whether `conversation` is what this job's own write stored: such a write also took
         # the session out of the due set when it owes nothing more (see `_drop_due`).
         written = False
@@ -263,7 +265,10 @@ class ReplyRunner:
         finally:
             renewing.clear()  # also stops it should the cancellation be swallowed (`tasks`)
             renewer.cancel()
-            if not outage:
+            # A completed reply that left nothing owed released the lease in its own write
+            # (atomic with that state: a message stored after it finds the lease free and
+            # starts its own reply), so then there is nothing to release or look at.
+            if not outage and not job.released:
                 with contextlib.suppress(StoreUnavailable):
                     # Released and looked at in one step: a message stored before the release
                     # is seen here; one stored after it finds the lease free for its own job.
@@ -381,9 +386,13 @@ class ReplyRunner:
             return event
 
         try:
-            done = await self._write(job, sid, conversation, complete, leading=last_delta)
+            # The write that leaves nothing owed also releases the lease (see `_serve`).
+            done = await self._write(
+                job, sid, conversation, complete, leading=last_delta, release=token
+            )
         except (_NoWrite, SessionNotFound):
             return None
+        job.released = not replies.owes_reply(done)
         metrics.reply_completed(started)
         replica_stats.replies_completed += 1
         return done
@@ -473,6 +482,7 @@ class ReplyRunner:
         mutate: Callable[[ConversationState], Event],
         *,
         leading: tuple[Event, ...] = (),
+        release: str | None = None,
     ) -> ConversationState:
         """`update()` starting from a state this job already holds (no re-read first).
 
@@ -486,7 +496,7 @@ class ReplyRunner:
             nonlocal given
             current, given = given, None
             written, _ = await self.manager.update_returning_event(
-                sid, mutate, current=current, leading=leading
+                sid, mutate, current=current, leading=leading, release=release
             )
             return written
 

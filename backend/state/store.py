@@ -252,6 +252,7 @@ class StateStore:
         idempotency: IdempotentWrite | None = None,
         leading: tuple[Event, ...] = (),
         limits: tuple[RateLimit, ...] = (),
+        release: str | None = None,
     ) -> tuple[S, str | None]:
         expected = state.version if expected_version is None else expected_version
         new = state.with_version(expected + 1)
@@ -265,6 +266,7 @@ class StateStore:
                 idempotency=idempotency,
                 leading=leading,
                 limits=limits,
+                release=release,
             )
         if result is None:
             metrics.state_conflict()
@@ -316,6 +318,7 @@ class StateStore:
         idempotency: IdempotentWrite | None = None,
         leading: tuple[Event, ...] = (),
         limits: tuple[RateLimit, ...] = (),
+        release: str | None = None,
     ) -> WriteResult | None:
         """One run of write_state.lua. None on a version conflict; `AlreadyWritten` when
         `idempotency` names a key this session already used. `leading`: events that change no
@@ -361,17 +364,19 @@ class StateStore:
         tail: list[Any] = [now, min(own_ttl, other_ttl) * TTL_REFRESH_FRACTION, len(leading)]
         for extra in leading:
             tail += [extra.type, _json(extra.data)]
-        if limits:
-            if not self._single_node:
-                raise ValueError("rate limits ride in the write script on a single node only")
-            tail.append(len(limits))
-            for limit in limits:
-                tail += [limit.limit, limit.window_ms]
+        if limits and not self._single_node:
+            raise ValueError("rate limits ride in the write script on a single node only")
+        tail.append(len(limits))
+        for limit in limits:
+            tail += [limit.limit, limit.window_ms]
+        tail.append(release or "")
         dirty_score = now if mark_dirty else ""
         due_score = self.due.score(state, now)
         if self._single_node:
             keys += [index_key, self.keys.dirty(), self.keys.replies_due()]
             keys += [limit.key for limit in limits]
+            if release:
+                keys.append(self.keys.lease(sid))
             args += [sid, index_score, ttl, dirty_score, *self._idempotency_args(idempotency)]
             args += [due_score, *tail]
             reply = await self._run_script(_evalsha(self._write_script.sha, keys, args))
@@ -379,7 +384,11 @@ class StateStore:
             # Pipeline, not MULTI: on a cluster the index and dirty set sit in other slots. If
             # the versioned write loses, the extra ZADDs are harmless (the session exists and is
             # at least as new as this score); if we crash after the script, both are rebuildable.
-            args += [sid, "", ttl, "", *self._idempotency_args(idempotency), "", *tail]
+            # The due score still goes in: the script records `owes` in the hash (and releases
+            # a lease by it) but touches no due set, which it has no key of here.
+            args += [sid, "", ttl, "", *self._idempotency_args(idempotency), due_score, *tail]
+            if release:
+                keys.append(self.keys.lease(sid))
             commands = [_evalsha(self._write_script.sha, keys, args)]
             if index_score != "":
                 prune = int(mode == "restore" or version == 0)  # a new session, as in the script
@@ -542,6 +551,7 @@ class StateStore:
         restore: bool = True,
         leading: tuple[Event, ...] = (),
         limits: tuple[RateLimit, ...] = (),
+        release: str | None = None,
     ) -> tuple[Any, str | None]:
         """`update()`, also returning the stream id of the event written with the state.
 
@@ -556,6 +566,8 @@ class StateStore:
         `limits`: rate-limit counters the first attempt counts a hit on, in its script (single
         node only, see `counts_limits_in_writes`); past a limit it raises `OverLimit` and
         writes nothing. A retry after a conflict does not count again.
+        `release`: a reply lease token; a write that leaves the conversation owing nothing
+        releases the session's lease if that token holds it, in its script.
         """
         attempts = self.settings.state_write_max_attempts
         last: VersionConflict | None = None
@@ -580,7 +592,14 @@ class StateStore:
                 event = await event
             try:
                 return await self._save_returning_event(
-                    kind, state, None, event, idempotency, leading, limits if attempt == 0 else ()
+                    kind,
+                    state,
+                    None,
+                    event,
+                    idempotency,
+                    leading,
+                    limits if attempt == 0 else (),
+                    release,
                 )
             except VersionConflict as exc:
                 last = exc

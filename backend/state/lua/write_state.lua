@@ -39,6 +39,11 @@
 --          counters this write counts a hit on (single node only: they sit in other slots, so
 --          on a cluster the caller runs rate_limit.lua in the same pipeline round instead). As
 --          rate_limit.lua: INCR, PEXPIRE on the window's first hit, PTTL only past the limit.
+-- ARGV[23 + 2m + 2n] a reply lease token ("" for none): when the written conversation owes
+--          nothing and the session's lease (the last key, KEYS[#KEYS], same hash tag) holds
+--          this token, it is released by this write: the generator's last write lets go of
+--          the session in the same step that shows it owes nothing (lease_release_owing.lua
+--          otherwise). With a token, the caller always passes the lease key last.
 --
 -- Returns {1, new_version, event_id or ""} on success, {0, current_version} on conflict,
 -- {2, record} when a write with the same Idempotency-Key already happened (nothing written),
@@ -56,7 +61,8 @@ if ARGV[14] ~= '' then
 end
 
 local limits_at = 22 + 2 * tonumber(ARGV[21])
-for i = 1, tonumber(ARGV[limits_at] or '0') do
+local limit_count = tonumber(ARGV[limits_at] or '0')
+for i = 1, limit_count do
   local limit, window = ARGV[limits_at + 2 * i - 1], ARGV[limits_at + 2 * i]
   local hits = redis.call('INCR', KEYS[8 + i])
   if hits == 1 then
@@ -176,5 +182,9 @@ if KEYS[8] and ARGV[18] == '-' then
   redis.call('ZREM', KEYS[8], ARGV[10])
 elseif KEYS[8] and ARGV[18] ~= '' and not (ARGV[1] == 'cas' and stored[3] == '1') then
   redis.call('ZADD', KEYS[8], 'LT', ARGV[18], ARGV[10])
+end
+local token = ARGV[limits_at + 2 * limit_count + 1]
+if token and token ~= '' and owes == '0' and redis.call('GET', KEYS[#KEYS]) == token then
+  redis.call('DEL', KEYS[#KEYS])
 end
 return {1, new_version, event_id}
