@@ -40,6 +40,7 @@ import logging
 import time
 import uuid
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Protocol, TypeVar
 
 from backend.core import metrics
@@ -52,7 +53,7 @@ from backend.generators.base import CaseAnalysis, GenerationError, ReplyGenerato
 from backend.replies import bookkeeping as replies
 from backend.replies.waits import OUTAGES, OutageWaits
 from backend.state.schemas import ConversationState, Event
-from backend.state.service import ConversationStateManager
+from backend.state.service import Companion, CompanionConflict, ConversationStateManager
 from backend.streaming.lease import SessionLease
 from backend.streaming.tasks import cancel_and_wait
 
@@ -61,10 +62,25 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 
+@dataclass(frozen=True)
+class Assessment:
+    """The case analysis a reply is generated from, and the orchestration write to make with
+    the reply's start (None: the assessor records it itself, `Assessor.assess`)."""
+
+    analysis: CaseAnalysis
+    companion: Companion | None
+
+
 class Assessor(Protocol):
     """Analyses the case before each reply and records it (`triage.service.CaseAssessor`)."""
 
     async def assess(self, session_id: str, conversation: ConversationState) -> CaseAnalysis: ...
+
+    async def plan(self, session_id: str, conversation: ConversationState) -> Assessment: ...
+
+    def recorded(self, session_id: str, companion: Companion) -> None: ...
+
+    def forget(self, session_id: str) -> None: ...
 
 
 class _NoWrite(Exception):
@@ -326,10 +342,28 @@ class ReplyRunner:
                 raise _NoWrite
             return event
 
+        # The case analysis goes in the same write as `message.started` when the assessor
+        # knows the orchestration (one script, one read for the stream's tailers).
+        assessor = self.assessor
+        plan = await self._stored(job, sid, lambda: assessor.plan(sid, conversation))
+        given = conversation.version
         try:
-            conversation = await self._write(job, sid, conversation, start)
+            try:
+                conversation = await self._write(
+                    job, sid, conversation, start, companion=plan.companion
+                )
+            except CompanionConflict:
+                assessor.forget(sid)  # the orchestration moved on: the assessor reads it
+                plan = Assessment(plan.analysis, None)
+                conversation = await self._write(job, sid, None, start)
         except _NoWrite:
             return None
+        # Only a first attempt carries the companion (the analysis is of the state it started
+        # from): written exactly when the version went up by one.
+        recorded = plan.companion is not None and conversation.version == given + 1
+        if recorded:
+            assert plan.companion is not None
+            assessor.recorded(sid, plan.companion)
         if replies.marker(conversation) is None:
             metrics.reply("failed")
             return conversation  # attempts used up: closed with an error event
@@ -338,7 +372,8 @@ class ReplyRunner:
         replica_stats.replies_started += 1
         try:
             with span("reply.generate", session_id=sid, reply_id=reply_id):
-                text, last_delta = await self._generate(sid, reply_id, conversation, job)
+                analysis = plan.analysis if recorded else None
+                text, last_delta = await self._generate(sid, reply_id, conversation, job, analysis)
         except asyncio.CancelledError:
             # Shutdown grace is over: close the reply for clients; another replica retries.
             # Not the reply's fault, so the attempt is not counted.
@@ -398,7 +433,12 @@ class ReplyRunner:
         return done
 
     async def _generate(
-        self, sid: str, reply_id: str, conversation: ConversationState, job: _Job
+        self,
+        sid: str,
+        reply_id: str,
+        conversation: ConversationState,
+        job: _Job,
+        analysis: CaseAnalysis | None = None,
     ) -> tuple[str, tuple[Event, ...]]:
         """Stream the reply into the session's stream as `message.delta` events.
 
@@ -409,8 +449,9 @@ class ReplyRunner:
         is unsent when the generator ends is returned as one last delta, which the completing
         write appends just before `message.completed`, in the same script.
         """
-        assessor = self.assessor
-        analysis = await self._stored(job, sid, lambda: assessor.assess(sid, conversation))
+        if analysis is None:  # not recorded with the reply's start: the assessor records it
+            assessor = self.assessor
+            analysis = await self._stored(job, sid, lambda: assessor.assess(sid, conversation))
         marker = replies.marker(conversation)
         assert marker is not None
         in_reply_to = marker["in_reply_to"]
@@ -478,11 +519,12 @@ class ReplyRunner:
         self,
         job: _Job,
         sid: str,
-        state: ConversationState,
+        state: ConversationState | None,
         mutate: Callable[[ConversationState], Event],
         *,
         leading: tuple[Event, ...] = (),
         release: str | None = None,
+        companion: Companion | None = None,
     ) -> ConversationState:
         """`update()` starting from a state this job already holds (no re-read first).
 
@@ -496,7 +538,12 @@ class ReplyRunner:
             nonlocal given
             current, given = given, None
             written, _ = await self.manager.update_returning_event(
-                sid, mutate, current=current, leading=leading, release=release
+                sid,
+                mutate,
+                current=current,
+                leading=leading,
+                release=release,
+                companion=companion,
             )
             return written
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import time
 from importlib.resources import files
+from typing import Any
 
 from backend.core.config import Settings
 from backend.core.redis import RedisService, translate_errors
@@ -143,7 +144,8 @@ class DirtySet:
     async def _release_atomically(self, versions: dict[str, tuple[int, int]]) -> int:
         """`release` on a single node: one script (release_dirty.lua), which also clears the
         hashes' `dirty` field that lets writes skip their ZADD (see write_state.lua)."""
-        keys, args = [self.key], [time.time()]
+        keys: list[str] = [self.key]
+        args: list[Any] = [time.time()]
         for sid, (conversation, orchestration) in versions.items():
             keys += [self.keys.conversation(sid), self.keys.orchestration(sid)]
             args += [sid, conversation, orchestration]

@@ -31,6 +31,8 @@ from backend.state.schemas import (
 from backend.state.stats import system_stats
 from backend.state.store import (
     AlreadyWritten,
+    Companion,
+    CompanionConflict,
     IdempotentWrite,
     Kind,
     OverLimit,
@@ -42,6 +44,8 @@ from backend.state.store import (
 
 __all__ = [
     "AlreadyWritten",
+    "Companion",
+    "CompanionConflict",
     "ConversationStateManager",
     "IdempotentWrite",
     "Kind",

@@ -107,6 +107,23 @@ class OverLimit(Exception):
         self.retry_after_ms = retry_after_ms
 
 
+@dataclass(frozen=True)
+class Companion:
+    """The session's orchestration, written by a conversation write in its own script.
+
+    `state` is the orchestration as read (its `version` is the one the script checks) and
+    changed; it is stored at version + 1 with `event`. A stale one fails the whole write with
+    `CompanionConflict` (nothing written).
+    """
+
+    state: OrchestrationState
+    event: Event | None
+
+
+class CompanionConflict(Exception):
+    """The companion's document changed since it was read: nothing was written."""
+
+
 class AlreadyWritten(Exception):
     """A write carried an Idempotency-Key already used in this session (nothing was written).
 
@@ -253,6 +270,7 @@ class StateStore:
         leading: tuple[Event, ...] = (),
         limits: tuple[RateLimit, ...] = (),
         release: str | None = None,
+        companion: Companion | None = None,
     ) -> tuple[S, str | None]:
         expected = state.version if expected_version is None else expected_version
         new = state.with_version(expected + 1)
@@ -267,6 +285,7 @@ class StateStore:
                 leading=leading,
                 limits=limits,
                 release=release,
+                companion=companion,
             )
         if result is None:
             metrics.state_conflict()
@@ -319,6 +338,7 @@ class StateStore:
         leading: tuple[Event, ...] = (),
         limits: tuple[RateLimit, ...] = (),
         release: str | None = None,
+        companion: Companion | None = None,
     ) -> WriteResult | None:
         """One run of write_state.lua. None on a version conflict; `AlreadyWritten` when
         `idempotency` names a key this session already used. `leading`: events that change no
@@ -327,12 +347,7 @@ class StateStore:
         own_ttl, other_ttl = self._ttls(kind)
         doc = encode_state(state)
         updated_us = int(state.updated_at.timestamp() * 1_000_000)
-        meta: dict[str, Any] = {
-            "status": state.status,
-            "updated_at": updated_us,
-            "user_id": state.user_id,
-            "tenant_id": state.tenant_id,
-        }
+        meta = _meta(state, updated_us)
         if isinstance(state, ConversationState):
             meta |= {
                 "kind": state.kind,
@@ -370,6 +385,14 @@ class StateStore:
         for limit in limits:
             tail += [limit.limit, limit.window_ms]
         tail.append(release or "")
+        if companion is not None:
+            if kind != "conversation":
+                raise ValueError("only a conversation write carries a companion")
+            other = companion.state.with_version(companion.state.version + 1)
+            other_us = int(other.updated_at.timestamp() * 1_000_000)
+            tail += [companion.state.version, encode_state(other), _json(_meta(other, other_us))]
+            event_of = companion.event
+            tail += [event_of.type, _json(event_of.data)] if event_of else ["", ""]
         dirty_score = now if mark_dirty else ""
         due_score = self.due.score(state, now)
         if self._single_node:
@@ -406,6 +429,8 @@ class StateStore:
             if reply[0] and due_score == "-":
                 await self.due.settle(sid)
         ok, new_version, *rest = reply
+        if ok == 4:
+            raise CompanionConflict(f"orchestration {sid} changed since it was read")
         if ok == 3:
             raise OverLimit(int(new_version) - 1, int(rest[0]))
         if ok == 2:
@@ -552,6 +577,7 @@ class StateStore:
         leading: tuple[Event, ...] = (),
         limits: tuple[RateLimit, ...] = (),
         release: str | None = None,
+        companion: Companion | None = None,
     ) -> tuple[Any, str | None]:
         """`update()`, also returning the stream id of the event written with the state.
 
@@ -568,6 +594,10 @@ class StateStore:
         writes nothing. A retry after a conflict does not count again.
         `release`: a reply lease token; a write that leaves the conversation owing nothing
         releases the session's lease if that token holds it, in its script.
+        `companion`: the orchestration, written by the same script, only by the first attempt
+        and only from a `current` state (it was derived from that state); so it was written
+        exactly when the returned version is `current.version + 1`. Raises
+        `CompanionConflict` (nothing written) when the orchestration moved on meanwhile.
         """
         attempts = self.settings.state_write_max_attempts
         last: VersionConflict | None = None
@@ -600,6 +630,7 @@ class StateStore:
                     leading,
                     limits if attempt == 0 else (),
                     release,
+                    companion if attempt == 0 and current is not None else None,
                 )
             except VersionConflict as exc:
                 last = exc
@@ -649,6 +680,16 @@ _json = msgspec.json.Encoder().encode
 # TTL after the session's last write.
 TTL_REFRESH_FRACTION = 0.01
 _NO_IDEMPOTENCY = ("", "", "", "")  # write_state.lua's ARGV[14..17] for an untagged write
+
+
+def _meta(state: StateDocument, updated_us: int) -> dict[str, Any]:
+    """The flat fields stored next to a document (listings and stats never parse documents)."""
+    return {
+        "status": state.status,
+        "updated_at": updated_us,
+        "user_id": state.user_id,
+        "tenant_id": state.tenant_id,
+    }
 
 
 def _evalsha(sha: str, keys: list[str], args: list[Any]) -> tuple[Any, ...]:

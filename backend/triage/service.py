@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 from collections import OrderedDict
+from collections.abc import Callable
 
 from backend.conversations.service import (
     IntelligentInterviewerService,
@@ -24,8 +25,9 @@ from backend.core.auth import Principal
 from backend.generators.analysis import analyze
 from backend.generators.base import CaseAnalysis, TriageResult
 from backend.replies import bookkeeping as replies
-from backend.state.schemas import ConversationState, Event, OrchestrationState
-from backend.state.service import ConversationStateManager
+from backend.replies.runner import Assessment
+from backend.state.schemas import ConversationState, Event, OrchestrationState, utcnow
+from backend.state.service import Companion, ConversationStateManager
 from backend.triage.result import build_triage_result
 from backend.triage.schemas import TriageStarted, TriageStatus
 
@@ -61,11 +63,48 @@ class CaseAssessor:
         self._last: OrderedDict[str, OrchestrationState] = OrderedDict()
         self._capacity = manager.settings.state_cache_sessions
 
-    async def assess(self, session_id: str, conversation: ConversationState) -> CaseAnalysis:
-        """Analyse the interview and record it (with the triage result once ready).
+    async def plan(self, session_id: str, conversation: ConversationState) -> Assessment:
+        """The analysis, with the orchestration write to make in the reply's start write (a
+        `Companion`) when this process knows the orchestration: the one it last wrote, or a
+        new one on the session's first message. Without one (not known here, or unchanged),
+        the caller calls `assess` after its write instead."""
+        analysis, record, create = self._recipe(session_id, conversation)
+        last = self._last.get(session_id)
+        if last is not None:
+            current = last.clone()
+        elif conversation.message_count == 1:
+            current = create()
+        else:
+            return Assessment(analysis, None)
+        current.updated_at = utcnow()
+        try:
+            event = record(current)
+        except _Unchanged:
+            return Assessment(analysis, None)
+        return Assessment(analysis, Companion(current, event))
 
-        Writes (with a `triage.updated` event) only when something changed.
-        """
+    def recorded(self, session_id: str, companion: Companion) -> None:
+        """`companion` (from `plan`) was written: remember the orchestration it stored."""
+        self._remember(session_id, companion.state.with_version(companion.state.version + 1))
+
+    def forget(self, session_id: str) -> None:
+        """What this process remembers of the session's orchestration is stale."""
+        self._last.pop(session_id, None)
+
+    def _remember(self, session_id: str, state: OrchestrationState) -> None:
+        self._last[session_id] = state
+        self._last.move_to_end(session_id)
+        if len(self._last) > self._capacity:
+            self._last.popitem(last=False)
+
+    def _recipe(
+        self, session_id: str, conversation: ConversationState
+    ) -> tuple[
+        CaseAnalysis,
+        Callable[[OrchestrationState], Event],
+        Callable[[], OrchestrationState],
+    ]:
+        """The analysis, the change it makes to an orchestration, and a new orchestration."""
         analysis = analyze(conversation)
         analysis_doc = analysis.model_dump(mode="json")
         result = (
@@ -98,6 +137,14 @@ class CaseAssessor:
                 stage=INTERVIEWING,
             )
 
+        return analysis, record, create
+
+    async def assess(self, session_id: str, conversation: ConversationState) -> CaseAnalysis:
+        """Analyse the interview and record it (with the triage result once ready).
+
+        Writes (with a `triage.updated` event) only when something changed.
+        """
+        analysis, record, create = self._recipe(session_id, conversation)
         last = self._last.pop(session_id, None)
         current = last.clone() if last is not None else None
         if current is None and conversation.message_count == 1:
@@ -131,9 +178,7 @@ class CaseAssessor:
                         restore=restore,
                     )
         if written is not None:
-            self._last[session_id] = written
-            if len(self._last) > self._capacity:
-                self._last.popitem(last=False)
+            self._remember(session_id, written)
         return analysis
 
 

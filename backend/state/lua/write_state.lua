@@ -44,6 +44,12 @@
 --          this token, it is released by this write: the generator's last write lets go of
 --          the session in the same step that shows it owes nothing (lease_release_owing.lua
 --          otherwise). With a token, the caller always passes the lease key last.
+-- ARGV[24 + 2m + 2n] a companion write of the session's other document (KEYS[2]): the
+--          version it was read at ("" for none), then its document, meta, event type ("" for
+--          none) and event data. Checked before anything is written (a stale companion fails
+--          the whole write with {4, its current version}), stored with version + 1 after this
+--          write's own event, its event appended after it (a reply's start with the case
+--          analysis it is generated from: one script, one read of the stream by its tailers).
 --
 -- Returns {1, new_version, event_id or ""} on success, {0, current_version} on conflict,
 -- {2, record} when a write with the same Idempotency-Key already happened (nothing written),
@@ -92,6 +98,16 @@ else
     return {0, current}
   end
   new_version = requested
+end
+
+local comp_at = limits_at + 2 * limit_count + 2
+local comp_new = false
+if ARGV[comp_at] and ARGV[comp_at] ~= '' then
+  local comp_current = tonumber(redis.call('HGET', KEYS[2], 'version') or '0')
+  if comp_current ~= tonumber(ARGV[comp_at]) then
+    return {4, comp_current}
+  end
+  comp_new = comp_current + 1
 end
 
 local owes = false
@@ -147,6 +163,20 @@ local event_id = ''
 if ARGV[6] ~= '' then
   event_id = append(ARGV[6], new_version, ARGV[7])
 end
+if comp_new then
+  local comp_fields = {'version', comp_new, 'doc', ARGV[comp_at + 1], 'meta', ARGV[comp_at + 2]}
+  local comp_slide = slide or comp_new == 1
+  if comp_slide then
+    comp_fields[#comp_fields + 1], comp_fields[#comp_fields + 2] = 'slid', ARGV[19]
+  end
+  redis.call('HSET', KEYS[2], unpack(comp_fields))
+  if comp_slide then
+    redis.call('EXPIRE', KEYS[2], ARGV[4])
+  end
+  if ARGV[comp_at + 3] ~= '' then
+    append(ARGV[comp_at + 3], comp_new, ARGV[comp_at + 4])
+  end
+end
 if stream_ttl then
   redis.call('EXPIRE', KEYS[3], math.max(tonumber(ARGV[3]), tonumber(ARGV[4])))
 end
@@ -183,7 +213,7 @@ if KEYS[8] and ARGV[18] == '-' then
 elseif KEYS[8] and ARGV[18] ~= '' and not (ARGV[1] == 'cas' and stored[3] == '1') then
   redis.call('ZADD', KEYS[8], 'LT', ARGV[18], ARGV[10])
 end
-local token = ARGV[limits_at + 2 * limit_count + 1]
+local token = ARGV[comp_at - 1]
 if token and token ~= '' and owes == '0' and redis.call('GET', KEYS[#KEYS]) == token then
   redis.call('DEL', KEYS[#KEYS])
 end
