@@ -50,6 +50,15 @@ def may_be_in_postgres(conversation: ConversationState) -> bool:
     return conversation.durable_seq > 0
 
 
+def _first_message(conversation: ConversationState) -> bool:
+    """A new session's first message: its orchestration is not written yet, so an assessment
+    starts from a new one, reading nothing. Were one written in Redis meanwhile (another
+    replica), the write's version check refuses the guess; PostgreSQL cannot hold one, as it
+    has no snapshot of the session (`may_be_in_postgres`: a session restored from it, or
+    snapshotted, always reads through)."""
+    return conversation.message_count == 1 and not may_be_in_postgres(conversation)
+
+
 class CaseAssessor:
     """The part of the triage the reply runner calls before each reply: it needs only the
     state, so the runner gets it at construction (the orchestrator needs the interviewer,
@@ -72,7 +81,7 @@ class CaseAssessor:
         last = self._last.get(session_id)
         if last is not None:
             current = last.clone()
-        elif conversation.message_count == 1:
+        elif _first_message(conversation):
             current = create()
         else:
             return Assessment(analysis, None)
@@ -147,9 +156,7 @@ class CaseAssessor:
         analysis, record, create = self._recipe(session_id, conversation)
         last = self._last.pop(session_id, None)
         current = last.clone() if last is not None else None
-        if current is None and conversation.message_count == 1:
-            # The session's first message: its orchestration is not written yet (were it, the
-            # version check would say so). Nothing to read, in Redis or PostgreSQL.
+        if current is None and _first_message(conversation):
             current = create()
         restore = may_be_in_postgres(conversation)
         written: OrchestrationState | None = None
