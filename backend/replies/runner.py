@@ -40,8 +40,7 @@ import logging
 import time
 import uuid
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
-from typing import Protocol, TypeVar
+from typing import TypeVar
 
 from backend.core import metrics
 from backend.core.config import Settings
@@ -51,6 +50,9 @@ from backend.core.replica_stats import replica_stats
 from backend.core.tracing import span
 from backend.generators.base import CaseAnalysis, GenerationError, ReplyGenerator
 from backend.replies import bookkeeping as replies
+from backend.replies.assessment import Assessment, Assessor
+from backend.replies.deltas import Deltas
+from backend.replies.jobs import Job
 from backend.replies.waits import OUTAGES, OutageWaits
 from backend.state.schemas import ConversationState, Event
 from backend.state.service import Companion, CompanionConflict, ConversationStateManager
@@ -62,45 +64,8 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 
-@dataclass(frozen=True)
-class Assessment:
-    """The case analysis a reply is generated from, and the orchestration write to make with
-    the reply's start (None: the assessor records it itself, `Assessor.assess`)."""
-
-    analysis: CaseAnalysis
-    companion: Companion | None
-
-
-class Assessor(Protocol):
-    """Analyses the case before each reply and records it (`triage.service.CaseAssessor`)."""
-
-    async def assess(self, session_id: str, conversation: ConversationState) -> CaseAnalysis: ...
-
-    async def plan(self, session_id: str, conversation: ConversationState) -> Assessment: ...
-
-    def recorded(self, session_id: str, companion: Companion) -> None: ...
-
-    def forget(self, session_id: str) -> None: ...
-
-
 class _NoWrite(Exception):
     """Raised from a `mutate` to leave the state as it is."""
-
-
-class _Job:
-    __slots__ = ("again", "fresh", "lease_lost", "released", "task", "token")
-
-    def __init__(self, token: str) -> None:
-        self.again = False
-        # The state the kicking write just stored: the job starts from it instead of reading
-        # it back (a stale one only costs a version conflict, which re-reads).
-        self.fresh: ConversationState | None = None
-        self.lease_lost = False
-        self.released = False  # by the write that completed its last reply
-        self.task: asyncio.Task[None] | None = None
-        # One lease token for the job's whole life: after an outage it takes its lease back,
-        # and a marker with this token is its own, not a dead generator's.
-        self.token = token
 
 
 class ReplyRunner:
@@ -119,7 +84,7 @@ class ReplyRunner:
         self.waits = OutageWaits(lease.ttl_ms)
         self.assessor = assessor
         self.accepting = True
-        self._jobs: dict[str, _Job] = {}
+        self._jobs: dict[str, Job] = {}
         self._sweeper: asyncio.Task[None] | None = None
 
     # ---------------------------------------------------------------- lifecycle
@@ -163,7 +128,7 @@ class ReplyRunner:
         if job is not None:
             job.again = True  # the running job looks again before it exits
             return
-        job = _Job(self.lease.new_token())
+        job = Job(self.lease.new_token())
         job.fresh = written.clone() if written is not None else None
         self._jobs[session_id] = job
         job.task = asyncio.create_task(self._run(session_id, job), name=f"reply-{session_id}")
@@ -189,7 +154,7 @@ class ReplyRunner:
 
     # ---------------------------------------------------------------- the job
 
-    async def _run(self, session_id: str, job: _Job) -> None:
+    async def _run(self, session_id: str, job: Job) -> None:
         bind_session(session_id)  # this job's own task: its log lines name its session
         failures = 0
         try:
@@ -218,7 +183,7 @@ class ReplyRunner:
             if self._jobs.get(session_id) is job:
                 del self._jobs[session_id]
 
-    async def _serve(self, sid: str, job: _Job) -> None:
+    async def _serve(self, sid: str, job: Job) -> None:
         token = job.token
         if self.waits.recent() and await self._someone_elses_reply(sid, token):
             return  # its generator may be alive and about to take its lease back: not yet
@@ -303,7 +268,7 @@ class ReplyRunner:
     def _reader(self, sid: str) -> Callable[[], Awaitable[ConversationState | None]]:
         return lambda: self.manager.get_conversation_state(sid)
 
-    async def _stored(self, job: _Job, sid: str, step: Callable[[], Awaitable[T]]) -> T:
+    async def _stored(self, job: Job, sid: str, step: Callable[[], Awaitable[T]]) -> T:
         """Run one step against the stores, waiting out their outages (see module doc).
 
         Gives up only when this replica stops taking work (the session stays due for
@@ -325,7 +290,7 @@ class ReplyRunner:
                 raise _LeaseLost
 
     async def _reply(
-        self, sid: str, conversation: ConversationState, token: str, job: _Job
+        self, sid: str, conversation: ConversationState, token: str, job: Job
     ) -> ConversationState | None:
         """Generate one reply; returns the state after it (None when unknown).
 
@@ -437,7 +402,7 @@ class ReplyRunner:
         sid: str,
         reply_id: str,
         conversation: ConversationState,
-        job: _Job,
+        job: Job,
         analysis: CaseAnalysis | None = None,
     ) -> tuple[str, tuple[Event, ...]]:
         """Stream the reply into the session's stream as `message.delta` events.
@@ -454,9 +419,7 @@ class ReplyRunner:
             analysis = await self._stored(job, sid, lambda: assessor.assess(sid, conversation))
         marker = replies.marker(conversation)
         assert marker is not None
-        in_reply_to = marker["in_reply_to"]
-        parts: list[str] = []
-        unsent: list[str] = []
+        deltas = Deltas(reply_id, marker["in_reply_to"])
         ready = asyncio.Event()
         stream = self.generator.stream_reply(conversation, analysis)
 
@@ -464,8 +427,7 @@ class ReplyRunner:
             try:
                 async for chunk in stream:
                     if chunk:
-                        parts.append(chunk)
-                        unsent.append(chunk)
+                        deltas.add(chunk)
                         ready.set()
             finally:
                 aclose = getattr(stream, "aclose", None)
@@ -475,23 +437,6 @@ class ReplyRunner:
         append = functools.partial(self.manager.append_event, sid)
         producer = asyncio.create_task(produce())
         producer.add_done_callback(lambda _: ready.set())
-        index = 0
-
-        def delta() -> Event:
-            nonlocal index
-            text = "".join(unsent)
-            unsent.clear()
-            index += 1
-            return Event(
-                type="message.delta",
-                data={
-                    "reply_id": reply_id,
-                    "in_reply_to": in_reply_to,
-                    "index": index - 1,
-                    "delta": text,
-                },
-            )
-
         try:
             while True:
                 await ready.wait()
@@ -501,8 +446,8 @@ class ReplyRunner:
                 if producer.done():
                     producer.result()  # the generator's own error, if it failed
                     break
-                if unsent:
-                    event = delta()
+                if deltas.unsent:
+                    event = deltas.take()
                     appended = await self._stored(job, sid, functools.partial(append, event))
                     if appended is None:
                         raise SessionNotFound(f"session {sid} was deleted while replying")
@@ -510,14 +455,14 @@ class ReplyRunner:
             if not producer.done():
                 producer.cancel()
                 await asyncio.wait({producer})
-        text = "".join(parts).strip()
+        text = deltas.text()
         if not text:
             raise GenerationError("the reply generator produced an empty reply")
-        return text, ((delta(),) if unsent else ())
+        return text, deltas.rest()
 
     async def _write(
         self,
-        job: _Job,
+        job: Job,
         sid: str,
         state: ConversationState | None,
         mutate: Callable[[ConversationState], Event],
@@ -551,7 +496,7 @@ class ReplyRunner:
 
     async def _fail(
         self,
-        job: _Job | None,
+        job: Job | None,
         sid: str,
         reply_id: str,
         code: str,
@@ -591,7 +536,7 @@ class ReplyRunner:
         return state
 
     async def _close_dead(
-        self, job: _Job, sid: str, dead: dict[str, object]
+        self, job: Job, sid: str, dead: dict[str, object]
     ) -> ConversationState | None:
         log.warning(
             "session %s: closing reply %s of a generator that died", sid, dead.get("reply_id")
@@ -608,7 +553,7 @@ class ReplyRunner:
 
     # ------------------------------------------------------------ lease, sweep
 
-    async def _renew(self, sid: str, token: str, job: _Job, renewing: asyncio.Event) -> None:
+    async def _renew(self, sid: str, token: str, job: Job, renewing: asyncio.Event) -> None:
         interval = self.lease.ttl_ms / 3000
         outage = False
         while renewing.is_set():

@@ -106,6 +106,29 @@ class ConversationStateManager(StateStore):
             sid for i, sid in enumerate(session_ids) if raw[2 * i] or raw[2 * i + 1] is not None
         }
 
+    async def mark_durable(self, sequences: dict[str, int]) -> None:
+        """Record, per session, the highest message sequence PostgreSQL now holds.
+
+        Lets the hot window drop those messages (see `ConversationState.trim_window`). It only
+        goes up, touches no version and no TTL, and does nothing for a session that is gone.
+        """
+        if not sequences:
+            return
+        await self._pipeline(
+            [
+                _evalsha(self._durable_script.sha, [self.keys.conversation(sid)], [seq])
+                for sid, seq in sequences.items()
+            ]
+        )
+
+    async def idempotency_record(self, session_id: str, key: str) -> dict[str, Any] | None:
+        """The record a write tagged with Idempotency-Key `key` stored, if any (see
+        `IdempotentWrite`)."""
+        current, previous = self.keys.idempotency(session_id)
+        found = await self._pipeline([("HGET", current, key), ("HGET", previous, key)])
+        raw = found[0] or found[1]
+        return None if raw is None else cast(dict[str, Any], json.loads(raw))
+
     # ------------------------------------------------------------------ events
 
     async def read_events(

@@ -21,7 +21,6 @@ import json
 import random
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from importlib.resources import files
 from typing import Any, Literal, TypeVar, cast, overload
 
@@ -48,6 +47,15 @@ from backend.state.schemas import (
     encode_state,
     utcnow,
 )
+from backend.state.writes import (
+    AlreadyWritten,
+    Companion,
+    CompanionConflict,
+    IdempotentWrite,
+    OverLimit,
+    RateLimit,
+    WriteResult,
+)
 
 Kind = Literal["conversation", "orchestration"]
 S = TypeVar("S", ConversationState, OrchestrationState)
@@ -65,74 +73,6 @@ SessionLister = Callable[[str, str, int, int], Awaitable[SessionPage]]
 
 def _lua(name: str) -> str:
     return files("backend.state").joinpath("lua", name).read_text()
-
-
-@dataclass(frozen=True)
-class WriteResult:
-    version: int
-    event_id: str | None
-
-
-@dataclass(frozen=True)
-class IdempotentWrite:
-    """Tags a write with a client's Idempotency-Key: at most one write per key and session.
-
-    `record` (a JSON object) is stored with the write, in the same script, under the session's
-    hash tag; the script adds the write's `event_id` and `version`. A later write carrying the
-    same key writes nothing and raises `AlreadyWritten` with that record instead.
-    """
-
-    key: str
-    record: dict[str, Any]
-
-
-@dataclass(frozen=True)
-class RateLimit:
-    """A fixed-window counter a write counts one hit on, in its own script (single node)."""
-
-    key: str
-    limit: int
-    window_ms: int
-
-
-class OverLimit(Exception):
-    """A write's rate-limit counter (`limits[index]`) is past its limit: nothing was written.
-
-    Not a TriageError: the caller that asked for the limit turns it into its 429.
-    """
-
-    def __init__(self, index: int, retry_after_ms: int) -> None:
-        super().__init__("rate limit exceeded")
-        self.index = index
-        self.retry_after_ms = retry_after_ms
-
-
-@dataclass(frozen=True)
-class Companion:
-    """The session's orchestration, written by a conversation write in its own script.
-
-    `state` is the orchestration as read (its `version` is the one the script checks) and
-    changed; it is stored at version + 1 with `event`. A stale one fails the whole write with
-    `CompanionConflict` (nothing written).
-    """
-
-    state: OrchestrationState
-    event: Event | None
-
-
-class CompanionConflict(Exception):
-    """The companion's document changed since it was read: nothing was written."""
-
-
-class AlreadyWritten(Exception):
-    """A write carried an Idempotency-Key already used in this session (nothing was written).
-
-    Not a TriageError: callers turn it into the first write's answer (or a 422).
-    """
-
-    def __init__(self, record: dict[str, Any]) -> None:
-        super().__init__("idempotency key already used")
-        self.record = record
 
 
 class StateStore:
@@ -201,29 +141,6 @@ class StateStore:
         if durable_seq is not None:
             conversation.set_durable_seq(int(durable_seq))
         return cast(S, conversation)
-
-    async def mark_durable(self, sequences: dict[str, int]) -> None:
-        """Record, per session, the highest message sequence PostgreSQL now holds.
-
-        Lets the hot window drop those messages (see `ConversationState.trim_window`). It only
-        goes up, touches no version and no TTL, and does nothing for a session that is gone.
-        """
-        if not sequences:
-            return
-        await self._pipeline(
-            [
-                _evalsha(self._durable_script.sha, [self.keys.conversation(sid)], [seq])
-                for sid, seq in sequences.items()
-            ]
-        )
-
-    async def idempotency_record(self, session_id: str, key: str) -> dict[str, Any] | None:
-        """The record a write tagged with Idempotency-Key `key` stored, if any (see
-        `IdempotentWrite`)."""
-        current, previous = self.keys.idempotency(session_id)
-        found = await self._pipeline([("HGET", current, key), ("HGET", previous, key)])
-        raw = found[0] or found[1]
-        return None if raw is None else cast(dict[str, Any], json.loads(raw))
 
     async def get_version(self, session_id: str, kind: Kind = "conversation") -> int:
         """The stored version (0 when absent): a cheap read that does not parse the document."""

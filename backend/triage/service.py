@@ -25,7 +25,7 @@ from backend.core.auth import Principal
 from backend.generators.analysis import analyze
 from backend.generators.base import CaseAnalysis, TriageResult
 from backend.replies import bookkeeping as replies
-from backend.replies.runner import Assessment
+from backend.replies.assessment import Assessment
 from backend.state.schemas import ConversationState, Event, OrchestrationState, utcnow
 from backend.state.service import Companion, ConversationStateManager
 from backend.triage.result import build_triage_result
