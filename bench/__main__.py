@@ -9,6 +9,7 @@ import uvloop
 
 from bench import (
     archive,
+    chat_cost,
     durability,
     metrics_cost,
     replicated_write,
@@ -25,6 +26,8 @@ def main() -> None:
     print(replicated_write.report(uvloop.run(replicated_write.run())))
     print()
     print(sse_chat.report(uvloop.run(sse_chat.run())))
+    print()
+    print(chat_cost.report(uvloop.run(chat_cost.run())))
     print()
     print(metrics_cost.report(uvloop.run(metrics_cost.run())))
     print()

@@ -60,7 +60,8 @@ def free_port() -> int:
 
 
 class BenchReplica:
-    def __init__(self, settings: Settings, **env: Any) -> None:
+    def __init__(self, settings: Settings, *, app: str = "backend.main:app", **env: Any) -> None:
+        self.app = app  # the ASGI app uvicorn runs (the floor app of bench/floor_app.py)
         self.port = free_port()
         self.env = {
             "ENVIRONMENT": settings.environment,
@@ -83,7 +84,7 @@ class BenchReplica:
                 sys.executable,
                 "-m",
                 "uvicorn",
-                "backend.main:app",
+                self.app,
                 "--host",
                 "127.0.0.1",
                 "--port",

@@ -12,6 +12,11 @@ reply ended (first messages spread over the first 2 s, as real arrivals are). Pe
 Reported as p50 and p99 over every message of the run, with the replica's CPU time per message,
 its CPU use over the run and the client's (100% = one core). The client is a raw asyncio
 HTTP/1.1 client in this process; client, server and Redis share the machine's two cores.
+
+The same load then runs against the floor (`bench/floor_app.py`: a minimal FastAPI +
+sse-starlette app that writes one versioned document and streams the same five events per
+message), started the same way; the report gives the replica's CPU per message over the
+floor's, measured side by side in one run.
 """
 
 from __future__ import annotations
@@ -114,13 +119,26 @@ async def run_level(replica: BenchReplica, settings: Any, concurrency: int) -> d
     return row
 
 
-async def run(levels: tuple[int, ...] = (1, 50, 200)) -> list[dict[str, Any]]:
+async def run(
+    levels: tuple[int, ...] = (1, 50, 200), floor_levels: tuple[int, ...] = (200,)
+) -> list[dict[str, Any]]:
     rows = []
     async with own_database(bench_settings(rate_limit_messages=100_000)) as settings:
         with BenchReplica(settings, rate_limit_messages=100_000) as replica:
             await run_level(replica, settings, 1)  # warm-up: imports, pools, scripts
             for concurrency in levels:
                 rows.append(await run_level(replica, settings, concurrency))
+        floor = BenchReplica(
+            settings,
+            app="bench.floor_app:app",
+            floor_redis_url=settings.redis_url,
+            floor_prefix=f"{settings.key_prefix}:floor",
+        )
+        with floor:
+            await run_level(floor, settings, 1)
+            for concurrency in floor_levels:
+                row = await run_level(floor, settings, concurrency)
+                rows.append({**row, "floor": True})
         await purge(settings)
     return rows
 
@@ -148,6 +166,10 @@ def report(rows: list[dict[str, Any]]) -> str:
     for r in rows:
         lines.append(
             f"{r['concurrency']:>5} {r['messages']:>5} {r['errors']:>6} "
+            if not r.get("floor")
+            else f"{r['concurrency']:>5} {r['messages']:>5} {'floor':>6} "
+        )
+        lines[-1] += (
             f"{r['first_event_p50']:>9.1f} {r['first_event_p99']:>9.1f} "
             f"{r['first_delta_p50']:>9.1f} {r['first_delta_p99']:>9.1f} "
             f"{r['completed_p50']:>8.1f} {r['completed_p99']:>8.1f} "
@@ -155,4 +177,12 @@ def report(rows: list[dict[str, Any]]) -> str:
         )
         if r.get("first_error"):
             lines.append(f"      first error: {r['first_error'][:200]}")
+    project = {r["concurrency"]: r for r in rows if not r.get("floor")}
+    for r in rows:
+        if r.get("floor") and r["concurrency"] in project:
+            ratio = project[r["concurrency"]]["cpu_ms_per_message"] / r["cpu_ms_per_message"]
+            lines.append(
+                f"CPU per message at {r['concurrency']} conversations, replica / floor "
+                f"(bench/floor_app.py): {ratio:.2f}"
+            )
     return "\n".join(lines)

@@ -16,6 +16,7 @@ from backend.core import metrics
 from backend.core.config import Settings
 from backend.core.errors import TriageError
 from backend.core.redis import RedisService, translate_errors
+from backend.state.service import RateLimit
 
 
 class RateLimited(TriageError):
@@ -39,17 +40,25 @@ class FixedWindowLimiter:
     async def hit(self, key: str) -> None:
         """Count one hit on `key`; raise `RateLimited` (429 + Retry-After) past the limit."""
         with translate_errors():
-            hits, ttl_ms = await self._script(keys=[key], args=[self.window_ms])
+            hits, ttl_ms = await self._script(keys=[key], args=[self.window_ms, self.limit])
         if int(hits) > self.limit:
-            retry_after = max(1, math.ceil(int(ttl_ms) / 1000))
-            metrics.rate_limited(self.label)
-            raise RateLimited(
-                f"too many {self.what}: at most {self.limit} per "
-                f"{self.window_ms // 1000} s; retry in {retry_after} s",
-                limit=self.limit,
-                window_seconds=self.window_ms // 1000,
-                retry_after=retry_after,
-            )
+            raise self.refused(int(ttl_ms))
+
+    def counter(self, key: str) -> RateLimit:
+        """The same count, made by a state write's own script (`StateStore` `limits`)."""
+        return RateLimit(key, self.limit, self.window_ms)
+
+    def refused(self, ttl_ms: int) -> RateLimited:
+        """The 429 of a hit past the limit, `ttl_ms` before the window resets (counted)."""
+        retry_after = max(1, math.ceil(ttl_ms / 1000))
+        metrics.rate_limited(self.label)
+        return RateLimited(
+            f"too many {self.what}: at most {self.limit} per "
+            f"{self.window_ms // 1000} s; retry in {retry_after} s",
+            limit=self.limit,
+            window_seconds=self.window_ms // 1000,
+            retry_after=retry_after,
+        )
 
 
 class MessageRateLimiter:
@@ -75,6 +84,20 @@ class MessageRateLimiter:
     async def hit(self, tenant_id: str, user_id: str) -> None:
         """Count one posted message; raise `RateLimited` (429) past the limit."""
         await self.messages.hit(self.keys.message_rate(tenant_id, user_id))
+
+    def counters(
+        self, tenant_id: str, user_id: str, *, session: bool = False
+    ) -> tuple[tuple[RateLimit, ...], tuple[FixedWindowLimiter, ...]]:
+        """The counters a write counts itself (an opened session first, then the message),
+        with the limiter of each, to turn an `OverLimit` into its 429."""
+        limiters = (self.sessions, self.messages) if session else (self.messages,)
+        keys: tuple[str, ...] = (self.keys.message_rate(tenant_id, user_id),)
+        if session:
+            keys = (self.keys.session_rate(tenant_id, user_id), *keys)
+        return (
+            tuple(lim.counter(key) for lim, key in zip(limiters, keys, strict=True)),
+            limiters,
+        )
 
     async def open_session(self, tenant_id: str, user_id: str) -> None:
         """Count one opened session; raise `RateLimited` (429) past the limit."""

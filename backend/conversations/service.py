@@ -26,7 +26,7 @@ from backend.conversations.idempotency import (
     check_same_request,
     fingerprint,
 )
-from backend.conversations.ratelimit import MessageRateLimiter
+from backend.conversations.ratelimit import FixedWindowLimiter, MessageRateLimiter
 from backend.conversations.schemas import (
     DeletedSessions,
     GenerationInfo,
@@ -54,11 +54,16 @@ from backend.state.service import (
     AlreadyWritten,
     ConversationStateManager,
     IdempotentWrite,
+    OverLimit,
+    RateLimit,
     not_found,
     owned_by,
 )
 
 Kind = Literal["conversation", "triage"]
+# Rate-limit counters a write counts in its own script, with the limiter of each (for its 429).
+Counted = tuple[tuple[RateLimit, ...], tuple[FixedWindowLimiter, ...]]
+_UNCOUNTED: Counted = ((), ())
 
 
 class InvalidMessage(TriageError):
@@ -131,6 +136,10 @@ class IntelligentInterviewerService:
         text = self.clean_message(message) if message is not None else None
         if idempotency_key is not None:
             return await self._start_once(principal, message, text, kind, idempotency_key)
+        if text is not None and self.manager.counts_limits_in_writes:
+            # One round trip: the write's own script counts the session and the message.
+            counted = self.limiter.counters(principal.tenant_id, principal.user_id, session=True)
+            return await self._start(principal, uuid.uuid4().hex, text, kind, counted=counted)
         await self._count_start(principal, text)
         return await self._start(principal, uuid.uuid4().hex, text, kind)
 
@@ -181,6 +190,8 @@ class IntelligentInterviewerService:
         text: str | None,
         kind: Kind,
         stamp: IdempotentWrite | None = None,
+        *,
+        counted: Counted = _UNCOUNTED,
     ) -> tuple[ConversationState, Posted | None]:
         def create() -> ConversationState:
             return ConversationState(
@@ -204,8 +215,10 @@ class IntelligentInterviewerService:
                 session_id, opened, create=create, current=create(), idempotency=stamp
             )
             return state, None
-        posted = await self._append(session_id, text, create=create, current=create(), stamp=stamp)
-        self.runner.kick(session_id)
+        posted = await self._append(
+            session_id, text, create=create, current=create(), stamp=stamp, counted=counted
+        )
+        self.runner.kick(session_id, posted.conversation)
         return posted.conversation, posted
 
     async def continue_conversation(
@@ -228,16 +241,20 @@ class IntelligentInterviewerService:
                 await self.runner.ensure(current)
                 return _replayed(current, record, text)
             stamp = IdempotentWrite(idempotency_key, {"fp": fp, "session_id": session_id})
-        await self.limiter.hit(principal.tenant_id, principal.user_id)
+        counted = _UNCOUNTED
+        if self.manager.counts_limits_in_writes:
+            counted = self.limiter.counters(principal.tenant_id, principal.user_id)
+        else:
+            await self.limiter.hit(principal.tenant_id, principal.user_id)
         try:
             posted = await self._append(
-                session_id, text, owner=principal, current=current, stamp=stamp
+                session_id, text, owner=principal, current=current, stamp=stamp, counted=counted
             )
         except AlreadyWritten as done:  # an identical post won the race
             assert idempotency_key is not None and stamp is not None
             check_same_request(done.record, stamp.record["fp"], idempotency_key)
             return _replayed(current, done.record, text)
-        self.runner.kick(session_id)
+        self.runner.kick(session_id, posted.conversation)
         return posted
 
     async def _append(
@@ -249,6 +266,7 @@ class IntelligentInterviewerService:
         owner: Principal | None = None,
         current: ConversationState | None = None,
         stamp: IdempotentWrite | None = None,
+        counted: Counted = _UNCOUNTED,
     ) -> Posted:
         stored: list[tuple[Message, Event]] = []  # the last attempt's (retries run `add` again)
 
@@ -265,9 +283,13 @@ class IntelligentInterviewerService:
                 stamp.record.update(seq=message.seq, created_at=message.created_at.isoformat())
             return stored[0][1]
 
-        state, event_id = await self.manager.update_returning_event(
-            session_id, add, create=create, current=current, idempotency=stamp
-        )
+        limits, limiters = counted
+        try:
+            state, event_id = await self.manager.update_returning_event(
+                session_id, add, create=create, current=current, idempotency=stamp, limits=limits
+            )
+        except OverLimit as over:
+            raise limiters[over.index].refused(over.retry_after_ms) from None
         metrics.message_stored()
         ((message, event),) = stored
         assert event_id is not None

@@ -40,7 +40,7 @@ import logging
 import time
 import uuid
 from collections.abc import Awaitable, Callable
-from typing import Protocol, TypeVar
+from typing import TypeVar
 
 from backend.core import metrics
 from backend.core.config import Settings
@@ -50,9 +50,12 @@ from backend.core.replica_stats import replica_stats
 from backend.core.tracing import span
 from backend.generators.base import CaseAnalysis, GenerationError, ReplyGenerator
 from backend.replies import bookkeeping as replies
+from backend.replies.assessment import Assessment, Assessor
+from backend.replies.deltas import Deltas
+from backend.replies.jobs import Job
 from backend.replies.waits import OUTAGES, OutageWaits
 from backend.state.schemas import ConversationState, Event
-from backend.state.service import ConversationStateManager
+from backend.state.service import Companion, CompanionConflict, ConversationStateManager
 from backend.streaming.lease import SessionLease
 from backend.streaming.tasks import cancel_and_wait
 
@@ -61,26 +64,8 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 
-class Assessor(Protocol):
-    """Analyses the case before each reply and records it (`triage.service.CaseAssessor`)."""
-
-    async def assess(self, session_id: str, conversation: ConversationState) -> CaseAnalysis: ...
-
-
 class _NoWrite(Exception):
     """Raised from a `mutate` to leave the state as it is."""
-
-
-class _Job:
-    __slots__ = ("again", "lease_lost", "task", "token")
-
-    def __init__(self, token: str) -> None:
-        self.again = False
-        self.lease_lost = False
-        self.task: asyncio.Task[None] | None = None
-        # One lease token for the job's whole life: after an outage it takes its lease back,
-        # and a marker with this token is its own, not a dead generator's.
-        self.token = token
 
 
 class ReplyRunner:
@@ -99,7 +84,7 @@ class ReplyRunner:
         self.waits = OutageWaits(lease.ttl_ms)
         self.assessor = assessor
         self.accepting = True
-        self._jobs: dict[str, _Job] = {}
+        self._jobs: dict[str, Job] = {}
         self._sweeper: asyncio.Task[None] | None = None
 
     # ---------------------------------------------------------------- lifecycle
@@ -132,15 +117,19 @@ class ReplyRunner:
 
     # ------------------------------------------------------------------ entry
 
-    def kick(self, session_id: str) -> None:
-        """Make sure the session's owed reply gets generated (here, or by the lease holder)."""
+    def kick(self, session_id: str, written: ConversationState | None = None) -> None:
+        """Make sure the session's owed reply gets generated (here, or by the lease holder).
+
+        `written`: the state a write just stored (the job takes a copy and skips its read).
+        """
         if not self.accepting:
             return
         job = self._jobs.get(session_id)
         if job is not None:
             job.again = True  # the running job looks again before it exits
             return
-        job = _Job(self.lease.new_token())
+        job = Job(self.lease.new_token())
+        job.fresh = written.clone() if written is not None else None
         self._jobs[session_id] = job
         job.task = asyncio.create_task(self._run(session_id, job), name=f"reply-{session_id}")
 
@@ -165,7 +154,7 @@ class ReplyRunner:
 
     # ---------------------------------------------------------------- the job
 
-    async def _run(self, session_id: str, job: _Job) -> None:
+    async def _run(self, session_id: str, job: Job) -> None:
         bind_session(session_id)  # this job's own task: its log lines name its session
         failures = 0
         try:
@@ -194,7 +183,7 @@ class ReplyRunner:
             if self._jobs.get(session_id) is job:
                 del self._jobs[session_id]
 
-    async def _serve(self, sid: str, job: _Job) -> None:
+    async def _serve(self, sid: str, job: Job) -> None:
         token = job.token
         if self.waits.recent() and await self._someone_elses_reply(sid, token):
             return  # its generator may be alive and about to take its lease back: not yet
@@ -206,8 +195,15 @@ class ReplyRunner:
         renewer = asyncio.create_task(self._renew(sid, token, job, renewing))
         owed = True
         outage = False
+        owes_after = False
+        job.released = False
+        # Whether `conversation` is what this job's own write stored: such a write also took
+        # the session out of the due set when it owes nothing more (see `_drop_due`).
+        written = False
         try:
-            conversation = await self._stored(job, sid, self._reader(sid))
+            conversation, job.fresh = job.fresh, None
+            if conversation is None:
+                conversation = await self._stored(job, sid, self._reader(sid))
             while self.accepting and not job.lease_lost:
                 if conversation is None:
                     owed = False
@@ -232,10 +228,13 @@ class ReplyRunner:
                     break
                 else:
                     conversation = await self._reply(sid, conversation, token, job)
+                written = True
                 if conversation is None:  # the last write did not say: read it
+                    written = False
                     conversation = await self._stored(job, sid, self._reader(sid))
             if not owed:
-                await self._drop_due(sid, gone=conversation is None)
+                if not written:
+                    await self._drop_due(sid, gone=conversation is None)
             elif not self.accepting:
                 await self._mark_due(sid, delay=0)
         except _LeaseLost:
@@ -247,11 +246,15 @@ class ReplyRunner:
         finally:
             renewing.clear()  # also stops it should the cancellation be swallowed (`tasks`)
             renewer.cancel()
-            if not outage:
+            # A completed reply that left nothing owed released the lease in its own write
+            # (atomic with that state: a message stored after it finds the lease free and
+            # starts its own reply), so then there is nothing to release or look at.
+            if not outage and not job.released:
                 with contextlib.suppress(StoreUnavailable):
-                    await self.lease.release(sid, token)
-        conversation = await self.manager.get_conversation_state(sid)
-        if conversation is not None and replies.pending_seq(conversation) is not None:
+                    # Released and looked at in one step: a message stored before the release
+                    # is seen here; one stored after it finds the lease free for its own job.
+                    owes_after = await self.lease.release_owing(sid, token)
+        if owes_after:
             job.again = True
 
     async def _someone_elses_reply(self, sid: str, token: str) -> bool:
@@ -265,7 +268,7 @@ class ReplyRunner:
     def _reader(self, sid: str) -> Callable[[], Awaitable[ConversationState | None]]:
         return lambda: self.manager.get_conversation_state(sid)
 
-    async def _stored(self, job: _Job, sid: str, step: Callable[[], Awaitable[T]]) -> T:
+    async def _stored(self, job: Job, sid: str, step: Callable[[], Awaitable[T]]) -> T:
         """Run one step against the stores, waiting out their outages (see module doc).
 
         Gives up only when this replica stops taking work (the session stays due for
@@ -287,7 +290,7 @@ class ReplyRunner:
                 raise _LeaseLost
 
     async def _reply(
-        self, sid: str, conversation: ConversationState, token: str, job: _Job
+        self, sid: str, conversation: ConversationState, token: str, job: Job
     ) -> ConversationState | None:
         """Generate one reply; returns the state after it (None when unknown).
 
@@ -304,10 +307,28 @@ class ReplyRunner:
                 raise _NoWrite
             return event
 
+        # The case analysis goes in the same write as `message.started` when the assessor
+        # knows the orchestration (one script, one read for the stream's tailers).
+        assessor = self.assessor
+        plan = await self._stored(job, sid, lambda: assessor.plan(sid, conversation))
+        given = conversation.version
         try:
-            conversation = await self._write(job, sid, conversation, start)
+            try:
+                conversation = await self._write(
+                    job, sid, conversation, start, companion=plan.companion
+                )
+            except CompanionConflict:
+                assessor.forget(sid)  # the orchestration moved on: the assessor reads it
+                plan = Assessment(plan.analysis, None)
+                conversation = await self._write(job, sid, None, start)
         except _NoWrite:
             return None
+        # Only a first attempt carries the companion (the analysis is of the state it started
+        # from): written exactly when the version went up by one.
+        recorded = plan.companion is not None and conversation.version == given + 1
+        if recorded:
+            assert plan.companion is not None
+            assessor.recorded(sid, plan.companion)
         if replies.marker(conversation) is None:
             metrics.reply("failed")
             return conversation  # attempts used up: closed with an error event
@@ -316,7 +337,8 @@ class ReplyRunner:
         replica_stats.replies_started += 1
         try:
             with span("reply.generate", session_id=sid, reply_id=reply_id):
-                text = await self._generate(sid, reply_id, conversation, job)
+                analysis = plan.analysis if recorded else None
+                text, last_delta = await self._generate(sid, reply_id, conversation, job, analysis)
         except asyncio.CancelledError:
             # Shutdown grace is over: close the reply for clients; another replica retries.
             # Not the reply's fault, so the attempt is not counted.
@@ -364,30 +386,40 @@ class ReplyRunner:
             return event
 
         try:
-            done = await self._write(job, sid, conversation, complete)
+            # The write that leaves nothing owed also releases the lease (see `_serve`).
+            done = await self._write(
+                job, sid, conversation, complete, leading=last_delta, release=token
+            )
         except (_NoWrite, SessionNotFound):
             return None
+        job.released = not replies.owes_reply(done)
         metrics.reply_completed(started)
         replica_stats.replies_completed += 1
         return done
 
     async def _generate(
-        self, sid: str, reply_id: str, conversation: ConversationState, job: _Job
-    ) -> str:
+        self,
+        sid: str,
+        reply_id: str,
+        conversation: ConversationState,
+        job: Job,
+        analysis: CaseAnalysis | None = None,
+    ) -> tuple[str, tuple[Event, ...]]:
         """Stream the reply into the session's stream as `message.delta` events.
 
         The generator runs in its own task and the deltas are written one at a time: chunks
         that arrive while a write is in flight go out together in the next delta. A paced
         generator (an LLM) still gets one delta per chunk; one that has the whole reply at
-        once (the offline interviewer without pacing) costs one or two writes, not forty.
+        once (the offline interviewer without pacing) costs no delta write of its own: what
+        is unsent when the generator ends is returned as one last delta, which the completing
+        write appends just before `message.completed`, in the same script.
         """
-        assessor = self.assessor
-        analysis = await self._stored(job, sid, lambda: assessor.assess(sid, conversation))
+        if analysis is None:  # not recorded with the reply's start: the assessor records it
+            assessor = self.assessor
+            analysis = await self._stored(job, sid, lambda: assessor.assess(sid, conversation))
         marker = replies.marker(conversation)
         assert marker is not None
-        in_reply_to = marker["in_reply_to"]
-        parts: list[str] = []
-        unsent: list[str] = []
+        deltas = Deltas(reply_id, marker["in_reply_to"])
         ready = asyncio.Event()
         stream = self.generator.stream_reply(conversation, analysis)
 
@@ -395,8 +427,7 @@ class ReplyRunner:
             try:
                 async for chunk in stream:
                     if chunk:
-                        parts.append(chunk)
-                        unsent.append(chunk)
+                        deltas.add(chunk)
                         ready.set()
             finally:
                 aclose = getattr(stream, "aclose", None)
@@ -406,47 +437,39 @@ class ReplyRunner:
         append = functools.partial(self.manager.append_event, sid)
         producer = asyncio.create_task(produce())
         producer.add_done_callback(lambda _: ready.set())
-        index = 0
         try:
             while True:
                 await ready.wait()
                 ready.clear()
                 if job.lease_lost:
                     raise _LeaseLost
-                if unsent:
-                    delta = "".join(unsent)
-                    unsent.clear()
-                    event = Event(
-                        type="message.delta",
-                        data={
-                            "reply_id": reply_id,
-                            "in_reply_to": in_reply_to,
-                            "index": index,
-                            "delta": delta,
-                        },
-                    )
-                    index += 1
+                if producer.done():
+                    producer.result()  # the generator's own error, if it failed
+                    break
+                if deltas.unsent:
+                    event = deltas.take()
                     appended = await self._stored(job, sid, functools.partial(append, event))
                     if appended is None:
                         raise SessionNotFound(f"session {sid} was deleted while replying")
-                if producer.done() and not unsent:
-                    producer.result()  # the generator's own error, if it failed
-                    break
         finally:
             if not producer.done():
                 producer.cancel()
                 await asyncio.wait({producer})
-        text = "".join(parts).strip()
+        text = deltas.text()
         if not text:
             raise GenerationError("the reply generator produced an empty reply")
-        return text
+        return text, deltas.rest()
 
     async def _write(
         self,
-        job: _Job,
+        job: Job,
         sid: str,
-        state: ConversationState,
+        state: ConversationState | None,
         mutate: Callable[[ConversationState], Event],
+        *,
+        leading: tuple[Event, ...] = (),
+        release: str | None = None,
+        companion: Companion | None = None,
     ) -> ConversationState:
         """`update()` starting from a state this job already holds (no re-read first).
 
@@ -459,14 +482,21 @@ class ReplyRunner:
         async def attempt() -> ConversationState:
             nonlocal given
             current, given = given, None
-            written, _ = await self.manager.update_returning_event(sid, mutate, current=current)
+            written, _ = await self.manager.update_returning_event(
+                sid,
+                mutate,
+                current=current,
+                leading=leading,
+                release=release,
+                companion=companion,
+            )
             return written
 
         return await self._stored(job, sid, attempt)
 
     async def _fail(
         self,
-        job: _Job | None,
+        job: Job | None,
         sid: str,
         reply_id: str,
         code: str,
@@ -506,7 +536,7 @@ class ReplyRunner:
         return state
 
     async def _close_dead(
-        self, job: _Job, sid: str, dead: dict[str, object]
+        self, job: Job, sid: str, dead: dict[str, object]
     ) -> ConversationState | None:
         log.warning(
             "session %s: closing reply %s of a generator that died", sid, dead.get("reply_id")
@@ -523,7 +553,7 @@ class ReplyRunner:
 
     # ------------------------------------------------------------ lease, sweep
 
-    async def _renew(self, sid: str, token: str, job: _Job, renewing: asyncio.Event) -> None:
+    async def _renew(self, sid: str, token: str, job: Job, renewing: asyncio.Event) -> None:
         interval = self.lease.ttl_ms / 3000
         outage = False
         while renewing.is_set():

@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import json
 import time
+from importlib.resources import files
+from typing import Any
 
 from backend.core.config import Settings
 from backend.core.redis import RedisService, translate_errors
@@ -90,6 +92,9 @@ class DirtySet:
         self.redis = redis
         self.keys = keys
         self.key = keys.dirty()
+        self._single_node = not redis.is_cluster
+        script = files("backend.state").joinpath("lua", "release_dirty.lua").read_text()
+        self._release_script = redis.client.register_script(script)
 
     async def batch(self, limit: int, *, due_only: bool = True) -> list[str]:
         """The oldest dirty sessions, up to `limit`; with `due_only`, only those whose score
@@ -115,6 +120,8 @@ class DirtySet:
         """
         if not versions:
             return 0
+        if self._single_node:
+            return await self._release_atomically(versions)
         client = self.redis.client
         ids = list(versions)
         with translate_errors():
@@ -133,6 +140,17 @@ class DirtySet:
             if moved:
                 await client.zadd(self.key, dict.fromkeys(moved, time.time()), nx=True)
         return len(moved)
+
+    async def _release_atomically(self, versions: dict[str, tuple[int, int]]) -> int:
+        """`release` on a single node: one script (release_dirty.lua), which also clears the
+        hashes' `dirty` field that lets writes skip their ZADD (see write_state.lua)."""
+        keys: list[str] = [self.key]
+        args: list[Any] = [time.time()]
+        for sid, (conversation, orchestration) in versions.items():
+            keys += [self.keys.conversation(sid), self.keys.orchestration(sid)]
+            args += [sid, conversation, orchestration]
+        with translate_errors():
+            return int(await self._release_script(keys=keys, args=args))
 
     async def backlog(self) -> tuple[int, float]:
         """Sessions waiting for a snapshot, and how long the oldest has waited (seconds)."""

@@ -139,6 +139,12 @@ class OrchestrationState(_StateDocument, kw_only=True):
     stage: str = "interviewing"
     triage_result: dict[str, Any] | None = None
 
+    def clone(self) -> OrchestrationState:
+        """A copy to change freely."""
+        return msgspec.structs.replace(
+            self, data=_copy_json(self.data), triage_result=_copy_json(self.triage_result)
+        )
+
 
 StateDocument = ConversationState | OrchestrationState
 

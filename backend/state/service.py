@@ -31,8 +31,12 @@ from backend.state.schemas import (
 from backend.state.stats import system_stats
 from backend.state.store import (
     AlreadyWritten,
+    Companion,
+    CompanionConflict,
     IdempotentWrite,
     Kind,
+    OverLimit,
+    RateLimit,
     StateStore,
     WriteResult,
     _evalsha,
@@ -40,9 +44,13 @@ from backend.state.store import (
 
 __all__ = [
     "AlreadyWritten",
+    "Companion",
+    "CompanionConflict",
     "ConversationStateManager",
     "IdempotentWrite",
     "Kind",
+    "OverLimit",
+    "RateLimit",
     "StateStore",
     "WriteResult",
 ]
@@ -97,6 +105,32 @@ class ConversationStateManager(StateStore):
         return {
             sid for i, sid in enumerate(session_ids) if raw[2 * i] or raw[2 * i + 1] is not None
         }
+
+    async def mark_durable(self, sequences: dict[str, int]) -> None:
+        """Record, per session, the highest message sequence PostgreSQL now holds.
+
+        Lets the hot window drop those messages (see `ConversationState.trim_window`). It only
+        goes up, touches no version and no TTL, and does nothing for a session that is gone.
+        """
+        if not sequences:
+            return
+        await self._pipeline(
+            [
+                _evalsha(self._durable_script.sha, [self.keys.conversation(sid)], [seq])
+                for sid, seq in sequences.items()
+            ]
+        )
+
+    async def idempotency_record(self, session_id: str, key: str) -> dict[str, Any] | None:
+        """The record a write tagged with Idempotency-Key `key` stored, if any (see
+        `IdempotentWrite`)."""
+        current, previous = self.keys.idempotency(session_id)
+        found = await self._pipeline([("HGET", current, key), ("HGET", previous, key)])
+        raw = found[0] or found[1]
+        if raw is None:
+            return None
+        await self._confirm_replicated(session_id)
+        return cast(dict[str, Any], json.loads(raw))
 
     # ------------------------------------------------------------------ events
 

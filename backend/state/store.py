@@ -21,7 +21,6 @@ import json
 import random
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from importlib.resources import files
 from typing import Any, Literal, TypeVar, cast, overload
 
@@ -50,6 +49,15 @@ from backend.state.schemas import (
     encode_state,
     utcnow,
 )
+from backend.state.writes import (
+    AlreadyWritten,
+    Companion,
+    CompanionConflict,
+    IdempotentWrite,
+    OverLimit,
+    RateLimit,
+    WriteResult,
+)
 
 Kind = Literal["conversation", "orchestration"]
 S = TypeVar("S", ConversationState, OrchestrationState)
@@ -67,36 +75,6 @@ SessionLister = Callable[[str, str, int, int], Awaitable[SessionPage]]
 
 def _lua(name: str) -> str:
     return files("backend.state").joinpath("lua", name).read_text()
-
-
-@dataclass(frozen=True)
-class WriteResult:
-    version: int
-    event_id: str | None
-
-
-@dataclass(frozen=True)
-class IdempotentWrite:
-    """Tags a write with a client's Idempotency-Key: at most one write per key and session.
-
-    `record` (a JSON object) is stored with the write, in the same script, under the session's
-    hash tag; the script adds the write's `event_id` and `version`. A later write carrying the
-    same key writes nothing and raises `AlreadyWritten` with that record instead.
-    """
-
-    key: str
-    record: dict[str, Any]
-
-
-class AlreadyWritten(Exception):
-    """A write carried an Idempotency-Key already used in this session (nothing was written).
-
-    Not a TriageError: callers turn it into the first write's answer (or a 422).
-    """
-
-    def __init__(self, record: dict[str, Any]) -> None:
-        super().__init__("idempotency key already used")
-        self.record = record
 
 
 class StateStore:
@@ -121,6 +99,12 @@ class StateStore:
         self.due = DueSet(redis, self.keys, settings)
         self._replicas = ReplicaWait(client, settings, self._autopipe)
         self.dirty = DirtySet(redis, self.keys)
+
+    @property
+    def counts_limits_in_writes(self) -> bool:
+        """Whether a write can count rate-limit hits in its own script (`RateLimit`): on a
+        single node only, as the counters live in other slots on a cluster."""
+        return self._single_node
 
     # ------------------------------------------------------------------ reads
 
@@ -161,32 +145,6 @@ class StateStore:
         if durable_seq is not None:
             conversation.set_durable_seq(int(durable_seq))
         return cast(S, conversation)
-
-    async def mark_durable(self, sequences: dict[str, int]) -> None:
-        """Record, per session, the highest message sequence PostgreSQL now holds.
-
-        Lets the hot window drop those messages (see `ConversationState.trim_window`). It only
-        goes up, touches no version and no TTL, and does nothing for a session that is gone.
-        """
-        if not sequences:
-            return
-        await self._pipeline(
-            [
-                _evalsha(self._durable_script.sha, [self.keys.conversation(sid)], [seq])
-                for sid, seq in sequences.items()
-            ]
-        )
-
-    async def idempotency_record(self, session_id: str, key: str) -> dict[str, Any] | None:
-        """The record a write tagged with Idempotency-Key `key` stored, if any (see
-        `IdempotentWrite`)."""
-        current, previous = self.keys.idempotency(session_id)
-        found = await self._pipeline([("HGET", current, key), ("HGET", previous, key)])
-        raw = found[0] or found[1]
-        if raw is None:
-            return None
-        await self._confirm_replicated(session_id)
-        return cast(dict[str, Any], json.loads(raw))
 
     async def run_command(self, command: tuple[Any, ...]) -> Any:
         """One read-only command through the auto-pipeline (round trips and connections shared
@@ -235,12 +193,25 @@ class StateStore:
         expected_version: int | None,
         event: Event | None,
         idempotency: IdempotentWrite | None = None,
+        leading: tuple[Event, ...] = (),
+        limits: tuple[RateLimit, ...] = (),
+        release: str | None = None,
+        companion: Companion | None = None,
     ) -> tuple[S, str | None]:
         expected = state.version if expected_version is None else expected_version
         new = state.with_version(expected + 1)
         with span("state.write", kind=kind, session_id=new.session_id):
             result = await self._write(
-                kind, new, mode="cas", version=expected, event=event, idempotency=idempotency
+                kind,
+                new,
+                mode="cas",
+                version=expected,
+                event=event,
+                idempotency=idempotency,
+                leading=leading,
+                limits=limits,
+                release=release,
+                companion=companion,
             )
         if result is None:
             metrics.state_conflict()
@@ -290,19 +261,19 @@ class StateStore:
         event: Event | None,
         mark_dirty: bool = True,
         idempotency: IdempotentWrite | None = None,
+        leading: tuple[Event, ...] = (),
+        limits: tuple[RateLimit, ...] = (),
+        release: str | None = None,
+        companion: Companion | None = None,
     ) -> WriteResult | None:
         """One run of write_state.lua. None on a version conflict; `AlreadyWritten` when
-        `idempotency` names a key this session already used."""
+        `idempotency` names a key this session already used. `leading`: events that change no
+        state, appended just before `event` by the same script (a reply's last deltas)."""
         sid = state.session_id
         own_ttl, other_ttl = self._ttls(kind)
         doc = encode_state(state)
         updated_us = int(state.updated_at.timestamp() * 1_000_000)
-        meta: dict[str, Any] = {
-            "status": state.status,
-            "updated_at": updated_us,
-            "user_id": state.user_id,
-            "tenant_id": state.tenant_id,
-        }
+        meta = _meta(state, updated_us)
         if isinstance(state, ConversationState):
             meta |= {
                 "kind": state.kind,
@@ -331,18 +302,46 @@ class StateStore:
         ttl = self.settings.conversation_ttl
         index_score = updated_us if kind == "conversation" else ""
         now = time.time()
+        tail: list[Any] = [now, min(own_ttl, other_ttl) * TTL_REFRESH_FRACTION, len(leading)]
+        for extra in leading:
+            tail += [extra.type, _json(extra.data)]
+        if limits and not self._single_node:
+            raise ValueError("rate limits ride in the write script on a single node only")
+        tail.append(len(limits))
+        for limit in limits:
+            tail += [limit.limit, limit.window_ms]
+        tail.append(release or "")
+        # On a single node the script notifies the session's stream partition (its key after
+        # the rate-limit counters); on a cluster the notification follows the script.
+        tail.append(NOTIFY_MAXLEN if self._single_node else "")
+        if companion is not None:
+            if kind != "conversation":
+                raise ValueError("only a conversation write carries a companion")
+            other = companion.state.with_version(companion.state.version + 1)
+            other_us = int(other.updated_at.timestamp() * 1_000_000)
+            tail += [companion.state.version, encode_state(other), _json(_meta(other, other_us))]
+            event_of = companion.event
+            tail += [event_of.type, _json(event_of.data)] if event_of else ["", ""]
         dirty_score = now if mark_dirty else ""
         due_score = self.due.score(state, now)
         if self._single_node:
-            keys += [index_key, self.keys.dirty(), self.keys.replies_due(), self._notifier.key(sid)]
+            keys += [index_key, self.keys.dirty(), self.keys.replies_due()]
+            keys += [limit.key for limit in limits]
+            keys.append(self._notifier.key(sid))
+            if release:
+                keys.append(self.keys.lease(sid))
             args += [sid, index_score, ttl, dirty_score, *self._idempotency_args(idempotency)]
-            args += [due_score, NOTIFY_MAXLEN]
+            args += [due_score, *tail]
             reply, acked = await self._send_write([_evalsha(self._write_script.sha, keys, args)])
         else:
             # Pipeline, not MULTI: on a cluster the index and dirty set sit in other slots. If
             # the versioned write loses, the extra ZADDs are harmless (the session exists and is
             # at least as new as this score); if we crash after the script, both are rebuildable.
-            args += [sid, "", ttl, "", *self._idempotency_args(idempotency), ""]
+            # The due score still goes in: the script records `owes` in the hash (and releases
+            # a lease by it) but touches no due set, which it has no key of here.
+            args += [sid, "", ttl, "", *self._idempotency_args(idempotency), due_score, *tail]
+            if release:
+                keys.append(self.keys.lease(sid))
             commands = [_evalsha(self._write_script.sha, keys, args)]
             if index_score != "":
                 prune = int(mode == "restore" or version == 0)  # a new session, as in the script
@@ -357,12 +356,17 @@ class StateStore:
             if due_score not in ("", "-"):
                 commands.append(("ZADD", self.keys.replies_due(), "LT", due_score, sid))
             reply, acked = await self._send_write(commands)
-            if reply[0] == 1 and reply[2]:
+            appended = event or leading or (companion is not None and companion.event)
+            if reply[0] == 1 and appended:
                 await self._notifier.send(self._pipeline, sid)
             if reply[0] == 1 and due_score == "-":
                 self._replicas.require(acked, sid)  # else the due entry must stay (see owed.py)
                 await self.due.settle(sid)
         ok, new_version, *rest = reply
+        if ok == 4:
+            raise CompanionConflict(f"orchestration {sid} changed since it was read")
+        if ok == 3:
+            raise OverLimit(int(new_version) - 1, int(rest[0]))
         if ok == 2:
             await self._confirm_replicated(sid)
             raise AlreadyWritten(json.loads(new_version))
@@ -531,6 +535,10 @@ class StateStore:
         current: StateDocument | None = None,
         idempotency: IdempotentWrite | None = None,
         restore: bool = True,
+        leading: tuple[Event, ...] = (),
+        limits: tuple[RateLimit, ...] = (),
+        release: str | None = None,
+        companion: Companion | None = None,
     ) -> tuple[Any, str | None]:
         """`update()`, also returning the stream id of the event written with the state.
 
@@ -541,6 +549,16 @@ class StateStore:
         attempt writes and `AlreadyWritten` is raised.
         `restore=False` reads Redis only, never the restorer: for a state PostgreSQL cannot
         hold (a session it has no snapshot of), so the write works while PostgreSQL is down.
+        `leading`: state-less events appended just before the write's own, in its script.
+        `limits`: rate-limit counters the first attempt counts a hit on, in its script (single
+        node only, see `counts_limits_in_writes`); past a limit it raises `OverLimit` and
+        writes nothing. A retry after a conflict does not count again.
+        `release`: a reply lease token; a write that leaves the conversation owing nothing
+        releases the session's lease if that token holds it, in its script.
+        `companion`: the orchestration, written by the same script, only by the first attempt
+        and only from a `current` state (it was derived from that state); so it was written
+        exactly when the returned version is `current.version + 1`. Raises
+        `CompanionConflict` (nothing written) when the orchestration moved on meanwhile.
         """
         attempts = self.settings.state_write_max_attempts
         last: VersionConflict | None = None
@@ -564,7 +582,17 @@ class StateStore:
             if isinstance(event, Awaitable):
                 event = await event
             try:
-                return await self._save_returning_event(kind, state, None, event, idempotency)
+                return await self._save_returning_event(
+                    kind,
+                    state,
+                    None,
+                    event,
+                    idempotency,
+                    leading,
+                    limits if attempt == 0 else (),
+                    release,
+                    companion if attempt == 0 and current is not None else None,
+                )
             except VersionConflict as exc:
                 last = exc
                 if attempt + 1 < attempts:
@@ -607,7 +635,22 @@ class StateStore:
 
 
 _json = msgspec.json.Encoder().encode
+# A write refreshes the sliding TTLs of its session's keys only when the last refresh is older
+# than this fraction of the TTL (see write_state.lua, ARGV[20]): four EXPIREs per write become
+# four per session every ~14 minutes at a 24 h TTL, and a key still lives at least 99% of its
+# TTL after the session's last write.
+TTL_REFRESH_FRACTION = 0.01
 _NO_IDEMPOTENCY = ("", "", "", "")  # write_state.lua's ARGV[14..17] for an untagged write
+
+
+def _meta(state: StateDocument, updated_us: int) -> dict[str, Any]:
+    """The flat fields stored next to a document (listings and stats never parse documents)."""
+    return {
+        "status": state.status,
+        "updated_at": updated_us,
+        "user_id": state.user_id,
+        "tenant_id": state.tenant_id,
+    }
 
 
 def _evalsha(sha: str, keys: list[str], args: list[Any]) -> tuple[Any, ...]:

@@ -11,6 +11,7 @@ on as its own instead of being closed as a dead generator's.
 
 from __future__ import annotations
 
+import json
 import secrets
 from importlib.resources import files
 
@@ -33,6 +34,7 @@ class SessionLease:
         self._take = redis.client.register_script(_lua("lease_take.lua"))
         self._renew = redis.client.register_script(_lua("lease_renew.lua"))
         self._release = redis.client.register_script(_lua("lease_release.lua"))
+        self._release_owing = redis.client.register_script(_lua("lease_release_owing.lua"))
 
     def new_token(self) -> str:
         # The owner (replica id) in the token tells an operator who holds a lease.
@@ -52,6 +54,13 @@ class SessionLease:
 
     async def release(self, session_id: str, token: str) -> bool:
         return bool(await self._run(self._release, session_id, token))
+
+    async def release_owing(self, session_id: str, token: str) -> bool:
+        """`release`, and whether the session owes a reply now, in one round trip."""
+        keys = [self.keys.lease(session_id), self.keys.conversation(session_id)]
+        with translate_errors():
+            meta = await self._release_owing(keys=keys, args=[token])
+        return meta is not None and bool(json.loads(meta).get("owes_reply"))
 
     async def is_held(self, session_id: str) -> bool:
         with translate_errors():

@@ -19,6 +19,8 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+from collections import OrderedDict
+from collections.abc import Callable
 from typing import Any
 
 from backend.conversations.service import (
@@ -30,8 +32,9 @@ from backend.core.auth import Principal
 from backend.generators.analysis import analyze
 from backend.generators.base import CaseAnalysis, TriageResult
 from backend.replies import bookkeeping as replies
-from backend.state.schemas import ConversationState, Event, OrchestrationState
-from backend.state.service import ConversationStateManager
+from backend.replies.assessment import Assessment
+from backend.state.schemas import ConversationState, Event, OrchestrationState, utcnow
+from backend.state.service import Companion, ConversationStateManager
 from backend.triage.analyzers import OfflineTriageAnalyzer, TriageAnalyzer
 from backend.triage.schemas import TriageStarted, TriageStatus
 
@@ -67,6 +70,15 @@ def may_be_in_postgres(conversation: ConversationState) -> bool:
     return conversation.durable_seq > 0
 
 
+def _first_message(conversation: ConversationState) -> bool:
+    """A new session's first message: its orchestration is not written yet, so an assessment
+    starts from a new one, reading nothing. Were one written in Redis meanwhile (another
+    replica), the write's version check refuses the guess; PostgreSQL cannot hold one, as it
+    has no snapshot of the session (`may_be_in_postgres`: a session restored from it, or
+    snapshotted, always reads through)."""
+    return conversation.message_count == 1 and not may_be_in_postgres(conversation)
+
+
 class CaseAssessor:
     """The part of the triage the reply runner calls before each reply: it needs only the
     state, so the runner gets it at construction (the orchestrator needs the interviewer,
@@ -77,12 +89,54 @@ class CaseAssessor:
     ) -> None:
         self.manager = manager
         self.analyzer: TriageAnalyzer = analyzer or OfflineTriageAnalyzer()
+        # The orchestration this process last wrote (or found unchanged), per session: the
+        # next assessment starts from it instead of reading it back. Never trusted blindly:
+        # the write's version check refuses a stale one, and the update then re-reads.
+        self._last: OrderedDict[str, OrchestrationState] = OrderedDict()
+        self._capacity = manager.settings.state_cache_sessions
 
-    async def assess(self, session_id: str, conversation: ConversationState) -> CaseAnalysis:
-        """Analyse the interview and record it (with the triage result once ready).
+    async def plan(self, session_id: str, conversation: ConversationState) -> Assessment:
+        """The analysis, with the orchestration write to make in the reply's start write (a
+        `Companion`) when this process knows the orchestration: the one it last wrote, or a
+        new one on the session's first message. Without one (not known here, or unchanged),
+        the caller calls `assess` after its write instead."""
+        analysis, record, create = await self._recipe(session_id, conversation)
+        last = self._last.get(session_id)
+        if last is not None:
+            current = last.clone()
+        elif _first_message(conversation):
+            current = create()
+        else:
+            return Assessment(analysis, None)
+        current.updated_at = utcnow()
+        try:
+            event = record(current)
+        except _Unchanged:
+            return Assessment(analysis, None)
+        return Assessment(analysis, Companion(current, event))
 
-        Writes (with a `triage.updated` event) only when something changed.
-        """
+    def recorded(self, session_id: str, companion: Companion) -> None:
+        """`companion` (from `plan`) was written: remember the orchestration it stored."""
+        self._remember(session_id, companion.state.with_version(companion.state.version + 1))
+
+    def forget(self, session_id: str) -> None:
+        """What this process remembers of the session's orchestration is stale."""
+        self._last.pop(session_id, None)
+
+    def _remember(self, session_id: str, state: OrchestrationState) -> None:
+        self._last[session_id] = state
+        self._last.move_to_end(session_id)
+        if len(self._last) > self._capacity:
+            self._last.popitem(last=False)
+
+    async def _recipe(
+        self, session_id: str, conversation: ConversationState
+    ) -> tuple[
+        CaseAnalysis,
+        Callable[[OrchestrationState], Event],
+        Callable[[], OrchestrationState],
+    ]:
+        """The analysis, the change it makes to an orchestration, and a new orchestration."""
         analysis = analyze(conversation)
         result: dict[str, object] | None = None
         basis: str | None = None
@@ -126,14 +180,46 @@ class CaseAssessor:
                 stage=INTERVIEWING,
             )
 
-        with contextlib.suppress(_Unchanged):
-            await self.manager.update(
+        return analysis, record, create
+
+    async def assess(self, session_id: str, conversation: ConversationState) -> CaseAnalysis:
+        """Analyse the interview and record it (with the triage result once ready).
+
+        Writes (with a `triage.updated` event) only when something changed.
+        """
+        analysis, record, create = await self._recipe(session_id, conversation)
+        last = self._last.pop(session_id, None)
+        current = last.clone() if last is not None else None
+        if current is None and _first_message(conversation):
+            current = create()
+        restore = may_be_in_postgres(conversation)
+        written: OrchestrationState | None = None
+        try:
+            written, _ = await self.manager.update_returning_event(
                 session_id,
                 record,
                 kind="orchestration",
                 create=create,
-                restore=may_be_in_postgres(conversation),
+                current=current,
+                restore=restore,
             )
+        except _Unchanged:
+            if (
+                last is not None
+                and await self.manager.get_version(session_id, "orchestration") == last.version
+            ):
+                written = last  # unchanged indeed (a remembered state is only a guess)
+            elif current is not None:
+                with contextlib.suppress(_Unchanged):  # decide on the stored state
+                    written, _ = await self.manager.update_returning_event(
+                        session_id,
+                        record,
+                        kind="orchestration",
+                        create=create,
+                        restore=restore,
+                    )
+        if written is not None:
+            self._remember(session_id, written)
         return analysis
 
     async def _triage(

@@ -109,6 +109,22 @@ async def test_a_write_after_the_snapshot_keeps_the_session_dirty(
     assert await manager.redis.client.zscore(manager.keys.dirty(), sid) is not None
 
 
+async def test_every_write_after_a_release_is_snapshotted_again(
+    manager: ConversationStateManager, hybrid: HybridConversationService, engine: AsyncEngine
+) -> None:
+    """Writes skip the dirty mark while their session is marked already; a release must not
+    leave one unmarked: each round of writes after a flush is taken by the next flush."""
+    sid = new_id()
+    for written in (3, 5, 6):
+        await chat(manager, sid, written - await manager.get_version(sid))
+        assert await manager.redis.client.zscore(manager.keys.dirty(), sid) is not None
+        report = await hybrid.flush_dirty()
+        assert report.sessions_written == 1
+        assert await manager.redis.client.zscore(manager.keys.dirty(), sid) is None
+        (row,) = await rows(engine, "SELECT version FROM sessions WHERE id = :id", id=sid)
+        assert row.version == written
+
+
 async def test_read_through_restores_the_last_window_with_its_version(
     manager: ConversationStateManager, hybrid: HybridConversationService, settings
 ) -> None:

@@ -282,3 +282,49 @@ async def test_an_interruption_by_a_shutdown_is_not_counted(
     entries = await manager.read_events(sid)
     assert [e.data["retrying"] for e in entries if e.type == "error"] == [True]
     assert [e.data["attempt"] for e in entries if e.type == "message.started"] == [1, 1]
+
+
+async def test_the_case_analysis_is_recorded_even_when_another_replica_changed_it(
+    start_runtime: Start, manager: ConversationStateManager
+) -> None:
+    """A replica writes the analysis together with the reply's start from the orchestration it
+    remembers; another replica's write in between is never overwritten: the analysis is
+    recorded on top of it, once per reply."""
+    runtime = start_runtime()
+    _, posted = await runtime.interviewer.start_conversation(ALICE, STORY)
+    assert posted is not None
+    sid = posted.session_id
+    await settled(manager, sid)
+    first = await manager.get_orchestration_state(sid)
+    assert first is not None and first.version == 1 and "analysis" in first.data
+
+    def elsewhere(state: Any) -> Event:  # another replica's write this one does not know of
+        state.data["note"] = "escrito por outra réplica"
+        return Event(type="triage.updated", data={"stage": state.stage})
+
+    await manager.update(sid, elsewhere, kind="orchestration")
+    await runtime.interviewer.continue_conversation(ALICE, sid, "Foi há duas semanas.")
+    await settled(manager, sid)
+
+    orchestration = await manager.get_orchestration_state(sid)
+    assert orchestration is not None and orchestration.version == 3
+    assert orchestration.data["note"] == "escrito por outra réplica"
+    assert orchestration.data["analysis"] != first.data["analysis"]
+    events = types(await manager.read_events(sid))
+    assert events.count("message.started") == events.count("message.completed") == 2
+
+
+async def test_the_completing_write_lets_go_of_the_session(
+    start_runtime: Start, manager: ConversationStateManager
+) -> None:
+    """The write that stores the last owed reply releases the lease in the same step, so the
+    next message, posted on any replica, is answered at once."""
+    one, two = start_runtime(), start_runtime()
+    _, posted = await one.interviewer.start_conversation(ALICE, STORY)
+    assert posted is not None
+    sid = posted.session_id
+    await settled(manager, sid)
+    assert not await one.runner.lease.is_held(sid)
+    await two.interviewer.continue_conversation(ALICE, sid, "Foi há duas semanas.")
+    state = await settled(manager, sid)
+    assert [m.role for m in state.messages] == ["user", "assistant", "user", "assistant"]

@@ -256,7 +256,8 @@ async def test_unsnapshotted_messages_stay_hot_up_to_a_hard_cap(make_manager: An
 
 
 async def test_ttl_is_set_on_every_key_and_slides(make_manager: Any) -> None:
-    manager = await make_manager(conversation_ttl=300, orchestration_ttl=200)
+    # TTLs of 100 s and 150 s: a write refreshes them when the last refresh is over 1 s old.
+    manager = await make_manager(conversation_ttl=150, orchestration_ttl=100)
     redis = manager.redis
     keys = manager.keys
     state = await manager.save_conversation_state(new_conversation())
@@ -269,16 +270,42 @@ async def test_ttl_is_set_on_every_key_and_slides(make_manager: Any) -> None:
     session_keys = [keys.conversation(sid), keys.orchestration(sid), keys.events(sid)]
     for key in [*session_keys, index]:
         ttl = await redis.get_ttl(key)
-        assert ttl is not None and 0 < ttl <= 300, key
+        assert ttl is not None and 0 < ttl <= 150, key
 
-    # Time passes (simulated by shortening the TTLs); the next write slides all of them back.
+    # Time passes (simulated by shortening the TTLs, and by waiting out the refresh interval);
+    # the next write slides all of them back.
     for key in [*session_keys, index]:
         assert await redis.client.expire(key, 5)
+    await asyncio.sleep(1.6)
     await manager.update(sid, append("de novo"))
-    assert 290 <= (await redis.get_ttl(keys.conversation(sid)) or 0) <= 300
-    assert 190 <= (await redis.get_ttl(keys.orchestration(sid)) or 0) <= 200
-    assert 290 <= (await redis.get_ttl(keys.events(sid)) or 0) <= 300
-    assert 290 <= (await redis.get_ttl(index) or 0) <= 300
+    assert 140 <= (await redis.get_ttl(keys.conversation(sid)) or 0) <= 150
+    assert 90 <= (await redis.get_ttl(keys.orchestration(sid)) or 0) <= 100
+    assert 140 <= (await redis.get_ttl(keys.events(sid)) or 0) <= 150
+    assert 140 <= (await redis.get_ttl(index) or 0) <= 150
+
+
+async def test_ttl_refresh_is_paid_once_per_interval(make_manager: Any) -> None:
+    """Writes in quick succession refresh the sliding TTLs once, not on every write (within 1%
+    of the TTL, so a key still lives at least 99% of its TTL after the last write)."""
+    manager = await make_manager(conversation_ttl=1000, orchestration_ttl=1000)
+    redis = manager.redis
+    keys = manager.keys
+    state = await manager.save_conversation_state(new_conversation())
+    sid = state.session_id
+    await manager.update(sid, append("primeira"))
+    index = keys.user_index(state.tenant_id, state.user_id)
+    # (On a cluster the user's index, in another slot, is refreshed by its own script.)
+    for key in (keys.conversation(sid), keys.events(sid)):
+        assert await redis.client.expire(key, 500)
+    await manager.update(sid, append("logo depois"))
+    for key in (keys.conversation(sid), keys.events(sid)):
+        assert 490 <= (await redis.get_ttl(key) or 0) <= 500, key
+
+    # A stream lost on its own (or an index emptied) is created again with its TTL.
+    await redis.client.delete(keys.events(sid), index)
+    await manager.update(sid, append("e mais uma"))
+    assert 990 <= (await redis.get_ttl(keys.events(sid)) or 0) <= 1000
+    assert 990 <= (await redis.get_ttl(index) or 0) <= 1000
 
 
 async def test_nothing_outlives_the_state(make_manager: Any) -> None:
