@@ -78,7 +78,7 @@ ensure_postgres() {
 setting() {
   local name=$1
   if [ -n "${!name:-}" ]; then printf '%s' "${!name}"; return; fi
-  [ -f .env ] && sed -n "s/^$name=//p" .env | tail -1
+  if [ -f .env ]; then sed -n "s/^$name=//p" .env | tail -1; fi
 }
 
 # A broker behind Sentinel (CELERY_BROKER_URL=sentinel://...) is the deployment's own: it is
