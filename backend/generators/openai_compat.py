@@ -118,15 +118,12 @@ def _chunk_content(data: str) -> str | None:
     return make_storable(content) if content else None
 
 
-class OpenAICompatibleGenerator:
-    """`ReplyGenerator` streaming from `{base_url}/chat/completions`.
+class ChatCompletionsEndpoint:
+    """An OpenAI-compatible `/chat/completions` endpoint: its URL, model, credentials and
+    timeout, and the HTTP client to reach it (its own unless one is passed in: a client that
+    was passed in belongs to the caller and `aclose()` leaves it open)."""
 
-    Pass the application's shared `httpx.AsyncClient` (its connection pool is reused across
-    requests); without one the generator makes its own and `aclose()` closes it. A client that
-    was passed in belongs to the caller and is left open.
-    """
-
-    name = "openai"
+    purpose = "the OpenAI-compatible endpoint"
 
     def __init__(
         self,
@@ -138,7 +135,7 @@ class OpenAICompatibleGenerator:
         http_client: httpx.AsyncClient | None = None,
     ) -> None:
         if not api_key.strip():
-            raise ValueError("an API key is required for the OpenAI-compatible generator")
+            raise ValueError(f"an API key is required for {self.purpose}")
         self.url = base_url.rstrip("/") + "/chat/completions"
         self.model = model
         self.timeout_seconds = timeout_seconds
@@ -146,6 +143,22 @@ class OpenAICompatibleGenerator:
         self._headers = {"Authorization": f"Bearer {api_key}"}
         self._owns_client = http_client is None
         self._client = http_client or httpx.AsyncClient(timeout=self._timeout)
+
+    async def aclose(self) -> None:
+        if self._owns_client:
+            await self._client.aclose()
+
+
+class OpenAICompatibleGenerator(ChatCompletionsEndpoint):
+    """`ReplyGenerator` streaming from `{base_url}/chat/completions`.
+
+    Pass the application's shared `httpx.AsyncClient` (its connection pool is reused across
+    requests); without one the generator makes its own and `aclose()` closes it. A client that
+    was passed in belongs to the caller and is left open.
+    """
+
+    name = "openai"
+    purpose = "the OpenAI-compatible generator"
 
     @classmethod
     def from_settings(
@@ -210,7 +223,3 @@ class OpenAICompatibleGenerator:
             "LLM provider's stream ended before [DONE]; the reply may be incomplete",
             retryable=True,
         )
-
-    async def aclose(self) -> None:
-        if self._owns_client:
-            await self._client.aclose()

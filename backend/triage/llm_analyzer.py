@@ -47,7 +47,7 @@ from backend.core.text import StoredText
 from backend.core.tracing import aspan
 from backend.generators.areas import AREAS
 from backend.generators.base import CaseAnalysis, Complexity, TriageResult, Urgency
-from backend.generators.openai_compat import status_error
+from backend.generators.openai_compat import ChatCompletionsEndpoint, status_error
 from backend.state.schemas import ConversationState
 from backend.triage.analyzers import Triage, offline_triage
 from backend.triage.result import UNKNOWN_AREA, build_triage_result
@@ -242,7 +242,7 @@ def _content(response: httpx.Response) -> str:
     return content
 
 
-class LLMTriageAnalyzer:
+class LLMTriageAnalyzer(ChatCompletionsEndpoint):
     """`TriageAnalyzer` asking `{base_url}/chat/completions` for a structured answer.
 
     Pass a shared `httpx.AsyncClient` to reuse its pool; without one the analyzer makes its own
@@ -251,25 +251,7 @@ class LLMTriageAnalyzer:
 
     name = "llm"
     costly = True
-
-    def __init__(
-        self,
-        *,
-        base_url: str,
-        api_key: str,
-        model: str,
-        timeout_seconds: float = 15.0,
-        http_client: httpx.AsyncClient | None = None,
-    ) -> None:
-        if not api_key.strip():
-            raise ValueError("an API key is required for the LLM triage analyzer")
-        self.url = base_url.rstrip("/") + "/chat/completions"
-        self.model = model
-        self.timeout_seconds = timeout_seconds
-        self._timeout = httpx.Timeout(timeout_seconds)
-        self._headers = {"Authorization": f"Bearer {api_key}"}
-        self._owns_client = http_client is None
-        self._client = http_client or httpx.AsyncClient(timeout=self._timeout)
+    purpose = "the LLM triage analyzer"
 
     @classmethod
     def from_settings(
@@ -349,7 +331,3 @@ class LLMTriageAnalyzer:
         metrics.llm_analysis("ok", seconds)
         log.info("session %s: triage analysed by the LLM in %.2fs", session_id, seconds)
         return triage
-
-    async def aclose(self) -> None:
-        if self._owns_client:
-            await self._client.aclose()
