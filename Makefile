@@ -33,6 +33,7 @@ test: install services migrate
 	$(BIN)/pytest
 
 bench: install services migrate
+	@WITH_NGINX=1 bash scripts/ensure_services.sh
 	$(BIN)/python -m bench
 
 lint: install

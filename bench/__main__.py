@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import uvloop
 
-from bench import archive, durability, metrics_cost, sse_chat, sse_idle, state_write
+from bench import archive, durability, metrics_cost, scale, sse_chat, sse_idle, state_write
 
 
 def main() -> None:
@@ -23,6 +23,10 @@ def main() -> None:
     print(durability.report(uvloop.run(durability.run())))
     print()
     print(archive.report(uvloop.run(archive.run())))
+    print()
+    # A short look at the scale bench; the real levels: `python -m bench.scale --conversations
+    # 2000,5000,10000 --minutes 3` (see the README).
+    print(scale.report([uvloop.run(scale.run(300, minutes=1))]))
     print()
 
 

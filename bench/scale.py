@@ -213,6 +213,11 @@ async def _measure(
         "post_p50": statistics.median(posted) if posted else float("nan"),
         "post_p99": percentile(posted, 0.99),
         "replica_cpu": [cpu[f"replica{i}"] for i in range(len(replicas))],
+        "replica_ms_per_message": sum(cpu[f"replica{i}"] for i in range(len(replicas)))
+        * elapsed
+        * 1000
+        / max(1, len(samples)),
+        "redis_ms_per_message": cpu["redis"] * elapsed * 1000 / max(1, len(samples)),
         "replica_rss_mb": [b / 2**20 for b in rss],
         "replica_peak_rss_mb": [b / 2**20 for b in peak_rss],
         "nginx_cpu": sum(v for k, v in cpu.items() if k.startswith("nginx")),
@@ -282,6 +287,8 @@ def report(rows: list[dict[str, Any]]) -> str:
             f"  {r['conversations']}: {r['streams_opened']} streams opened, "
             f"{r['messages_total']} messages in all ({r['messages']} in "
             f"{r['steady_seconds']:.0f} s of steady state); POST p50 {r['post_p50']:.1f} ms; "
+            f"CPU per message: replicas {r['replica_ms_per_message']:.1f} ms, Redis "
+            f"{r['redis_ms_per_message']:.2f} ms; "
             f"load average {load} before, {during} at the end; others' CPU on the machine "
             f"{r['others_cpu']:.0%}; fd limit {r['fd_limit']}"
         )

@@ -7,7 +7,8 @@ generator processes share the ramp evenly), each its own user, all through the b
 1. at `start + index / ramp_rate` (wall clock, so several generator processes ramp as one):
    `POST /api/triage` opens the session, then `GET /api/conversations/sessions/{id}/events`
    opens its event stream, which stays open to the end;
-2. every uniform(20, 40) s after that, until `--until`, the conversation posts a message with
+2. every uniform(20, 40) s after that (the first time after a random part of one interval),
+   until `--until`, the conversation posts a message with
    `POST /api/conversations/sessions/{id}/messages` on a kept-alive connection.
 
 Per message, times from writing the POST: its 202 answer, `message.created` of its `seq` on the
@@ -195,8 +196,12 @@ class Generator:
     async def post_messages(self, conv: Conversation) -> None:
         path = f"/api/conversations/sessions/{conv.session_id}/messages"
         turn = 0
+        # The first message after a random part of one interval: conversations out of phase,
+        # as in a population that has been talking for a while (not all in step after a ramp).
+        pause = random.random() * random.uniform(*THINK_SECONDS)
         while True:
-            await asyncio.sleep(random.uniform(*THINK_SECONDS))
+            await asyncio.sleep(pause)
+            pause = random.uniform(*THINK_SECONDS)
             if time.time() >= self.args.until or not conv.stream_open:
                 return
             body = json.dumps({"message": TEXTS[turn % len(TEXTS)]}).encode()
