@@ -33,7 +33,7 @@ test: install services migrate
 	$(BIN)/pytest
 
 bench: install services migrate
-	@WITH_NGINX=1 bash scripts/ensure_services.sh
+	@bash scripts/apt_install.sh /usr/sbin/nginx nginx-light  # the scale bench's balancer
 	$(BIN)/python -m bench
 
 lint: install

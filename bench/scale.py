@@ -28,6 +28,7 @@ import os
 import re
 import resource
 import secrets
+import shutil
 import statistics
 import sys
 import tempfile
@@ -79,7 +80,9 @@ async def run(
     generators: int = 2,
     ramp_rate: float = RAMP_RATE,
     base_port: int = BASE_PORT,
+    logs: Path | None = None,
 ) -> dict[str, Any]:
+    """One level on a fresh stack. `logs`: copy the servers' logs there before teardown."""
     fd_limit = raise_fd_limit()
     with tempfile.TemporaryDirectory(prefix="triage-scale-") as tmp:
         directory = Path(tmp)
@@ -123,6 +126,8 @@ async def run(
                     row["replica_log_errors"] = len(replica_errors)
                     row["nginx_errors"] = len(nginx_errors)
                     row["error_lines"] = replica_errors[:1] + nginx_errors[:1]
+                    if logs is not None:
+                        _keep_logs(logs / str(conversations), replicas, balancer, directory)
     row["fd_limit"] = fd_limit
     return row
 
@@ -233,6 +238,17 @@ async def _measure(
     }
 
 
+def _keep_logs(
+    target: Path, replicas: list[BenchReplica], balancer: Balancer, directory: Path
+) -> None:
+    target.mkdir(parents=True, exist_ok=True)
+    for i, replica in enumerate(replicas):
+        shutil.copy(replica.log, target / f"replica{i}.log")
+    for path in [*balancer.dir.glob("*.log"), directory / "redis" / "redis.log"]:
+        if path.exists():
+            shutil.copy(path, target / f"{path.parent.name}-{path.name}")
+
+
 def _nginx_errors(balancer: Balancer) -> list[str]:
     path = balancer.dir / "error.log"
     if not path.exists():
@@ -323,6 +339,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--ramp-rate", type=float, default=RAMP_RATE, help="opened per second")
     parser.add_argument("--base-port", type=int, default=BASE_PORT)
     parser.add_argument("--json", type=Path, help="also write the rows here")
+    parser.add_argument("--logs", type=Path, help="keep the servers' logs here (per level)")
     args = parser.parse_args(argv)
     rows = []
     for level in (int(n) for n in args.conversations.split(",")):
@@ -333,6 +350,7 @@ def main(argv: list[str] | None = None) -> None:
                 generators=args.generators,
                 ramp_rate=args.ramp_rate,
                 base_port=args.base_port,
+                logs=args.logs,
             )
         )
         rows.append(row)

@@ -149,7 +149,10 @@ class Balancer:
     def __enter__(self) -> Balancer:
         nginx = shutil.which("nginx") or "/usr/sbin/nginx"
         if not Path(nginx).exists():
-            raise RuntimeError("nginx is not installed (Debian: apt-get install nginx-light)")
+            raise RuntimeError(
+                "nginx is not installed: `bash scripts/apt_install.sh /usr/sbin/nginx nginx-light`"
+                " (`make bench` does it)"
+            )
         self.dir.mkdir(parents=True, exist_ok=True)
         conf = self.dir / "nginx.conf"
         production = (ROOT / "deploy" / "nginx.conf").read_text()

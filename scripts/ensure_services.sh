@@ -2,7 +2,6 @@
 # Make sure Redis and PostgreSQL answer on loopback: start them when installed but stopped,
 # install them with apt (Debian) when missing, and create the project's databases.
 # Used by `make run` and `make test`; safe to run again (it changes nothing when all is up).
-# WITH_NGINX=1 (`make bench`) also installs nginx when missing (the scale bench's balancer).
 set -euo pipefail
 
 REDIS_PORT="${REDIS_PORT:-6379}"
@@ -75,11 +74,6 @@ ensure_postgres() {
   done
 }
 
-ensure_nginx() {
-  command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || apt_install nginx-light
-}
-
 ensure_redis
 ensure_postgres
-if [ "${WITH_NGINX:-0}" = 1 ]; then ensure_nginx; fi
 log "redis and postgresql are up"
