@@ -42,11 +42,16 @@ import uvloop
 
 from bench.common import bench_settings
 from bench.replica import ROOT, BenchReplica, cpu_seconds, own_database
-from bench.scale_stack import Balancer, PrivateRedis, machine_busy_seconds
+from bench.scale_stack import (
+    Balancer,
+    PrivateRedis,
+    machine_busy_seconds,
+    run_queue_wait_seconds,
+)
 
 TARGET_FIRST_P99_MS = 100.0
 BASE_PORT = 7800  # Redis; replicas +1, +2; nginx +10
-RAMP_RATE = 100.0  # conversations opened per second
+RAMP_RATE = 50.0  # conversations opened per second
 DRAIN_SECONDS = 30.0
 SAMPLE_SECONDS = 5.0
 FD_LIMIT = 65_536  # wanted; without CAP_SYS_RESOURCE, the hard limit (20,000 here)
@@ -174,6 +179,7 @@ async def _measure(
             **{f"generator{k}": p.pid for k, p in enumerate(procs)},
         }
         cpu_before = {name: cpu_seconds(pid) for name, pid in pids.items()}
+        wait_before = {name: run_queue_wait_seconds(pid) for name, pid in pids.items()}
         machine_before = machine_busy_seconds()
         peak_rss = [0] * len(replicas)
         peak_clients = 0
@@ -183,6 +189,10 @@ async def _measure(
             await asyncio.sleep(min(SAMPLE_SECONDS, max(0.0, until - time.time())))
         elapsed = time.time() - since
         cpu = {name: (cpu_seconds(pid) - cpu_before[name]) / elapsed for name, pid in pids.items()}
+        wait = {
+            name: (run_queue_wait_seconds(pid) - wait_before[name]) / elapsed
+            for name, pid in pids.items()
+        }
         machine_after = machine_busy_seconds()
         redis_info = redis_server.info()
         rss = [r.rss_bytes() for r in replicas]
@@ -218,6 +228,8 @@ async def _measure(
         "post_p50": statistics.median(posted) if posted else float("nan"),
         "post_p99": percentile(posted, 0.99),
         "replica_cpu": [cpu[f"replica{i}"] for i in range(len(replicas))],
+        "replica_run_queue_wait": [wait[f"replica{i}"] for i in range(len(replicas))],
+        "redis_run_queue_wait": wait["redis"],
         "replica_ms_per_message": sum(cpu[f"replica{i}"] for i in range(len(replicas)))
         * elapsed
         * 1000
@@ -306,7 +318,9 @@ def report(rows: list[dict[str, Any]]) -> str:
             f"CPU per message: replicas {r['replica_ms_per_message']:.1f} ms, Redis "
             f"{r['redis_ms_per_message']:.2f} ms; "
             f"load average {load} before, {during} at the end; others' CPU on the machine "
-            f"{r['others_cpu']:.0%}; fd limit {r['fd_limit']}"
+            f"{r['others_cpu']:.0%}; waiting for a core (runnable, not running): replicas "
+            f"{'/'.join(f'{w:.0%}' for w in r['replica_run_queue_wait'])} of the time, Redis "
+            f"{r['redis_run_queue_wait']:.0%}; fd limit {r['fd_limit']}"
         )
         kinds = dict(r["errors"])
         if r["replica_log_errors"]:

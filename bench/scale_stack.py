@@ -25,6 +25,12 @@ from bench.replica import ROOT
 START_GUARD = 20.0
 
 
+def run_queue_wait_seconds(pid: int) -> float:
+    """Time the process's main thread (a replica's event loop) spent runnable but waiting for
+    a core (/proc/PID/schedstat): how much CPU it wanted and did not get."""
+    return int(Path(f"/proc/{pid}/schedstat").read_text().split()[1]) / 1e9
+
+
 def machine_busy_seconds() -> tuple[float, float]:
     """(busy, total) CPU seconds of the whole machine since boot, all cores (/proc/stat)."""
     ticks = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
