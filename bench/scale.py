@@ -86,8 +86,10 @@ async def run(
     ramp_rate: float = RAMP_RATE,
     base_port: int = BASE_PORT,
     logs: Path | None = None,
+    replica_settings: dict[str, str] | None = None,
 ) -> dict[str, Any]:
-    """One level on a fresh stack. `logs`: copy the servers' logs there before teardown."""
+    """One level on a fresh stack. `logs`: copy the servers' logs there before teardown;
+    `replica_settings`: more environment for the replicas (`STREAM_KEYS_PER_READER=50`)."""
     fd_limit = raise_fd_limit()
     with tempfile.TemporaryDirectory(prefix="triage-scale-") as tmp:
         directory = Path(tmp)
@@ -103,6 +105,7 @@ async def run(
                                 production=True,
                                 rate_limit_messages=1_000_000,
                                 rate_limit_sessions=1_000_000,
+                                **(replica_settings or {}),
                             )
                         )
                         for i in range(2)
@@ -134,6 +137,7 @@ async def run(
                     if logs is not None:
                         _keep_logs(logs / str(conversations), replicas, balancer, directory)
     row["fd_limit"] = fd_limit
+    row["replica_settings"] = replica_settings or {}
     return row
 
 
@@ -322,6 +326,8 @@ def report(rows: list[dict[str, Any]]) -> str:
             f"{'/'.join(f'{w:.0%}' for w in r['replica_run_queue_wait'])} of the time, Redis "
             f"{r['redis_run_queue_wait']:.0%}; fd limit {r['fd_limit']}"
         )
+        if r.get("replica_settings"):
+            lines.append(f"    replica settings: {json.dumps(r['replica_settings'])}")
         kinds = dict(r["errors"])
         if r["replica_log_errors"]:
             kinds["replica log lines at ERROR"] = r["replica_log_errors"]
@@ -354,6 +360,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--base-port", type=int, default=BASE_PORT)
     parser.add_argument("--json", type=Path, help="also write the rows here")
     parser.add_argument("--logs", type=Path, help="keep the servers' logs here (per level)")
+    parser.add_argument(
+        "--setting",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="a setting for the replicas, e.g. STREAM_KEYS_PER_READER=50 (repeatable)",
+    )
     args = parser.parse_args(argv)
     rows = []
     for level in (int(n) for n in args.conversations.split(",")):
@@ -365,6 +378,7 @@ def main(argv: list[str] | None = None) -> None:
                 ramp_rate=args.ramp_rate,
                 base_port=args.base_port,
                 logs=args.logs,
+                replica_settings=dict(item.split("=", 1) for item in args.setting),
             )
         )
         rows.append(row)
