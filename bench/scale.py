@@ -220,6 +220,7 @@ async def _measure(
     ours = sum(cpu.values()) * elapsed
     return {
         "conversations": conversations,
+        "sessions_opened": sum(r["sessions_opened"] for r in results),
         "streams_opened": sum(r["streams_opened"] for r in results),
         "messages": len(samples),
         "messages_total": sum(r["messages"] for r in results),
@@ -316,7 +317,8 @@ def report(rows: list[dict[str, Any]]) -> str:
         load = "/".join(f"{v:.2f}" for v in r["load_before"])
         during = "/".join(f"{v:.2f}" for v in r["load_during"])
         lines.append(
-            f"  {r['conversations']}: {r['streams_opened']} streams opened, "
+            f"  {r['conversations']}: {r['sessions_opened']} sessions and "
+            f"{r['streams_opened']} streams opened, "
             f"{r['messages_total']} messages in all ({r['messages']} in "
             f"{r['steady_seconds']:.0f} s of steady state); POST p50 {r['post_p50']:.1f} ms; "
             f"CPU per message: replicas {r['replica_ms_per_message']:.1f} ms, Redis "

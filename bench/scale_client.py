@@ -135,6 +135,7 @@ class Conversation:
         # Per message: [wall clock sent, perf sent, POST answer ms, seq]
         self.messages: list[list[Any]] = []
         self.stream_open = False
+        self.streamed = False  # its stream was ever open
 
 
 class Generator:
@@ -188,7 +189,7 @@ class Generator:
         if stream.status != 200:
             self.errors[f"open_stream:HTTP {stream.status}"] += 1
             return
-        conv.stream_open = True
+        conv.stream_open = conv.streamed = True
         # The stream stays open through the drain; its reader ends with the connection.
         self.readers.append(asyncio.create_task(self.read_stream(conv, stream)))
         await self.post_messages(conv)
@@ -276,7 +277,8 @@ class Generator:
         usage = resource.getrusage(resource.RUSAGE_SELF)
         return {
             "conversations": len(self.conversations),
-            "streams_opened": sum(1 for c in self.conversations if c.session_id),
+            "sessions_opened": sum(1 for c in self.conversations if c.session_id),
+            "streams_opened": sum(1 for c in self.conversations if c.streamed),
             "messages": messages,
             "samples": samples,
             "errors": dict(self.errors),
