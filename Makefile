@@ -33,6 +33,7 @@ test: install services migrate
 	$(BIN)/pytest
 
 bench: install services migrate
+	@bash scripts/apt_install.sh /usr/sbin/nginx nginx-light  # the scale bench's balancer
 	$(BIN)/python -m bench
 
 # Triage accuracy on the labelled corpus (bench/triage_corpus) through the public API of a

@@ -13,6 +13,7 @@ from bench import (
     durability,
     metrics_cost,
     replicated_write,
+    scale,
     sse_chat,
     sse_idle,
     state_write,
@@ -36,6 +37,10 @@ def main() -> None:
     print(durability.report(uvloop.run(durability.run())))
     print()
     print(archive.report(uvloop.run(archive.run())))
+    print()
+    # A short look at the scale bench; the real levels: `python -m bench.scale --conversations
+    # 2000,5000,10000 --minutes 3` (see the README).
+    print(scale.report([uvloop.run(scale.run(300, minutes=1))]))
     print()
 
 

@@ -53,6 +53,19 @@ async def own_database(settings: Settings) -> AsyncIterator[Settings]:
         await admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time the process has used so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def rss_bytes(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    raise RuntimeError("no VmRSS")
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -60,9 +73,23 @@ def free_port() -> int:
 
 
 class BenchReplica:
-    def __init__(self, settings: Settings, *, app: str = "backend.main:app", **env: Any) -> None:
-        self.app = app  # the ASGI app uvicorn runs (the floor app of bench/floor_app.py)
-        self.port = free_port()
+    """`production`: run it as the compose file does (`triage serve --proxy-headers`, uvicorn's
+    defaults and access log, `ENVIRONMENT=production`, the app logging at INFO) instead of a
+    bare uvicorn at WARNING. `port`: a given port instead of a free one. `app`: the ASGI app
+    uvicorn runs (the floor app of bench/floor_app.py)."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        app: str = "backend.main:app",
+        port: int | None = None,
+        production: bool = False,
+        **env: Any,
+    ) -> None:
+        self.app = app
+        self.port = port or free_port()
+        self.production = production
         self.env = {
             "ENVIRONMENT": settings.environment,
             "REDIS_URL": settings.redis_url,
@@ -70,8 +97,10 @@ class BenchReplica:
             "JWT_SECRET": settings.jwt_secret,
             "KEY_PREFIX": settings.key_prefix,
             "LOG_LEVEL": "WARNING",
-            **{k.upper(): str(v) for k, v in env.items()},
         }
+        if production:
+            self.env.update(ENVIRONMENT="production", LOG_LEVEL="INFO", FORWARDED_ALLOW_IPS="*")
+        self.env.update({k.upper(): str(v) for k, v in env.items()})
         fd, name = tempfile.mkstemp(prefix="triage-bench-", suffix=".log")
         os.close(fd)
         self.log = Path(name)
@@ -80,20 +109,7 @@ class BenchReplica:
     def __enter__(self) -> BenchReplica:
         log = self.log.open("wb")
         self.proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "uvicorn",
-                self.app,
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(self.port),
-                "--log-level",
-                "warning",
-                "--backlog",
-                "4096",
-            ],
+            self._command(),
             cwd=ROOT,
             env={**os.environ, **self.env},
             stdout=log,
@@ -109,6 +125,27 @@ class BenchReplica:
                     return self
             except httpx.HTTPError:
                 time.sleep(0.1)
+
+    def _command(self) -> list[str]:
+        address = ["--host", "127.0.0.1", "--port", str(self.port)]
+        if self.production:
+            return [
+                str(Path(sys.executable).with_name("triage")),
+                "serve",
+                *address,
+                "--proxy-headers",
+            ]
+        return [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            self.app,
+            *address,
+            "--log-level",
+            "warning",
+            "--backlog",
+            "4096",
+        ]
 
     def __exit__(self, *exc: object) -> None:
         assert self.proc is not None
@@ -130,14 +167,10 @@ class BenchReplica:
 
     def cpu_seconds(self) -> float:
         """User + system CPU time the replica has used so far."""
-        fields = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        return cpu_seconds(self.pid)
 
     def rss_bytes(self) -> int:
-        for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) * 1024
-        raise RuntimeError("no VmRSS")
+        return rss_bytes(self.pid)
 
     def redis_connections(self, redis_port: int) -> int:
         """TCP connections this process holds to Redis (sockets of the pid, remote port)."""

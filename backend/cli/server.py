@@ -34,6 +34,16 @@ def serve(
             min=0,
         ),
     ] = 10,
+    timeout_keep_alive: Annotated[
+        int,
+        typer.Option(
+            help="Seconds an idle kept-alive connection stays open. Longer than the proxy's own "
+            "upstream keep-alive (nginx: 60 s), so the proxy always closes first: a replica "
+            "closing a connection just as the proxy reuses it cuts that request (nginx answers "
+            "502 and never retries a POST).",
+            min=1,
+        ),
+    ] = 75,
     log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "info",
 ) -> None:
     """Serve the API (backend.main:app) with uvicorn."""
@@ -45,5 +55,6 @@ def serve(
         workers=workers,
         proxy_headers=proxy_headers,
         timeout_graceful_shutdown=graceful_timeout,
+        timeout_keep_alive=timeout_keep_alive,
         log_level=log_level,
     )

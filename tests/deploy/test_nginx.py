@@ -122,6 +122,25 @@ def test_upstream_is_the_compose_api_service() -> None:
     assert http.get("resolver")
 
 
+def test_replicas_keep_idle_connections_longer_than_nginx() -> None:
+    """nginx must be the side that closes an idle upstream connection: a replica closing one
+    just as nginx reuses it fails that request with a 502 (seen in `bench/scale.py` under load,
+    with uvicorn's 5 s default against nginx's 60 s)."""
+    import inspect
+
+    from backend.cli.server import serve
+
+    (upstream,) = CONF.find("upstream")
+    assert upstream.get("keepalive")  # connections are reused at all
+    nginx_idle = seconds(upstream.get("keepalive_timeout")[0])  # type: ignore[index]
+    replica_idle = inspect.signature(serve).parameters["timeout_keep_alive"].default
+    compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    command = compose["services"]["api"]["command"]
+    if "--timeout-keep-alive" in command:
+        replica_idle = int(command[command.index("--timeout-keep-alive") + 1])
+    assert replica_idle > nginx_idle
+
+
 def test_nginx_health_endpoint_matches_the_compose_healthcheck() -> None:
     compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
     check = " ".join(compose["services"]["nginx"]["healthcheck"]["test"])
