@@ -72,6 +72,16 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def stop(proc: subprocess.Popen[bytes]) -> None:
+    """SIGTERM, 30 s to exit, then SIGKILL: a bench's server process, stopped for good."""
+    proc.terminate()
+    try:
+        proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(timeout=10)
+
+
 class BenchReplica:
     """`production`: run it as the compose file does (`triage serve --proxy-headers`, uvicorn's
     defaults and access log, `ENVIRONMENT=production`, the app logging at INFO) instead of a
@@ -149,12 +159,7 @@ class BenchReplica:
 
     def __exit__(self, *exc: object) -> None:
         assert self.proc is not None
-        self.proc.terminate()
-        try:
-            self.proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(timeout=10)
+        stop(self.proc)
         self.log.unlink(missing_ok=True)
 
     def output(self) -> str:

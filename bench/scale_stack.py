@@ -20,7 +20,7 @@ from pathlib import Path
 import httpx
 import redis
 
-from bench.replica import ROOT
+from bench.replica import ROOT, stop
 
 START_GUARD = 20.0
 
@@ -71,12 +71,7 @@ class PrivateRedis:
 
     def __exit__(self, *exc: object) -> None:
         assert self.proc is not None
-        self.proc.terminate()
-        try:
-            self.proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(timeout=10)
+        stop(self.proc)
 
     def client(self) -> redis.Redis:
         return redis.Redis(port=self.port, socket_timeout=5)
@@ -184,12 +179,7 @@ class Balancer:
 
     def __exit__(self, *exc: object) -> None:
         assert self.proc is not None
-        self.proc.terminate()  # SIGTERM: fast shutdown, open streams are cut
-        try:
-            self.proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(timeout=10)
+        stop(self.proc)  # SIGTERM: nginx's fast shutdown, open streams are cut
 
     def pids(self) -> list[int]:
         """The master and its workers."""
