@@ -1,15 +1,22 @@
 """Stream notifications: what wakes the replicas' stream readers when a session stream grows.
 
-Every event appended to a session's stream also appends the session id to the notification
-stream of its partition (`Keys.notify`); a replica reads the partitions, not the sessions'
-streams, so its blocking reads grow with the partitions and never with the streamed sessions
-(see `backend.streaming.hub`). The notification only wakes a reader: the events themselves
-are still read from the session's own stream, after the reader's cursor.
+Every write that appends events to a session's stream also appends one notification to the
+stream of the session's partition (`Keys.notify`); a replica reads the partitions, not the
+sessions' streams, so its blocking reads grow with the partitions and never with the streamed
+sessions (see `backend.streaming.hub`).
+
+A notification's fields: `s`, the session id; and, when the write knew which entry of the
+session's stream its events follow (`p`, kept in the conversation hash as `last` by the write
+scripts) and they are small enough (`NOTIFY_INLINE_BYTES`), the events themselves, one field
+each named by its stream id. A reader whose cursor is at `p` (or at one of those events)
+delivers them without reading the session's stream: one read per wake-up instead of two. Any
+other notification (no `p`, or a reader elsewhere) only wakes: the reader reads the session's
+stream after its cursor, which stays the truth for resuming.
 
 On a single node the write scripts append it themselves (no extra command or round trip). On
 a cluster the partition's stream is in another slot, so it is sent once the script has
-answered: in one pipeline the two commands would go to two nodes at once, and the
-notification could overtake the event it announces.
+answered, with the fields the script returned: in one pipeline the two commands would go to
+two nodes at once, and the notification could overtake the event it announces.
 """
 
 from __future__ import annotations
@@ -20,12 +27,16 @@ from typing import Any
 
 from backend.core.errors import StoreUnavailable
 from backend.state.keys import Keys, stream_partition
+from backend.state.schemas import StreamEntry
 
 log = logging.getLogger(__name__)
 
 # Notifications kept per partition: a reader takes up to this many per read, so only one
 # stalled that far behind loses some (and its sweep catches up).
 NOTIFY_MAXLEN = 1_000
+# Event data a notification carries at most (a write's events together): a partition keeps
+# NOTIFY_MAXLEN notifications, so this bounds it to a few MB; larger writes only wake.
+NOTIFY_INLINE_BYTES = 4_096
 
 Pipeline = Callable[[list[tuple[Any, ...]]], Awaitable[list[Any]]]
 
@@ -39,14 +50,39 @@ class StreamNotifier:
         """The notification stream of the session's partition."""
         return self.keys.notify(stream_partition(session_id, self.partitions))
 
-    async def send(self, pipeline: Pipeline, session_id: str) -> None:
-        """Append the session to its partition's notification stream (cluster only).
+    async def send(self, pipeline: Pipeline, session_id: str, fields: list[Any]) -> None:
+        """Append a notification (cluster only): `fields` as the write script returned them.
 
         A failure is logged, not raised: the write it follows has happened, and the readers'
         sweep re-reads every open stream (see `StreamHub`).
         """
-        command = ("XADD", self.key(session_id), "MAXLEN", "~", NOTIFY_MAXLEN, "*", "s", session_id)
+        command = ("XADD", self.key(session_id), "MAXLEN", "~", NOTIFY_MAXLEN, "*", *fields)
         try:
             await pipeline([command])
         except StoreUnavailable as exc:
             log.warning("stream notification of session %s lost (%s)", session_id, exc)
+
+
+class Notification:
+    """A notification as a reader gets it: the session, and the events it carries (with the id
+    of the entry they follow) or none (`prev` None: read the session's stream)."""
+
+    __slots__ = ("entries", "prev", "session_id")
+
+    def __init__(self, fields: dict[str, str]) -> None:
+        self.session_id = fields.get("s")
+        self.prev: str | None = None
+        self.entries: list[StreamEntry] = []
+        prev = fields.get("p")
+        if prev is None:
+            return
+        try:
+            for name, value in fields.items():
+                if name[:1].isdigit():  # a stream id: an event (other fields are flags)
+                    type_, version, data = value.split("\n", 2)
+                    fields_of = {"type": type_, "version": version, "data": data}
+                    self.entries.append(StreamEntry.from_redis(name, fields_of))
+        except ValueError:  # not one this code wrote: read the stream instead
+            self.entries = []
+        if self.entries:
+            self.prev = prev

@@ -11,10 +11,17 @@ session's stream also appends the session id to the notification stream of the s
 partition (`backend.state.notify`; `STREAM_PARTITIONS`, a stable hash of the session id).
 A replica runs one reader per partition on a cluster (one connection per partition, routed and
 failed over by the cluster client) and one reader for all partitions on a single node: its
-blocking reads grow with the partitions, never with the streamed sessions. A notification only
-wakes: a single fetcher then reads the notified sessions' own streams after each one's cursor
-(non-blocking, pipelined), so delivery keeps the per-session cursor it always had. Several
-clients of one session share one cursor ("tail").
+blocking reads grow with the partitions, never with the streamed sessions. Several clients of
+one session share one cursor ("tail"), moved by a single fetcher.
+
+A wake-up is one read. A notification carries the events its write appended and the id of the
+session stream's entry they follow (`backend.state.notify`): for a tail whose cursor is there
+(or at one of those events), the fetcher delivers them as they are, with no read of the session
+stream. Any other case (a notification without events: too large, or a write that did not know
+the entry before; a tail created after the write; a cursor elsewhere because a notification was
+lost or trimmed) falls back to reading the session's stream after the cursor (non-blocking,
+pipelined). The session's stream stays the truth: the events a notification carries are exactly
+the stream's next entries after `prev`, so both ways deliver the same thing, with no gap.
 
 A notification can be lost (a writer that dies between its script and the notification on a
 cluster, a reader that reconnects after an outage, a reader so far behind that its partition
@@ -43,8 +50,9 @@ from backend.core import metrics
 from backend.core.errors import StoreUnavailable
 from backend.core.redis import RedisClient, translate_errors
 from backend.state.keys import Keys, stream_partition
+from backend.state.notify import Notification
 from backend.state.schemas import StreamEntry
-from backend.streaming.events import check_resume, parse_stream_id
+from backend.streaming.events import InvalidLastEventId, check_resume, parse_stream_id
 from backend.streaming.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
@@ -130,6 +138,50 @@ class _Tail:
         self.owed = False  # the session owed a reply at the last check
 
 
+class _Wake:
+    """Why a tail is due: whether a notification asked (False: a catch-up read, which finds
+    events only if one was lost), and the events notifications carried since, contiguous from
+    `prev` (None: read the stream)."""
+
+    __slots__ = ("entries", "notified", "prev")
+
+    def __init__(self, notified: bool, note: Notification | None = None) -> None:
+        self.notified = notified
+        self.prev = note.prev if note is not None and _carries(note) else None
+        self.entries = note.entries if self.prev is not None and note is not None else None
+
+    def add(self, note: Notification) -> None:
+        """Another notification of the same session before the fetcher got to this one."""
+        self.notified = True
+        if self.entries is not None and _carries(note) and note.prev == self.entries[-1].id:
+            self.entries = self.entries + note.entries
+        else:
+            self.entries = None
+
+    def inline(self, cursor: str) -> list[StreamEntry] | None:
+        """The carried events after `cursor`, or None when they cannot say (read instead)."""
+        if self.prev is None or self.entries is None:
+            return None
+        at = parse_stream_id(cursor)
+        ids = [parse_stream_id(self.prev), *(parse_stream_id(e.id) for e in self.entries)]
+        if at in ids:
+            return self.entries[ids.index(at) :]
+        if at > ids[-1]:
+            return []  # passed already
+        return None
+
+
+def _carries(note: Notification) -> bool:
+    """Whether a notification's events can stand for a read: they follow `prev` in the stream
+    (not so in a stream created anew after it was lost, whose ids may start lower)."""
+    if note.prev is None:
+        return False
+    try:
+        return parse_stream_id(note.entries[0].id) > parse_stream_id(note.prev)
+    except InvalidLastEventId:  # not written by this code: read the stream instead
+        return False
+
+
 class _Reader:
     """One blocking XREAD over notification streams (its partitions' keys, one slot each on a
     cluster), handing the notified sessions to the hub's fetcher."""
@@ -166,7 +218,7 @@ class _Reader:
                     continue
                 self.cursors[key] = rows[-1][0]
                 for _, fields in rows:
-                    hub._notified(fields.get("s"))
+                    hub._notified(fields)
 
     async def _sync(self) -> None:
         """Start from the partitions' current ends, then re-read every tail in them: whatever
@@ -211,9 +263,8 @@ class StreamHub:
         self.closed = False
         self._tails: dict[str, _Tail] = {}  # by session id
         self._readers: list[_Reader] = []
-        # Tails to read, in order (a dict as an ordered set), each with whether a notification
-        # asked for it (False: a catch-up read, which finds events only if one was lost).
-        self._due: dict[str, bool] = {}
+        # Tails due, in order (a dict as an ordered set), each with why (see `_Wake`).
+        self._due: dict[str, _Wake] = {}
         self._has_due = asyncio.Event()
         self._tasks: set[asyncio.Task[None]] = set()
         self.leaving = False  # `going_away` was called
@@ -306,13 +357,22 @@ class StreamHub:
     # ------------------------------------------------------------------ reading
 
     def _mark_due(self, tail: _Tail, *, notified: bool) -> None:
-        self._due[tail.session_id] = notified or self._due.get(tail.session_id, False)
+        """Read the tail's stream after its cursor."""
+        wake = self._due.get(tail.session_id)
+        self._due[tail.session_id] = _Wake(notified or (wake is not None and wake.notified))
         self._has_due.set()
 
-    def _notified(self, session_id: str | None) -> None:
-        tail = self._tails.get(session_id) if session_id else None
-        if tail is not None:
-            self._mark_due(tail, notified=True)
+    def _notified(self, fields: dict[str, str]) -> None:
+        session_id = fields.get("s")
+        if not session_id or session_id not in self._tails:
+            return
+        note = Notification(fields)  # parsed for the streamed sessions only
+        wake = self._due.get(session_id)
+        if wake is None:
+            self._due[session_id] = _Wake(True, note)
+        else:
+            wake.add(note)
+        self._has_due.set()
 
     def _catch_up(self, partitions: set[int]) -> None:
         for tail in self._tails.values():
@@ -336,40 +396,51 @@ class StreamHub:
                 self._has_due.clear()
                 await self._has_due.wait()
                 continue
-            batch: list[tuple[_Tail, bool]] = []
+            batch: list[tuple[_Tail, _Wake]] = []
             for sid in list(self._due)[:_FETCH_BATCH]:
-                notified = self._due.pop(sid)
+                wake = self._due.pop(sid)
                 tail = self._tails.get(sid)
                 if tail is not None:
-                    batch.append((tail, notified))
+                    batch.append((tail, wake))
             if not batch:
                 continue
             try:
                 await self._check_suspects([tail for tail, _ in batch])
-                replies = await self._read([tail for tail, _ in batch])
+                to_read = []
+                for tail, wake in batch:
+                    carried = wake.inline(tail.cursor)
+                    if carried is None:
+                        to_read.append((tail, wake))
+                    elif carried:
+                        self._deliver(tail, carried)
+                replies = await self._read([tail for tail, _ in to_read])
             except StoreUnavailable as exc:
                 log.warning("stream fetch: %s; retrying in %.2fs", exc, backoff)
-                for tail, notified in batch:
+                for tail, wake in batch:
                     tail.suspect = True
-                    self._mark_due(tail, notified=notified)
+                    self._mark_due(tail, notified=wake.notified)
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 2.0)
                 continue
             backoff = 0.05
-            for (tail, notified), reply in zip(batch, replies, strict=True):
+            for (tail, wake), reply in zip(to_read, replies, strict=True):
                 rows = [row for _, entries in _rows(reply) for row in entries]
                 if not rows:
                     continue
-                if not notified:
+                if not wake.notified:
                     metrics.stream_caught_up()
-                entries = [StreamEntry.from_redis(entry_id, fields) for entry_id, fields in rows]
-                tail.cursor = entries[-1].id
-                for sub in tuple(tail.subs):
-                    sub.push(entries)
+                self._deliver(tail, [StreamEntry.from_redis(i, fields) for i, fields in rows])
                 if len(rows) >= _READ_COUNT:
                     self._mark_due(tail, notified=True)  # more to read
 
+    def _deliver(self, tail: _Tail, entries: list[StreamEntry]) -> None:
+        tail.cursor = entries[-1].id
+        for sub in tuple(tail.subs):
+            sub.push(entries)
+
     async def _read(self, tails: list[_Tail]) -> list[Any]:
+        if not tails:
+            return []
         with translate_errors():
             pipe = self.client.pipeline(transaction=False)
             for tail in tails:
