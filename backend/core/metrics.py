@@ -90,6 +90,13 @@ class _Metrics:
             "Session stream reads that found events no notification had announced",
             registry=r,
         )
+        self.stream_delivered = Counter(
+            "triage_stream_deliveries",
+            "Batches of events the stream hub passed on, by how it got them: carried by their "
+            "notification, or read from the session's stream",
+            ["source"],
+            registry=r,
+        )
         self.ws_open = Gauge(
             "triage_ws_connections_open",
             "WebSockets open on this replica",
@@ -274,6 +281,12 @@ def stream_cut(reason: str) -> None:
 def stream_caught_up() -> None:
     """A catch-up read (sweep, reconnect) found events: their notification was lost."""
     M.stream_caught_up.inc()
+
+
+def stream_delivered(source: str) -> None:
+    """Events passed on to a stream's subscribers: `notification` (no read of the session's
+    stream) or `read` (a tail the notification did not fit: new, behind, or not notified)."""
+    M.stream_delivered.labels(source).inc()
 
 
 def snapshot_batch(seconds: float, sessions: int, messages: int) -> None:

@@ -412,6 +412,7 @@ class StreamHub:
                     if carried is None:
                         to_read.append((tail, wake))
                     elif carried:
+                        metrics.stream_delivered("notification")
                         self._deliver(tail, carried)
                 replies = await self._read([tail for tail, _ in to_read])
             except StoreUnavailable as exc:
@@ -429,6 +430,7 @@ class StreamHub:
                     continue
                 if not wake.notified:
                     metrics.stream_caught_up()
+                metrics.stream_delivered("read")
                 self._deliver(tail, [StreamEntry.from_redis(i, fields) for i, fields in rows])
                 if len(rows) >= _READ_COUNT:
                     self._mark_due(tail, notified=True)  # more to read
