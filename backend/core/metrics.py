@@ -90,10 +90,10 @@ class _Metrics:
             "Session stream reads that found events no notification had announced",
             registry=r,
         )
-        self.stream_delivered = Counter(
-            "triage_stream_deliveries",
-            "Batches of events the stream hub passed on, by how it got them: carried by their "
-            "notification, or read from the session's stream",
+        self.stream_tail_reads = Counter(
+            "triage_stream_tail_reads",
+            "How the stream hub got its tails' new events: carried by their notification, or "
+            "one read of the session's stream",
             ["source"],
             registry=r,
         )
@@ -283,10 +283,11 @@ def stream_caught_up() -> None:
     M.stream_caught_up.inc()
 
 
-def stream_delivered(source: str) -> None:
-    """Events passed on to a stream's subscribers: `notification` (no read of the session's
-    stream) or `read` (a tail the notification did not fit: new, behind, or not notified)."""
-    M.stream_delivered.labels(source).inc()
+def stream_tail_read(source: str) -> None:
+    """`notification`: events passed on as their notification carried them, no read of the
+    session's stream; `stream`: one read of it (a new tail's first, a notification that could
+    not vouch for what precedes its events, a catch-up)."""
+    M.stream_tail_reads.labels(source).inc()
 
 
 def snapshot_batch(seconds: float, sessions: int, messages: int) -> None:

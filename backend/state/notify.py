@@ -5,13 +5,15 @@ stream of the session's partition (`Keys.notify`); a replica reads the partition
 sessions' streams, so its blocking reads grow with the partitions and never with the streamed
 sessions (see `backend.streaming.hub`).
 
-A notification's fields: `s`, the session id; and, when the write knew which entry of the
-session's stream its events follow (`p`, kept in the conversation hash as `last` by the write
-scripts) and they are small enough (`NOTIFY_INLINE_BYTES`), the events themselves, one field
-each named by its stream id. A reader whose cursor is at `p` (or at one of those events)
-delivers them without reading the session's stream: one read per wake-up instead of two. Any
-other notification (no `p`, or a reader elsewhere) only wakes: the reader reads the session's
-stream after its cursor, which stays the truth for resuming.
+A notification's fields: `s`, the session id; one field per event the write appended, named
+by its stream id; and, when the write knew which entry of the session's stream its events
+follow (`p`, kept in the conversation hash as `last` by the write scripts) and they are small
+enough (`NOTIFY_INLINE_BYTES`), the events themselves as those fields' values (else empty). A
+reader whose cursor is at `p` (or at one of those events) delivers them without reading the
+session's stream: one read per wake-up instead of two. Any other case (no `p`, a reader
+elsewhere) only wakes: the reader reads the session's stream after its cursor, which stays the
+truth for resuming. A notification with no event at all (e.g. a deleted session's) also means
+"read that session's stream".
 
 On a single node the write scripts append it themselves (no extra command or round trip). On
 a cluster the partition's stream is in another slot, so it is sent once the script has
@@ -64,25 +66,29 @@ class StreamNotifier:
 
 
 class Notification:
-    """A notification as a reader gets it: the session, and the events it carries (with the id
-    of the entry they follow) or none (`prev` None: read the session's stream)."""
+    """A notification as a reader gets it: the session, the id of the last event the write
+    appended (None when it names none), and what `events()` parses."""
 
-    __slots__ = ("entries", "prev", "session_id")
+    __slots__ = ("_fields", "_ids", "last", "session_id")
 
     def __init__(self, fields: dict[str, str]) -> None:
+        self._fields = fields
         self.session_id = fields.get("s")
-        self.prev: str | None = None
-        self.entries: list[StreamEntry] = []
-        prev = fields.get("p")
-        if prev is None:
-            return
+        self._ids = [name for name in fields if name[:1].isdigit()]  # stream ids: the events
+        self.last = self._ids[-1] if self._ids else None
+
+    def events(self) -> tuple[str, list[StreamEntry]] | None:
+        """The id of the entry the events follow and the events, when the notification carries
+        them; None when the session's stream must be read instead."""
+        prev = self._fields.get("p")
+        if prev is None or not self._ids:
+            return None
         try:
-            for name, value in fields.items():
-                if name[:1].isdigit():  # a stream id: an event (other fields are flags)
-                    type_, version, data = value.split("\n", 2)
-                    fields_of = {"type": type_, "version": version, "data": data}
-                    self.entries.append(StreamEntry.from_redis(name, fields_of))
-        except ValueError:  # not one this code wrote: read the stream instead
-            self.entries = []
-        if self.entries:
-            self.prev = prev
+            entries = []
+            for name in self._ids:
+                type_, version, data = self._fields[name].split("\n", 2)
+                fields_of = {"type": type_, "version": version, "data": data}
+                entries.append(StreamEntry.from_redis(name, fields_of))
+        except ValueError:  # not carried, or not written by this code: read the stream
+            return None
+        return prev, entries

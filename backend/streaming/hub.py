@@ -41,7 +41,7 @@ import asyncio
 import json
 import logging
 import time
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -52,7 +52,7 @@ from backend.core.redis import RedisClient, translate_errors
 from backend.state.keys import Keys, stream_partition
 from backend.state.notify import Notification
 from backend.state.schemas import StreamEntry
-from backend.streaming.events import InvalidLastEventId, check_resume, parse_stream_id
+from backend.streaming.events import InvalidLastEventId, StreamId, check_resume, parse_stream_id
 from backend.streaming.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
@@ -61,6 +61,11 @@ _READ_COUNT = 500  # entries of one session stream per read
 _NOTIFY_COUNT = 1_000  # notifications per read (NOTIFY_MAXLEN: what a partition keeps)
 _FETCH_BATCH = 200  # session streams read in one pipeline
 _CHECK_BATCH = 500
+# How long, and for how many sessions at most, the hub remembers how far the notifications it
+# read went for a session (see `StreamHub._seen`): long enough for a chat POST's stream to
+# attach after its write's notification was read.
+_SEEN_SECONDS = 10.0
+_SEEN_MAX = 50_000
 
 
 @dataclass(frozen=True)
@@ -141,20 +146,22 @@ class _Tail:
 class _Wake:
     """Why a tail is due: whether a notification asked (False: a catch-up read, which finds
     events only if one was lost), and the events notifications carried since, contiguous from
-    `prev` (None: read the stream)."""
+    `prev` (`entries` None: read the stream)."""
 
     __slots__ = ("entries", "notified", "prev")
 
     def __init__(self, notified: bool, note: Notification | None = None) -> None:
         self.notified = notified
-        self.prev = note.prev if note is not None and _carries(note) else None
-        self.entries = note.entries if self.prev is not None and note is not None else None
+        carried = _carried(note) if note is not None else None
+        self.prev: str | None = carried[0] if carried is not None else None
+        self.entries: list[StreamEntry] | None = carried[1] if carried is not None else None
 
     def add(self, note: Notification) -> None:
         """Another notification of the same session before the fetcher got to this one."""
         self.notified = True
-        if self.entries is not None and _carries(note) and note.prev == self.entries[-1].id:
-            self.entries = self.entries + note.entries
+        carried = _carried(note) if self.entries is not None else None
+        if self.entries is not None and carried is not None and carried[0] == self.entries[-1].id:
+            self.entries = self.entries + carried[1]
         else:
             self.entries = None
 
@@ -171,15 +178,24 @@ class _Wake:
         return None
 
 
-def _carries(note: Notification) -> bool:
-    """Whether a notification's events can stand for a read: they follow `prev` in the stream
-    (not so in a stream created anew after it was lost, whose ids may start lower)."""
-    if note.prev is None:
-        return False
+def _carried(note: Notification) -> tuple[str, list[StreamEntry]] | None:
+    """A notification's events when they can stand for a read: they follow `prev` in the
+    stream (not so in a stream created anew after it was lost, whose ids may start lower)."""
+    carried = note.events()
+    if carried is None:
+        return None
     try:
-        return parse_stream_id(note.entries[0].id) > parse_stream_id(note.prev)
+        follows = parse_stream_id(carried[1][0].id) > parse_stream_id(carried[0])
     except InvalidLastEventId:  # not written by this code: read the stream instead
-        return False
+        return None
+    return carried if follows else None
+
+
+def _stream_id(value: str | None) -> StreamId | None:
+    try:
+        return parse_stream_id(value) if value is not None else None
+    except InvalidLastEventId:
+        return None
 
 
 class _Reader:
@@ -266,6 +282,10 @@ class StreamHub:
         # Tails due, in order (a dict as an ordered set), each with why (see `_Wake`).
         self._due: dict[str, _Wake] = {}
         self._has_due = asyncio.Event()
+        # By session, the last event id of the notifications read (since the last reader sync,
+        # within _SEEN_SECONDS; None: one named no event), and when: a new tail whose start is
+        # that id has nothing to read yet (what follows has notifications still to come).
+        self._seen: OrderedDict[str, tuple[float, StreamId | None]] = OrderedDict()
         self._tasks: set[asyncio.Task[None]] = set()
         self.leaving = False  # `going_away` was called
         # Called with open streams' sessions that owe a reply (the reply runner's `recheck`).
@@ -318,7 +338,9 @@ class StreamHub:
 
         Returns whether the subscriber must back-fill: an existing tail may already be past
         `after`, and the subscriber then reads that part itself. A new tail starts at `after`
-        and is read at once (its events may all have been notified before it existed).
+        and is read at once (its events may all have been notified before it existed), unless
+        the notifications read lately for the session end at `after` (a chat POST's stream,
+        which starts at the event it has just written).
         """
         if self.closed or self.leaving:
             sub.close("shutdown")
@@ -329,7 +351,10 @@ class StreamHub:
             partition = stream_partition(sid, self.partitions)
             tail = _Tail(sid, self.keys.events(sid), after, partition)
             self._tails[sid] = tail
-            self._mark_due(tail, notified=True)
+            seen = self._seen.get(sid)
+            fresh = seen is not None and time.monotonic() - seen[0] < _SEEN_SECONDS
+            if not (fresh and seen is not None and seen[1] == parse_stream_id(after)):
+                self._mark_due(tail, notified=True)
         tail.subs.add(sub)
         return parse_stream_id(tail.cursor) > parse_stream_id(after)
 
@@ -363,10 +388,13 @@ class StreamHub:
         self._has_due.set()
 
     def _notified(self, fields: dict[str, str]) -> None:
-        session_id = fields.get("s")
-        if not session_id or session_id not in self._tails:
+        note = Notification(fields)
+        session_id = note.session_id
+        if not session_id:
             return
-        note = Notification(fields)  # parsed for the streamed sessions only
+        self._saw(session_id, note)
+        if session_id not in self._tails:
+            return
         wake = self._due.get(session_id)
         if wake is None:
             self._due[session_id] = _Wake(True, note)
@@ -374,7 +402,27 @@ class StreamHub:
             wake.add(note)
         self._has_due.set()
 
+    def _saw(self, session_id: str, note: Notification) -> None:
+        """Remember how far the notifications of a session went (the highest id: on a cluster
+        two writers' notifications may come in either order)."""
+        now = time.monotonic()
+        last = _stream_id(note.last)
+        old = self._seen.pop(session_id, None)
+        if old is not None and (old[1] is None or last is None):
+            last = None
+        elif old is not None and old[1] is not None and last is not None:
+            last = max(old[1], last)
+        self._seen[session_id] = (now, last)
+        while self._seen:
+            oldest = next(iter(self._seen.values()))[0]
+            if now - oldest < _SEEN_SECONDS and len(self._seen) <= _SEEN_MAX:
+                break
+            self._seen.popitem(last=False)
+
     def _catch_up(self, partitions: set[int]) -> None:
+        # Notifications were skipped: what `_seen` says of these partitions is not all.
+        for sid in [s for s in self._seen if stream_partition(s, self.partitions) in partitions]:
+            del self._seen[sid]
         for tail in self._tails.values():
             if tail.partition in partitions:
                 self._mark_due(tail, notified=False)
@@ -412,7 +460,7 @@ class StreamHub:
                     if carried is None:
                         to_read.append((tail, wake))
                     elif carried:
-                        metrics.stream_delivered("notification")
+                        metrics.stream_tail_read("notification")
                         self._deliver(tail, carried)
                 replies = await self._read([tail for tail, _ in to_read])
             except StoreUnavailable as exc:
@@ -430,7 +478,6 @@ class StreamHub:
                     continue
                 if not wake.notified:
                     metrics.stream_caught_up()
-                metrics.stream_delivered("read")
                 self._deliver(tail, [StreamEntry.from_redis(i, fields) for i, fields in rows])
                 if len(rows) >= _READ_COUNT:
                     self._mark_due(tail, notified=True)  # more to read
@@ -448,6 +495,7 @@ class StreamHub:
             for tail in tails:
                 streams: dict[Any, Any] = {tail.key: tail.cursor}
                 pipe.xread(streams, count=_READ_COUNT)
+                metrics.stream_tail_read("stream")
             return list(await pipe.execute())
 
     async def _check_suspects(self, tails: list[_Tail]) -> None:

@@ -466,8 +466,8 @@ async def test_a_killed_reader_connection_recovers_without_losing_events(
 # ------------------------------------------- events carried by their notifications
 
 
-def delivered(source: str) -> float:
-    return float(metrics.M.stream_delivered.labels(source)._value.get())
+def tail_reads(source: str) -> float:
+    return float(metrics.M.stream_tail_reads.labels(source)._value.get())
 
 
 def lost_notifications(manager: ConversationStateManager, sid: str) -> ConversationStateManager:
@@ -500,15 +500,15 @@ async def test_a_burst_arrives_from_its_notifications_once_and_in_order(
         for sid in sids:
             for sub in subs[sid]:
                 await take(sub, 1)
-        reads, carried = delivered("read"), delivered("notification")
+        reads, carried = tail_reads("stream"), tail_reads("notification")
         await burst(manager, sids, 10)
         for sid, start in zip(sids, starts, strict=True):
             want = await stored_after(manager, sid, start)
             assert len(want) == 11
             for sub in subs[sid]:
                 assert [e.id for e in await take(sub, 10)] == want[1:]
-        assert delivered("read") == reads
-        assert delivered("notification") > carried
+        assert tail_reads("stream") == reads
+        assert tail_reads("notification") > carried
         # Nothing was passed on twice: the next event is the next thing each one gets.
         await manager.append_event("b0", Event(type="message.delta", data={"i": "last"}))
         for sub in subs["b0"]:
@@ -539,11 +539,11 @@ async def test_events_a_notification_cannot_vouch_for_are_read_from_the_stream(
         assert not hub.attach(sub, str(ids[0]))
         assert [e.id for e in await take(sub, 2)] == ids[1:]
         lossy = lost_notifications(manager, sid)
-        reads = delivered("read")
+        reads = tail_reads("stream")
         await lossy.append_event(sid, Event(type="message.delta", data={"i": "lost"}))
         await manager.append_event(sid, Event(type="message.delta", data={"i": 3}))
         assert [e.data["i"] for e in await take(sub, 2)] == ["lost", 3]
-        assert delivered("read") == reads + 1
+        assert tail_reads("stream") > reads
 
         def analyse(state: OrchestrationState) -> Event:
             return Event(type="triage.updated", data={"lost": True})
@@ -563,3 +563,54 @@ async def test_events_a_notification_cannot_vouch_for_are_read_from_the_stream(
         assert [e.id for e in got] == (await stored_after(manager, sid, start))[5:]
     finally:
         await hub.close()
+
+
+async def test_a_stream_started_at_the_last_notified_event_reads_nothing_to_start(
+    topology: dict[str, Any],
+) -> None:
+    """A chat POST's stream starts at the event its write has just appended, whose
+    notification the hub has usually read already: the new tail does not read the session's
+    stream, and still gets what follows. Started anywhere else, it reads."""
+    manager, client = topology["manager"], topology["client"]
+    hub = make_hub(manager, client)
+    hub.start()
+    try:
+        sid = "n1"
+        # A session of the same partition, streamed: once its event arrives, the hub has read
+        # the notifications written before it in that partition.
+        probe = next(f"p{n}" for n in range(100) if same_partition(manager, f"p{n}", sid))
+        probe_sub = hub.new_subscription(probe)
+        hub.attach(probe_sub, await new_session(manager, probe))
+        await manager.append_event(probe, Event(type="message.delta"))
+        await take(probe_sub, 1)  # the reader of that partition is reading it
+        await new_session(manager, sid)
+        ids = [
+            await manager.append_event(sid, Event(type="message.delta", data={"i": i}))
+            for i in range(2)
+        ]
+        await manager.append_event(probe, Event(type="message.delta"))
+        await take(probe_sub, 1)
+        reads = tail_reads("stream")
+        sub = hub.new_subscription(sid)
+        assert not hub.attach(sub, str(ids[-1]))
+        await manager.append_event(sid, Event(type="message.delta", data={"i": 2}))
+        assert [e.data for e in await take(sub, 1)] == [{"i": 2}]
+        assert tail_reads("stream") == reads
+        # Another client, elsewhere (a new tail on another replica, behind): it reads.
+        other = make_hub(manager, client)
+        other.start()
+        try:
+            behind = other.new_subscription(sid)
+            assert not other.attach(behind, str(ids[0]))
+            got = await take(behind, 2)
+            assert [e.data for e in got] == [{"i": 1}, {"i": 2}]
+            assert tail_reads("stream") > reads
+        finally:
+            await other.close()
+    finally:
+        await hub.close()
+
+
+def same_partition(manager: ConversationStateManager, a: str, b: str) -> bool:
+    partitions = manager.settings.stream_partitions
+    return stream_partition(a, partitions) == stream_partition(b, partitions)

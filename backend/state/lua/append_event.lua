@@ -27,10 +27,12 @@ redis.call('EXPIRE', KEYS[2], ARGV[1])
 local note = {'s', ARGV[6]}
 if stored[1] then  -- never creates a hash of its own
   redis.call('HSET', KEYS[1], 'last', id)
-  if stored[2] and #ARGV[4] <= tonumber(ARGV[8]) then
-    note[3], note[4] = 'p', stored[2]
-    note[5], note[6] = id, ARGV[3] .. '\n' .. version .. '\n' .. ARGV[4]
-  end
+end
+if stored[2] and #ARGV[4] <= tonumber(ARGV[8]) then
+  note[3], note[4] = 'p', stored[2]
+  note[5], note[6] = id, ARGV[3] .. '\n' .. version .. '\n' .. ARGV[4]
+else
+  note[3], note[4] = id, ''
 end
 if ARGV[7] ~= '' then
   redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[7], '*', unpack(note))

@@ -244,17 +244,19 @@ end
 local note = {}
 if #appended > 0 then
   -- The events ride in the notification only when the entry they follow is known (a reader
-  -- whose cursor is there delivers them without reading the stream) and they are small.
+  -- whose cursor is there delivers them without reading the stream) and they are small;
+  -- otherwise only their ids do.
   local prev = keeps_last and stored[5]
   if not keeps_last then
     redis.call('HDEL', KEYS[2], 'last')
   end
+  local carried = prev and appended_bytes <= tonumber(ARGV[comp_at - 2])
   note = {'s', ARGV[10]}
-  if prev and appended_bytes <= tonumber(ARGV[comp_at - 2]) then
+  if carried then
     note[3], note[4] = 'p', prev
-    for i = 1, #appended do
-      note[4 + i] = appended[i]
-    end
+  end
+  for i = 1, #appended, 2 do  -- the ids always: a reader knows how far this write went
+    note[#note + 1], note[#note + 2] = appended[i], carried and appended[i + 1] or ''
   end
 end
 local notify_maxlen = ARGV[comp_at - 3]
