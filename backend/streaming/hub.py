@@ -6,22 +6,26 @@ per replica, past Redis's default `maxclients`. A multi-key XREAD over many sess
 does not help on a cluster either: it must stay in one slot, and each session has its own.
 
 So readers block on *notifications*, not on session streams (as Centrifugo does on a
-cluster: a fixed number of partitions, each with its own hash tag). Every event appended to a
-session's stream also appends the session id to the notification stream of the session's
-partition (`backend.state.notify`; `STREAM_PARTITIONS`, a stable hash of the session id).
-A replica runs one reader per partition on a cluster (one connection per partition, routed and
-failed over by the cluster client) and one reader for all partitions on a single node: its
-blocking reads grow with the partitions, never with the streamed sessions. Several clients of
-one session share one cursor ("tail"), moved by a single fetcher.
+cluster: a fixed number of partitions, each with its own hash tag). Every write that appends
+to a session's stream also appends a notification to the stream of the session's partition
+(`backend.state.notify`; `STREAM_PARTITIONS`, a stable hash of the session id). A replica runs
+one reader per partition on a cluster (one connection per partition, routed and failed over by
+the cluster client) and one reader for all partitions on a single node: its blocking reads
+grow with the partitions, never with the streamed sessions. Several clients of one session
+share one cursor ("tail"), moved by a single fetcher.
 
-A wake-up is one read. A notification carries the events its write appended and the id of the
-session stream's entry they follow (`backend.state.notify`): for a tail whose cursor is there
-(or at one of those events), the fetcher delivers them as they are, with no read of the session
-stream. Any other case (a notification without events: too large, or a write that did not know
-the entry before; a tail created after the write; a cursor elsewhere because a notification was
-lost or trimmed) falls back to reading the session's stream after the cursor (non-blocking,
-pipelined). The session's stream stays the truth: the events a notification carries are exactly
-the stream's next entries after `prev`, so both ways deliver the same thing, with no gap.
+A wake-up is one read, the reader's. A notification names the events its write appended and,
+when it can, carries them with the id of the session stream's entry they follow (`prev`: the
+write scripts keep the stream's last id in the conversation hash). For a tail whose cursor is
+there (or at one of those events), the fetcher passes them on as they are, with no read of the
+session's stream. Otherwise (events too large to carry, a write that did not know `prev`, a
+cursor elsewhere because a notification was lost or trimmed, a notification that names no
+event) it reads the session's stream after the cursor (non-blocking, pipelined). The stream
+stays the truth: carried events are exactly its next entries after `prev`, so both ways pass
+on the same thing, with no gap and no duplicate. A new tail reads its stream once to start
+(its events may have been notified before it existed), unless the notifications the hub read
+lately for the session end exactly at its start (`_seen`): a chat POST's stream, which starts
+at the event its write has just appended; what follows comes with notifications still to read.
 
 A notification can be lost (a writer that dies between its script and the notification on a
 cluster, a reader that reconnects after an outage, a reader so far behind that its partition
