@@ -560,6 +560,13 @@ async def test_events_a_notification_cannot_vouch_for_are_read_from_the_stream(
         await manager.append_event(sid, Event(type="message.delta", data={"i": 5}))
         got += await take(sub, 2)
         assert [e.data.get("i") for e in got[1:]] == [4, large, 5]
+        # A notification that names no event (an older writer's; a deleted session's) still
+        # has the stream read.
+        await lossy.append_event(sid, Event(type="message.delta", data={"i": "lost again"}))
+        partition = stream_partition(sid, manager.settings.stream_partitions)
+        await manager.redis.client.xadd(manager.keys.notify(partition), {"s": sid})
+        got += await take(sub, 1)
+        assert got[-1].data == {"i": "lost again"}
         assert [e.id for e in got] == (await stored_after(manager, sid, start))[5:]
     finally:
         await hub.close()
