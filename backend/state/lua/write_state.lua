@@ -147,11 +147,10 @@ local mark_dirty = KEYS[7] and ARGV[13] ~= '' and stored[4] ~= '1'
 if mark_dirty then
   fields[#fields + 1], fields[#fields + 2] = 'dirty', '1'
 end
-if slide then
-  -- EXPIRE on a missing key is a no-op: a session without an orchestration stays without one.
-  redis.call('EXPIRE', KEYS[2], ARGV[4])
-end
 
+-- The first write is an XADD or the HSET (never an EXPIRE): Redis refuses a script's first
+-- write past maxmemory (a full Redis answers "store unavailable", nothing written), not the
+-- ones after it. The HSET comes after the events, so it can keep the last one's id.
 -- Without a refresh the stream is appended to only if it exists (NOMKSTREAM): one that was
 -- lost on its own is created again with its TTL, never left without one.
 local stream_ttl = slide
@@ -200,6 +199,10 @@ end
 redis.call('HSET', KEYS[1], unpack(fields))
 if slide then
   redis.call('EXPIRE', KEYS[1], ARGV[3])
+end
+if slide and not comp_new then  -- (a companion's write has just slid it)
+  -- EXPIRE on a missing key is a no-op: a session without an orchestration stays without one.
+  redis.call('EXPIRE', KEYS[2], ARGV[4])
 end
 if stream_ttl then
   redis.call('EXPIRE', KEYS[3], math.max(tonumber(ARGV[3]), tonumber(ARGV[4])))
