@@ -538,12 +538,12 @@ async def test_events_a_notification_cannot_vouch_for_are_read_from_the_stream(
         sub = hub.new_subscription(sid)
         assert not hub.attach(sub, str(ids[0]))
         assert [e.id for e in await take(sub, 2)] == ids[1:]
+        # (Which read fetched what is not asserted: on a cluster a partition's reader may still
+        # be starting, and its first catch-up read may be the one that finds these.)
         lossy = lost_notifications(manager, sid)
-        reads = tail_reads("stream")
         await lossy.append_event(sid, Event(type="message.delta", data={"i": "lost"}))
         await manager.append_event(sid, Event(type="message.delta", data={"i": 3}))
         assert [e.data["i"] for e in await take(sub, 2)] == ["lost", 3]
-        assert tail_reads("stream") > reads
 
         def analyse(state: OrchestrationState) -> Event:
             return Event(type="triage.updated", data={"lost": True})
