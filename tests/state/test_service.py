@@ -409,6 +409,30 @@ async def test_a_new_session_drops_index_entries_older_than_the_ttl(make_manager
     assert members == {kept.session_id, new.session_id}
 
 
+async def test_a_write_that_leaves_the_index_alone_keeps_the_listing_order(
+    make_manager: Any,
+) -> None:
+    """The reply runner's writes leave the user's index alone: a user's sessions are listed by
+    their own last message, and each shows when it last changed (its reply included)."""
+    manager = await make_manager()
+    first = await manager.save_conversation_state(new_conversation())
+    second = await manager.save_conversation_state(new_conversation())
+
+    def reply(state: ConversationState) -> None:
+        state.append_message("assistant", "Entendi. Quando foi a demissão?", max_history=100)
+
+    replied, _ = await manager.update_returning_event(first.session_id, reply, index=False)
+    page = await manager.list_active_conversations("escritorio-1", "ana")
+    assert [s.session_id for s in page.items] == [second.session_id, first.session_id]
+    assert page.items[1].updated_at == replied.updated_at > page.items[0].updated_at
+    assert page.items[1].message_count == 1 and page.items[1].version == 2
+
+    # The user's own next write moves the session up again.
+    await manager.update(first.session_id, append("Foi há duas semanas."))
+    page = await manager.list_active_conversations("escritorio-1", "ana")
+    assert [s.session_id for s in page.items] == [first.session_id, second.session_id]
+
+
 async def test_lost_scripts_are_reloaded(make_manager: Any) -> None:
     manager = await make_manager()
     state = await manager.save_conversation_state(new_conversation())
