@@ -308,6 +308,27 @@ async def test_ttl_refresh_is_paid_once_per_interval(make_manager: Any) -> None:
     assert 990 <= (await redis.get_ttl(index) or 0) <= 1000
 
 
+async def test_a_delta_keeps_the_streams_ttl_and_gives_a_lost_stream_one(
+    make_manager: Any,
+) -> None:
+    """A delta (an event without a state write) leaves the stream's TTL to the state writes,
+    which slide it with the state's; a stream lost on its own gets its TTL back from it."""
+    manager = await make_manager(conversation_ttl=1000, orchestration_ttl=1000)
+    redis, keys = manager.redis, manager.keys
+    state = await manager.save_conversation_state(new_conversation())
+    sid = state.session_id
+    await manager.append_event(sid, Event(type="message.delta", data={"text": "a"}))
+    assert 990 <= (await redis.get_ttl(keys.events(sid)) or 0) <= 1000
+    assert await redis.client.expire(keys.events(sid), 500)
+    await manager.append_event(sid, Event(type="message.delta", data={"text": "b"}))
+    assert 490 <= (await redis.get_ttl(keys.events(sid)) or 0) <= 500
+
+    await redis.client.delete(keys.events(sid))
+    assert await manager.append_event(sid, Event(type="message.delta", data={"text": "c"}))
+    assert 990 <= (await redis.get_ttl(keys.events(sid)) or 0) <= 1000
+    assert [e.data for e in await manager.read_events(sid)] == [{"text": "c"}]
+
+
 async def test_nothing_outlives_the_state(make_manager: Any) -> None:
     manager = await make_manager(conversation_ttl=1, orchestration_ttl=1)
     state = await manager.save_conversation_state(new_conversation())
