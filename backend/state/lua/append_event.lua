@@ -4,7 +4,8 @@
 -- Refuses (returns "") when the session's state is gone, so a stream never outlives its state.
 --
 -- KEYS[1]  the session's conversation hash, KEYS[2] its event stream
--- ARGV[1]  TTL of a stream created again (seconds), ARGV[2] MAXLEN, ARGV[3] event type, ARGV[4] data (JSON)
+-- ARGV[1]  TTL of a stream created again (seconds), ARGV[2] MAXLEN, ARGV[3] event type,
+--          ARGV[4] data (JSON)
 -- ARGV[5]  version to stamp on the event ("" for the state's current version)
 -- KEYS[3]  the session's notification stream, ARGV[6] the session id, ARGV[7] its MAXLEN:
 --          single node only (see write_state.lua, KEYS[9])
