@@ -489,6 +489,7 @@ class ReplyRunner:
                 leading=leading,
                 release=release,
                 companion=companion,
+                index=False,  # the user's index keeps their own last message's time
             )
             return written
 
@@ -524,8 +525,9 @@ class ReplyRunner:
             retrying[0] = bool(event.data["retrying"])
             return event
 
-        def write() -> Awaitable[ConversationState]:
-            return self.manager.update(sid, fail)
+        async def write() -> ConversationState:
+            state, _ = await self.manager.update_returning_event(sid, fail, index=False)
+            return state
 
         try:
             state = await (write() if job is None else self._stored(job, sid, write))

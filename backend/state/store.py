@@ -197,6 +197,7 @@ class StateStore:
         limits: tuple[RateLimit, ...] = (),
         release: str | None = None,
         companion: Companion | None = None,
+        index: bool = True,
     ) -> tuple[S, str | None]:
         expected = state.version if expected_version is None else expected_version
         new = state.with_version(expected + 1)
@@ -212,6 +213,7 @@ class StateStore:
                 limits=limits,
                 release=release,
                 companion=companion,
+                index=index,
             )
         if result is None:
             metrics.state_conflict()
@@ -265,10 +267,12 @@ class StateStore:
         limits: tuple[RateLimit, ...] = (),
         release: str | None = None,
         companion: Companion | None = None,
+        index: bool = True,
     ) -> WriteResult | None:
         """One run of write_state.lua. None on a version conflict; `AlreadyWritten` when
         `idempotency` names a key this session already used. `leading`: events that change no
-        state, appended just before `event` by the same script (a reply's last deltas)."""
+        state, appended just before `event` by the same script (a reply's last deltas).
+        `index=False`: the user's session index is left alone (see `update_returning_event`)."""
         sid = state.session_id
         own_ttl, other_ttl = self._ttls(kind)
         doc = encode_state(state)
@@ -300,7 +304,7 @@ class StateStore:
         ]
         index_key = self.keys.user_index(state.tenant_id, state.user_id)
         ttl = self.settings.conversation_ttl
-        index_score = updated_us if kind == "conversation" else ""
+        index_score = updated_us if kind == "conversation" and index else ""
         now = time.time()
         tail: list[Any] = [now, min(own_ttl, other_ttl) * TTL_REFRESH_FRACTION, len(leading)]
         for extra in leading:
@@ -539,6 +543,7 @@ class StateStore:
         limits: tuple[RateLimit, ...] = (),
         release: str | None = None,
         companion: Companion | None = None,
+        index: bool = True,
     ) -> tuple[Any, str | None]:
         """`update()`, also returning the stream id of the event written with the state.
 
@@ -559,6 +564,9 @@ class StateStore:
         and only from a `current` state (it was derived from that state); so it was written
         exactly when the returned version is `current.version + 1`. Raises
         `CompanionConflict` (nothing written) when the orchestration moved on meanwhile.
+        `index=False` leaves the user's session index as it is: the reply runner's writes, so
+        the index orders a user's sessions by their own last write (their last message), and
+        a reply costs no ZADD per write (listings show `updated_at` from the state itself).
         """
         attempts = self.settings.state_write_max_attempts
         last: VersionConflict | None = None
@@ -592,6 +600,7 @@ class StateStore:
                     limits if attempt == 0 else (),
                     release,
                     companion if attempt == 0 and current is not None else None,
+                    index,
                 )
             except VersionConflict as exc:
                 last = exc

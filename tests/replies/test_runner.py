@@ -328,3 +328,21 @@ async def test_the_completing_write_lets_go_of_the_session(
     await two.interviewer.continue_conversation(ALICE, sid, "Foi há duas semanas.")
     state = await settled(manager, sid)
     assert [m.role for m in state.messages] == ["user", "assistant", "user", "assistant"]
+
+
+async def test_a_reply_leaves_the_users_session_index_alone(
+    start_runtime: Start, manager: ConversationStateManager
+) -> None:
+    """The index keeps the time of the user's message (their sessions are listed by their own
+    last message); the listing still shows when the session last changed: its reply."""
+    runtime = start_runtime()
+    posted_state, posted = await runtime.interviewer.start_conversation(ALICE, STORY)
+    assert posted is not None
+    sid = posted.session_id
+    state = await settled(manager, sid)
+    assert state.messages[-1].role == "assistant"
+    index = manager.keys.user_index(ALICE.tenant_id, ALICE.user_id)
+    score = await manager.redis.client.zscore(index, sid)
+    assert score == int(posted_state.updated_at.timestamp() * 1_000_000)
+    (listed,) = (await manager.list_active_conversations(ALICE.tenant_id, ALICE.user_id)).items
+    assert listed.updated_at == state.updated_at > posted_state.updated_at
