@@ -24,12 +24,14 @@ tails whose session owes a reply (or did at the previous check) are re-read; eve
 `STREAM_SWEEP_SECONDS` every tail is.
 
 Checks look only at the tails that can have changed: every `STREAM_CHECK_SECONDS`, those
-that are new, had events since the last check, or owed a reply at it (one `HMGET` of the
-session's `owes` flag each: is it still there, does it owe a reply); every
-`STREAM_SWEEP_SECONDS`, all of them. A deleted, purged or evicted session's notification says
-`gone` (`backend.state.notify`): its streams end at once, not at a check. So an idle stream
-costs two commands per sweep (its re-read and its check), nothing in between; an expired
-session's streams end at the sweep after it expired (no notification: a TTL ends it).
+that are new, had events since the last check, owed a reply at it, or sit in a partition
+whose reader has just (re)connected (one `HMGET` of the session's `owes` flag each: is the
+session still there, does it owe a reply); every `STREAM_SWEEP_SECONDS`, all of them. A
+deleted, purged or evicted session's notification says `gone` (`backend.state.notify`): its
+streams end at once, not at a check. An expired session has no notification (a TTL ends it):
+its streams end at the next sweep. So an idle stream costs the hub two commands per sweep
+(its re-read and its check) and nothing in between; what is left of its cost is
+sse-starlette's keep-alive ping (`SSE_PING_SECONDS`, see `backend.streaming.sse`).
 
 Subscriptions never lose events: a subscriber registers first, then back-fills with XRANGE
 from its own position, and drops anything at or below the last id it has passed on, so the
@@ -339,6 +341,8 @@ class StreamHub:
         for tail in self._tails.values():
             if tail.partition in partitions:
                 self._mark_due(tail, notified=False)
+                # A `gone` notification may be among those lost: the next check looks.
+                self._watched.add(tail.session_id)
 
     def _suspect(self, partitions: set[int]) -> None:
         for tail in self._tails.values():
