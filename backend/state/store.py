@@ -90,7 +90,7 @@ class StateStore:
         client = redis.client
         self._autopipe = AutoPipeline(client)
         self._single_node = not redis.is_cluster
-        self._notifier = StreamNotifier(self.keys, settings.stream_partitions)
+        self.notifier = StreamNotifier(self.keys, settings.stream_partitions, self._single_node)
         self._decoded = DecodedConversations(settings.state_cache_sessions)
         self._write_script = client.register_script(_lua("write_state.lua"))
         self._event_script = client.register_script(_lua("append_event.lua"))
@@ -331,7 +331,7 @@ class StateStore:
         if self._single_node:
             keys += [index_key, self.keys.dirty(), self.keys.replies_due()]
             keys += [limit.key for limit in limits]
-            keys.append(self._notifier.key(sid))
+            keys.append(self.notifier.key(sid))
             if release:
                 keys.append(self.keys.lease(sid))
             args += [sid, index_score, ttl, dirty_score, *self._idempotency_args(idempotency)]
@@ -362,7 +362,7 @@ class StateStore:
             reply, acked = await self._send_write(commands)
             appended = event or leading or (companion is not None and companion.event)
             if reply[0] == 1 and appended:
-                await self._notifier.send(self._pipeline, sid)
+                await self.notifier.send(self._pipeline, sid)
             if reply[0] == 1 and due_score == "-":
                 self._replicas.require(acked, sid)  # else the due entry must stay (see owed.py)
                 await self.due.settle(sid)
@@ -472,7 +472,7 @@ class StateStore:
             "" if version is None else version,
         ]
         if self._single_node:
-            keys.append(self._notifier.key(session_id))
+            keys.append(self.notifier.key(session_id))
             args += [session_id, NOTIFY_MAXLEN]
         with translate_errors():
             try:
@@ -481,8 +481,12 @@ class StateStore:
                 await self.load_scripts()
                 result = await self._event_script(keys=keys, args=args)
         if result and not self._single_node:
-            await self._notifier.send(self._pipeline, session_id)
+            await self.notifier.send(self._pipeline, session_id)
         return result or None
+
+    async def notify_gone(self, session_id: str) -> None:
+        """Cluster only: after a script deleted the session's keys (see `notifier.in_script`)."""
+        await self.notifier.send(self._pipeline, session_id, gone=True)
 
     # ------------------------------------------------------------ read-modify-write
 

@@ -135,6 +135,15 @@ async def session_events(
         hub.unsubscribe(sub)
 
 
+# The keep-alive comment, the same bytes every time: it only has to reach the proxies, and a
+# constant spares each ping of each open stream sse-starlette's default timestamp formatting.
+_PING = ServerSentEvent(comment="ping")
+
+
+def _ping() -> ServerSentEvent:
+    return _PING
+
+
 def sse_response(
     content: AsyncIterator[ServerSentEvent],
     sub: Subscription,
@@ -146,6 +155,7 @@ def sse_response(
         metrics.counted_stream(content),
         headers=headers,
         ping=settings.sse_ping_seconds,
+        ping_message_factory=_ping,
         send_timeout=settings.sse_send_timeout_seconds,
         # sse-starlette only calls `.set()` on it; the subscription ends the stream cleanly.
         shutdown_event=cast(anyio.Event, sub),
