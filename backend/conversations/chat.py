@@ -15,7 +15,7 @@ from backend.core.http import BODY_ERRORS, error_responses
 from backend.core.logging import bind_session
 from backend.state.schemas import StreamEntry
 from backend.streaming.events import ResumePoint, resume_point
-from backend.streaming.sse import SSE_RESPONSES, EntryTest, session_events, sse_response
+from backend.streaming.sse import SSE_RESPONSES, EntryTest, session_batches, sse_response
 
 router = APIRouter(prefix="/api/agents", tags=["agents"])
 _ERRORS = error_responses(*BODY_ERRORS, 401, 404, 409, 429, 503)
@@ -76,7 +76,7 @@ async def chat(
         point = await resume_point(manager, posted.session_id, posted.entry.id)
     ends, skip = reply_filters(posted.message.seq)
     sub = runtime.hub.new_subscription(posted.session_id)
-    content = session_events(
+    content = session_batches(
         runtime.hub,
         manager,
         sub,
