@@ -7,7 +7,7 @@ import time
 from fastapi import APIRouter
 from sse_starlette import EventSourceResponse
 
-from backend.api.deps import RuntimeDep, SettingsDep, StateManagerDep
+from backend.api.deps import RuntimeDep
 from backend.conversations.idempotency import IdempotencyKey
 from backend.conversations.schemas import ChatRequest
 from backend.core.auth import PrincipalDep
@@ -53,12 +53,11 @@ async def chat(
     body: ChatRequest,
     principal: PrincipalDep,
     runtime: RuntimeDep,
-    manager: StateManagerDep,
-    settings: SettingsDep,
     idempotency_key: IdempotencyKey = None,
 ) -> EventSourceResponse:
     """Send a message (new session without session_id) and stream its reply as SSE."""
     posted_at = time.monotonic()
+    manager = runtime.manager
     if body.session_id is None:
         _, posted = await runtime.interviewer.start_conversation(
             principal, body.message, idempotency_key=idempotency_key
@@ -86,4 +85,4 @@ async def chat(
         skip=skip,
         posted_at=posted_at,
     )
-    return sse_response(content, sub, settings, headers={"X-Session-Id": posted.session_id})
+    return sse_response(content, sub, runtime.settings, headers={"X-Session-Id": posted.session_id})
