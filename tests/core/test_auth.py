@@ -23,7 +23,8 @@ def _bearer(token: str) -> dict[str, str]:
 async def test_a_token_accepted_before_is_refused_once_it_expires(
     api: httpx.AsyncClient, settings: Settings
 ) -> None:
-    token = create_token(settings, "alice", "acme", ttl_seconds=1)
+    # A few seconds: `exp` is whole seconds, so a 1 s token may be gone before its first use.
+    token = create_token(settings, "alice", "acme", ttl_seconds=3)
     assert (await api.get(SESSIONS, headers=_bearer(token))).status_code == 200
     expires = jwt.decode(token, options={"verify_signature": False})["exp"]
     await asyncio.sleep(max(0.0, expires - time.time()) + 0.05)
