@@ -108,6 +108,16 @@ class ConversationRuntime:
         log.info("conversation runtime up (replica %s, generator %s)", replica_id, generator.name)
         return runtime
 
+    # The chat route takes these from the runtime: one dependency instead of three, on the
+    # path every chat message takes (FastAPI solves each dependency per request).
+    @property
+    def manager(self) -> ConversationStateManager:
+        return self.interviewer.manager
+
+    @property
+    def settings(self) -> Settings:
+        return self.interviewer.settings
+
     async def stop(self, grace: float) -> None:
         """Let running replies finish (up to `grace` s), then close streams and clients."""
         if self.hub.closed:

@@ -6,23 +6,33 @@ One uvicorn replica. N sessions are created in Redis; a client opens one events 
 * memory per stream: the replica's RSS after opening N streams minus its RSS after a warm-up
   of W streams, divided by N - W (the replica's own baseline, imports and pools excluded);
 * the Redis connections the replica holds meanwhile (the shared tailer: a few, not N);
+* what the open streams cost while idle: the replica's CPU over an idle window
+  (`BENCH_IDLE_SECONDS`, 60: one `STREAM_SWEEP_SECONDS`) with N streams open, minus the same
+  replica's CPU with none open, per 1,000 streams per minute; and the Redis commands a second
+  (INFO commandstats, by command) the Redis servers process meanwhile: they are the bench's
+  own (a private redis-server on a single node, at `BENCH_REDIS_PORT` or a free port; a
+  throwaway cluster), so every command counted is the replica's;
 * that the streams are live: one at a time, an event is appended to a random session and its
   stream must deliver it; the delay from the append is reported (p50/p99).
 
 Run against the single Redis node and against a throwaway 3-master Redis Cluster
 (`tests/redis_cluster.py`; its ports from BENCH_CLUSTER_PORTS, e.g. `7100,7101,7102`, else
-free ones), side by side.
+free ones), side by side. `python -m bench.sse_idle [--streams N] [--topology
+single|cluster]` runs it alone.
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import os
 import random
 import statistics
+import tempfile
 import time
+from collections import Counter
+from pathlib import Path
 from typing import Any
-from urllib.parse import urlparse
 
 from redis.asyncio import RedisCluster
 
@@ -32,7 +42,8 @@ from backend.core.redis import RedisService
 from backend.state.schemas import ConversationState, Event
 from backend.state.service import ConversationStateManager
 from bench.common import BENCH_REDIS_URL, bench_settings
-from bench.replica import BenchReplica, own_database
+from bench.replica import BenchReplica, free_port, own_database
+from bench.scale_stack import PrivateRedis
 from bench.sse_chat import percentile, purge
 from bench.sse_client import SSEConnection
 from tests.redis_cluster import RedisClusterProcess
@@ -40,6 +51,8 @@ from tests.redis_cluster import RedisClusterProcess
 WARM_UP = 200
 BATCH = 100
 PROBES = 200
+IDLE_SECONDS = float(os.environ.get("BENCH_IDLE_SECONDS", "60"))
+BASELINE_SECONDS = 20.0  # the replica's own idle cost, no stream open
 
 
 async def create_sessions(manager: ConversationStateManager, n: int) -> list[str]:
@@ -99,19 +112,33 @@ async def probe(
     return delivered, delays
 
 
-async def idle_command_rate(redis: RedisService, seconds: float = 10.0) -> float:
-    """Commands per second the Redis Cluster's nodes process while every stream is idle (the
-    replica's checks, sweeps and blocking reads): the private cluster has no other client."""
-
-    async def processed() -> int:
+async def command_counts(redis: RedisService) -> Counter[str]:
+    """Calls so far by command (INFO commandstats), summed over a cluster's nodes."""
+    if redis.is_cluster:
         info = await redis.client.execute_command(
-            "INFO", "stats", target_nodes=RedisCluster.ALL_NODES
+            "INFO", "commandstats", target_nodes=RedisCluster.ALL_NODES
         )
-        return sum(int(node["total_commands_processed"]) for node in info.values())
+        nodes = list(info.values())
+    else:
+        nodes = [await redis.client.info("commandstats")]
+    counts: Counter[str] = Counter()
+    for node in nodes:
+        for name, stats in node.items():
+            counts[name.removeprefix("cmdstat_")] += int(stats["calls"])
+    return counts
 
-    before = await processed()
+
+async def idle_window(
+    replica: BenchReplica, redis: RedisService, seconds: float
+) -> tuple[float, Counter[str]]:
+    """The replica's CPU seconds and the Redis commands by name over `seconds` of idling (the
+    bench's own INFO calls left out)."""
+    before, cpu = await command_counts(redis), replica.cpu_seconds()
     await asyncio.sleep(seconds)
-    return (await processed() - before) / seconds
+    used = replica.cpu_seconds() - cpu
+    delta = await command_counts(redis) - before
+    delta["info"] -= 1 if not redis.is_cluster else 3
+    return used, +delta
 
 
 async def run(
@@ -120,7 +147,15 @@ async def run(
     rows = []
     for topology in topologies:
         async with own_database(bench_settings()) as settings:
-            if topology == "cluster":
+            if topology == "single node":
+                port = int(os.environ.get("BENCH_REDIS_PORT") or free_port())
+                with (
+                    tempfile.TemporaryDirectory(prefix="sse-idle-") as directory,
+                    PrivateRedis(port, Path(directory)) as server,
+                ):
+                    private = settings.model_copy(update={"redis_url": server.url})
+                    rows.append(await _run(private, streams, [port]))
+            else:
                 ports = os.environ.get("BENCH_CLUSTER_PORTS")
                 cluster = RedisClusterProcess(
                     ports=[int(p) for p in ports.split(",")] if ports else None
@@ -132,9 +167,6 @@ async def run(
                     rows.append(await _run(on_cluster, streams, cluster.ports))
                 finally:
                     cluster.stop()
-            else:
-                redis_port = urlparse(settings.redis_url).port or 6379
-                rows.append(await _run(settings, streams, [redis_port]))
         rows[-1]["topology"] = topology
     return rows
 
@@ -149,6 +181,8 @@ async def _run(settings: Settings, streams: int, redis_ports: list[int]) -> dict
     try:
         ids = await create_sessions(manager, streams)
         with BenchReplica(settings, **(env if settings.redis_cluster else {})) as replica:
+            await asyncio.sleep(2)
+            base_cpu, base_commands = await idle_window(replica, redis, BASELINE_SECONDS)
             connections += await open_streams(replica.port, token, ids[:WARM_UP])
             await asyncio.sleep(2)
             rss_warm = replica.rss_bytes()
@@ -158,7 +192,7 @@ async def _run(settings: Settings, streams: int, redis_ports: list[int]) -> dict
             await asyncio.sleep(3)
             rss_full = replica.rss_bytes()
             redis_connections = sum(replica.redis_connections(port) for port in redis_ports)
-            idle_commands = await idle_command_rate(redis) if settings.redis_cluster else None
+            idle_cpu, idle_commands = await idle_window(replica, redis, IDLE_SECONDS)
             delivered, delays = await probe(manager, ids, connections)
             for connection in connections:
                 connection.close()
@@ -167,6 +201,8 @@ async def _run(settings: Settings, streams: int, redis_ports: list[int]) -> dict
             await purge(settings)
         await redis.close()
     per_stream = (rss_full - rss_warm) / (streams - WARM_UP)
+    # CPU the open streams add, per 1,000 streams per minute of idling.
+    stream_cpu = idle_cpu / IDLE_SECONDS - base_cpu / BASELINE_SECONDS
     return {
         "streams": streams,
         "partitions": settings.stream_partitions,
@@ -175,7 +211,13 @@ async def _run(settings: Settings, streams: int, redis_ports: list[int]) -> dict
         "rss_full_mb": rss_full / 2**20,
         "per_stream_kb": per_stream / 1024,
         "redis_connections": redis_connections,
-        "idle_commands_per_s": idle_commands,
+        "idle_seconds": IDLE_SECONDS,
+        "idle_cpu_ms_per_min": idle_cpu / IDLE_SECONDS * 60_000,
+        "base_cpu_ms_per_min": base_cpu / BASELINE_SECONDS * 60_000,
+        "cpu_ms_per_1000_per_min": stream_cpu * 60_000 / (streams / 1000),
+        "idle_commands_per_s": idle_commands.total() / IDLE_SECONDS,
+        "base_commands_per_s": base_commands.total() / BASELINE_SECONDS,
+        "top_commands": [(name, n / IDLE_SECONDS) for name, n in idle_commands.most_common(4)],
         "probes": PROBES,
         "delivered": delivered,
         "probe_p50_ms": statistics.median(delays) if delays else float("nan"),
@@ -197,13 +239,32 @@ def report(rows: list[dict[str, Any]]) -> str:
             f"{row['rss_full_mb']:.1f} MB with all streams open",
             f"    memory per stream: {row['per_stream_kb']:.1f} KB",
             f"    Redis connections held by the replica: {row['redis_connections']}",
-            *(
-                [f"    Redis commands per second, all streams idle: {idle:.0f}"]
-                if (idle := row["idle_commands_per_s"]) is not None
-                else []
-            ),
+            f"    idle for {row['idle_seconds']:.0f} s: replica CPU "
+            f"{row['idle_cpu_ms_per_min']:.0f} ms/min ({row['base_cpu_ms_per_min']:.0f} with no "
+            f"stream open): {row['cpu_ms_per_1000_per_min']:.0f} ms CPU per 1,000 open streams "
+            "per minute",
+            f"    Redis commands per second, all streams idle: {row['idle_commands_per_s']:.1f} "
+            f"({row['base_commands_per_s']:.1f} with no stream open; "
+            + ", ".join(f"{name} {rate:.1f}" for name, rate in row["top_commands"])
+            + ")",
             f"    live check: {row['delivered']}/{row['probes']} probe events delivered, "
             f"append -> delivery p50 {row['probe_p50_ms']:.1f} ms, "
             f"p99 {row['probe_p99_ms']:.1f} ms",
         ]
     return "\n".join(lines)
+
+
+def main() -> None:
+    import uvloop
+
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    parser.add_argument("--streams", type=int, default=5_000)
+    parser.add_argument("--topology", action="append", choices=("single", "cluster"))
+    args = parser.parse_args()
+    names = {"single": "single node", "cluster": "cluster"}
+    topologies = tuple(names[t] for t in args.topology or ("single", "cluster"))
+    print(report(uvloop.run(run(args.streams, topologies))))
+
+
+if __name__ == "__main__":
+    main()

@@ -7,7 +7,7 @@ import time
 from fastapi import APIRouter
 from sse_starlette import EventSourceResponse
 
-from backend.api.deps import RuntimeDep, SettingsDep, StateManagerDep
+from backend.api.deps import RuntimeDep
 from backend.conversations.idempotency import IdempotencyKey
 from backend.conversations.schemas import ChatRequest
 from backend.core.auth import PrincipalDep
@@ -15,7 +15,7 @@ from backend.core.http import BODY_ERRORS, error_responses
 from backend.core.logging import bind_session
 from backend.state.schemas import StreamEntry
 from backend.streaming.events import ResumePoint, resume_point
-from backend.streaming.sse import SSE_RESPONSES, EntryTest, session_events, sse_response
+from backend.streaming.sse import SSE_RESPONSES, EntryTest, session_batches, sse_response
 
 router = APIRouter(prefix="/api/agents", tags=["agents"])
 _ERRORS = error_responses(*BODY_ERRORS, 401, 404, 409, 429, 503)
@@ -53,12 +53,11 @@ async def chat(
     body: ChatRequest,
     principal: PrincipalDep,
     runtime: RuntimeDep,
-    manager: StateManagerDep,
-    settings: SettingsDep,
     idempotency_key: IdempotencyKey = None,
 ) -> EventSourceResponse:
     """Send a message (new session without session_id) and stream its reply as SSE."""
     posted_at = time.monotonic()
+    manager = runtime.manager
     if body.session_id is None:
         _, posted = await runtime.interviewer.start_conversation(
             principal, body.message, idempotency_key=idempotency_key
@@ -76,7 +75,7 @@ async def chat(
         point = await resume_point(manager, posted.session_id, posted.entry.id)
     ends, skip = reply_filters(posted.message.seq)
     sub = runtime.hub.new_subscription(posted.session_id)
-    content = session_events(
+    content = session_batches(
         runtime.hub,
         manager,
         sub,
@@ -86,4 +85,4 @@ async def chat(
         skip=skip,
         posted_at=posted_at,
     )
-    return sse_response(content, sub, settings, headers={"X-Session-Id": posted.session_id})
+    return sse_response(content, sub, runtime.settings, headers={"X-Session-Id": posted.session_id})

@@ -31,7 +31,7 @@ from backend.streaming.events import (
     parse_stream_id,
     resume_point,
 )
-from backend.streaming.sse import SSE_RESPONSES, session_events, sse_response
+from backend.streaming.sse import SSE_RESPONSES, session_batches, sse_response
 
 router = APIRouter(
     dependencies=[Depends(session_from_path)],
@@ -169,4 +169,4 @@ async def stream_events(
     await runtime.runner.ensure(conversation)
     point = await resume_point(manager, session_id, after)
     sub = runtime.hub.new_subscription(session_id)
-    return sse_response(session_events(runtime.hub, manager, sub, point), sub, settings)
+    return sse_response(session_batches(runtime.hub, manager, sub, point), sub, settings)

@@ -68,7 +68,33 @@ def create_token(
     return jwt.encode(claims, settings.jwt_secret, algorithm=settings.jwt_algorithm)
 
 
+# Tokens verified lately, with their principal and expiry. A client sends the same token
+# with every request, and checking its signature again each time was a visible share of a
+# chat message's CPU. A token is still checked on every request: it must be one verified
+# with this very secret and algorithm, and not have expired since (the only claim whose
+# verdict changes with time once a token has been accepted).
+VERIFIED_TOKENS_CACHED = 4_096
+_verified: dict[tuple[str, str, str], tuple[Principal, int]] = {}
+
+
 def decode_token(settings: Settings, token: str) -> Principal:
+    key = (settings.jwt_secret, settings.jwt_algorithm, token)
+    known = _verified.get(key)
+    if known is not None:
+        principal, expires = known
+        # PyJWT's own rule: expired once `exp` is not in the future.
+        if time.time() < expires:
+            return principal
+        del _verified[key]
+        raise Unauthorized("token expired")
+    principal, expires = _verify(settings, token)
+    if len(_verified) >= VERIFIED_TOKENS_CACHED:
+        del _verified[next(iter(_verified))]  # the oldest
+    _verified[key] = (principal, expires)
+    return principal
+
+
+def _verify(settings: Settings, token: str) -> tuple[Principal, int]:
     try:
         claims = jwt.decode(
             token,
@@ -88,7 +114,7 @@ def decode_token(settings: Settings, token: str) -> Principal:
     role = claims.get("role")
     if role is not None and not isinstance(role, str):
         raise Unauthorized("token claim 'role' must be a string")
-    return Principal(user_id=user, tenant_id=tenant, role=role)
+    return Principal(user_id=user, tenant_id=tenant, role=role), int(claims["exp"])
 
 
 async def current_principal(

@@ -104,7 +104,11 @@ class BodySizeLimit:
         if scope["type"] != "http" or scope["method"] not in _BODY_METHODS:
             await self.app(scope, receive, send)
             return
-        declared = dict(scope["headers"]).get(b"content-length")
+        # A scan, not dict(headers), on every POST; the last one counts, as with dict().
+        declared = None
+        for name, value in scope["headers"]:
+            if name == b"content-length":
+                declared = value
         if declared is not None:
             if not declared.isdigit():
                 await self._reject(send, 400, "invalid_content_length", "bad Content-Length")

@@ -27,9 +27,9 @@ import logging
 import os
 import secrets
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
@@ -196,6 +196,17 @@ class _Metrics:
         self.all: list[MetricWrapperBase] = [
             v for v in vars(self).values() if isinstance(v, MetricWrapperBase)
         ]
+        self._children: dict[tuple[int, tuple[str, ...]], Any] = {}
+
+    def child(self, metric: MetricWrapperBase, *labels: str) -> Any:
+        """`metric.labels(*labels)`, kept: prometheus-client validates the labels and takes a
+        lock on every `labels()` call, several times per chat message on the hot path. Labels
+        are bounded (see the module doc), so is this cache."""
+        key = (id(metric), labels)
+        found = self._children.get(key)
+        if found is None:
+            found = self._children[key] = metric.labels(*labels)
+        return found
 
 
 M = _Metrics(REGISTRY)
@@ -225,7 +236,7 @@ _request_started: contextvars.ContextVar[float | None] = contextvars.ContextVar(
 
 
 def state_written(kind: str) -> None:
-    M.state_writes.labels(kind).inc()
+    M.child(M.state_writes, kind).inc()
 
 
 def message_stored() -> None:
@@ -252,17 +263,17 @@ def state_not_replicated() -> None:
 
 
 def rate_limited(limit: str) -> None:
-    M.rate_limited.labels(limit).inc()
+    M.child(M.rate_limited, limit).inc()
 
 
 def reply(outcome: str) -> None:
     """A reply `started`, `completed`, `failed` (final) or `retried` (closed, another follows)."""
-    M.replies.labels(outcome).inc()
+    M.child(M.replies, outcome).inc()
 
 
 def reply_completed(started: float) -> None:
     """The reply started at `started` (time.perf_counter()) is stored."""
-    M.replies.labels("completed").inc()
+    M.child(M.replies, "completed").inc()
     M.reply_duration.observe(time.perf_counter() - started)
 
 
@@ -275,7 +286,7 @@ def llm_analysis(outcome: str, seconds: float) -> None:
 
 
 def stream_cut(reason: str) -> None:
-    M.sse_cut.labels(reason).inc()
+    M.child(M.sse_cut, reason).inc()
 
 
 def stream_caught_up() -> None:
@@ -333,22 +344,17 @@ def ws_server_closed(reason: str) -> None:
     M.ws_closed.labels(reason or "unknown").inc()
 
 
-T = TypeVar("T")
-
-
-async def counted_stream(events: AsyncIterator[T]) -> AsyncIterator[T]:
-    """`events` as they are sent to an SSE client, counted, with the stream open meanwhile."""
+def sse_opened() -> None:
     M.sse_open.inc()
-    try:
-        async for event in events:
-            M.sse_events.inc()
-            yield event
-    finally:
-        M.sse_open.dec()
-        # Closed now, not when collected: its own clean-up (unsubscribing) must not wait.
-        aclose = getattr(events, "aclose", None)
-        if aclose is not None:
-            await aclose()
+
+
+def sse_closed() -> None:
+    M.sse_open.dec()
+
+
+def sse_events_sent(count: int) -> None:
+    """`count` events are being written to an SSE client."""
+    M.sse_events.inc(count)
 
 
 # ------------------------------------------------------------------ scrape-time gauges
@@ -451,8 +457,8 @@ class MetricsMiddleware:
                 route = route_template(scope)
                 status = message["status"]
                 m = M
-                m.http_requests.labels(route, method, str(status)).inc()
-                m.http_duration.labels(route, method).observe(time.perf_counter() - started)
+                m.child(m.http_requests, route, method, str(status)).inc()
+                m.child(m.http_duration, route, method).observe(time.perf_counter() - started)
                 if status == 503:
                     m.unavailable.inc()
             await send(message)

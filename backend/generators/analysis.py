@@ -91,15 +91,15 @@ class Turn:
 _asked_topic = lru_cache(maxsize=4_096)(asked_topic)
 
 
-def client_turns(conversation: ConversationState) -> list[Turn]:
+def _turns(transcript: Iterable[tuple[str, str]]) -> list[Turn]:
     turns: list[Turn] = []
     last_question: Topic | None = None
-    for message in conversation.messages:
-        if message.role == "assistant":
-            last_question = _asked_topic(message.content)
-        elif message.role == "user" and message.content.strip():
-            answer = check_answer(last_question, message.content) if last_question else None
-            turns.append(Turn(scan_message(message.content), last_question, answer))
+    for role, content in transcript:
+        if role == "assistant":
+            last_question = _asked_topic(content)
+        elif role == "user" and content.strip():
+            answer = check_answer(last_question, content) if last_question else None
+            turns.append(Turn(scan_message(content), last_question, answer))
             # Only the first message after a question answers it.
             last_question = None
     return turns
@@ -240,11 +240,28 @@ def _misses(turns: list[Turn]) -> dict[Topic, int]:
     return misses
 
 
+# Analyses of the latest conversations, by what they read (see `analyze`).
+ANALYSIS_CACHE_SIZE = 2_048
+_Transcript = tuple[tuple[str, str], ...]
+
+
 def analyze(
     conversation: ConversationState, *, max_user_turns: int = MAX_USER_TURNS
 ) -> CaseAnalysis:
-    """What the interview has established so far (see the module docstring for the rule)."""
-    turns = client_turns(conversation)
+    """What the interview has established so far (see the module docstring for the rule).
+
+    A pure function of the messages' roles and texts, so it is cached by them: each reply
+    analyses the conversation twice (the case assessment, and the offline interviewer's view of
+    it before the client's last message, which the previous reply had analysed). The result is
+    shared: read it, never change it in place (`model_copy(update=...)` for a variant).
+    """
+    transcript = tuple((m.role, m.content) for m in conversation.messages)
+    return _analyze(transcript, max_user_turns)
+
+
+@lru_cache(maxsize=ANALYSIS_CACHE_SIZE)
+def _analyze(transcript: _Transcript, max_user_turns: int) -> CaseAnalysis:
+    turns = _turns(transcript)
     areas = _score_areas(turns)
     urgency = _assess_urgency(turns)
     story = _story(turns)

@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Literal, Protocol
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from backend.state.schemas import ConversationState
 
@@ -34,6 +34,9 @@ class CaseAnalysis(BaseModel):
     without an answer (recorded as "não informado"). `next_topic` is the topic to ask about
     next (None when nothing is left to ask).
     """
+
+    # Frozen: `analysis.analyze` caches and shares one per conversation.
+    model_config = ConfigDict(frozen=True)
 
     area: str | None = None
     sub_area: str | None = None

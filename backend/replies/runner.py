@@ -192,7 +192,14 @@ class ReplyRunner:
         job.lease_lost = False
         renewing = asyncio.Event()
         renewing.set()
-        renewer = asyncio.create_task(self._renew(sid, token, job, renewing))
+        # Most jobs end well inside one renewal interval (an offline reply takes milliseconds):
+        # the renewal task starts only when the job is still running after the first one, so
+        # those jobs cost a timer instead of a task created and cancelled.
+        renewer: list[asyncio.Task[None]] = []
+        renewal = asyncio.get_running_loop().call_later(
+            self.lease.ttl_ms / 3000,
+            lambda: renewer.append(asyncio.create_task(self._renew(sid, token, job, renewing))),
+        )
         owed = True
         outage = False
         owes_after = False
@@ -245,7 +252,9 @@ class ReplyRunner:
             raise
         finally:
             renewing.clear()  # also stops it should the cancellation be swallowed (`tasks`)
-            renewer.cancel()
+            renewal.cancel()
+            for task in renewer:
+                task.cancel()
             # A completed reply that left nothing owed released the lease in its own write
             # (atomic with that state: a message stored after it finds the lease free and
             # starts its own reply), so then there is nothing to release or look at.
@@ -489,6 +498,7 @@ class ReplyRunner:
                 leading=leading,
                 release=release,
                 companion=companion,
+                index=False,  # the user's index keeps their own last message's time
             )
             return written
 
@@ -524,8 +534,9 @@ class ReplyRunner:
             retrying[0] = bool(event.data["retrying"])
             return event
 
-        def write() -> Awaitable[ConversationState]:
-            return self.manager.update(sid, fail)
+        async def write() -> ConversationState:
+            state, _ = await self.manager.update_returning_event(sid, fail, index=False)
+            return state
 
         try:
             state = await (write() if job is None else self._stored(job, sid, write))
@@ -554,12 +565,11 @@ class ReplyRunner:
     # ------------------------------------------------------------ lease, sweep
 
     async def _renew(self, sid: str, token: str, job: Job, renewing: asyncio.Event) -> None:
+        """Renew the lease now (one interval after the job took it), then every interval
+        while `renewing` is set."""
         interval = self.lease.ttl_ms / 3000
         outage = False
         while renewing.is_set():
-            await asyncio.sleep(interval)
-            if not renewing.is_set():
-                return
             try:
                 # After an outage the lease may have expired meanwhile: take it back when
                 # nobody else did (the job was waiting, not dead).
@@ -574,6 +584,7 @@ class ReplyRunner:
                 outage = True
                 self.waits.seen()
                 log.warning("session %s: lease renewal failed (%s); retrying", sid, exc)
+            await asyncio.sleep(interval)
 
     async def _mark_due(self, sid: str, *, delay: float) -> None:
         """Move the session's due entry (XX: only one a state write put there; a session

@@ -85,22 +85,20 @@ class SessionEvictor:
             session_id, int(conv_version or 0), int(orch_version or 0)
         ):
             return NOT_DURABLE
+        keys = [conv_key, orch_key, self.keys.events(session_id), self.keys.lease(session_id)]
+        args = [conv_version or "0", orch_version or "0"]
+        # The session's open streams end, as those of any session that left Redis do: told
+        # now (notify.py) rather than found at the replicas' next sweep.
+        notify_keys, notify_args = self.manager.notifier.in_script(session_id)
         with translate_errors():
-            result = int(
-                await self._script(
-                    keys=[
-                        conv_key,
-                        orch_key,
-                        self.keys.events(session_id),
-                        self.keys.lease(session_id),
-                    ],
-                    args=[conv_version or "0", orch_version or "0"],
-                )
-            )
+            result = int(await self._script(keys=keys + notify_keys, args=args + notify_args))
             if result < 0:
                 return BUSY
             if result == 0:
                 return CHANGED
+        if not notify_keys:
+            await self.manager.notify_gone(session_id)
+        with translate_errors():
             await self.client.zrem(
                 self.keys.user_index(meta["tenant_id"], meta["user_id"]), session_id
             )

@@ -262,9 +262,10 @@ class ConversationStateManager(StateStore):
         """The one hot-key delete: the session's keys (and `extra`), then its entries in the
         user's index, the due set and (`dirty`) the dirty set."""
         (meta,) = await self.session_metas([session_id])
-        with translate_errors():
-            # One DEL: a session's keys share its hash tag (one slot, also on a cluster).
-            removed = int(await self.redis.client.delete(*self.keys.session_keys(session_id)))
+        # One DEL: a session's keys share its hash tag (one slot, also on a cluster). Its open
+        # streams are told, so they end now rather than at the replicas' next sweep.
+        keys = self.keys.session_keys(session_id)
+        removed = await self.notifier.delete(self.redis.client, self._pipeline, session_id, keys)
         if extra:
             await self.redis.delete(*extra)
         self._decoded.forget(self.keys.conversation(session_id))

@@ -90,7 +90,7 @@ class StateStore:
         client = redis.client
         self._autopipe = AutoPipeline(client)
         self._single_node = not redis.is_cluster
-        self._notifier = StreamNotifier(self.keys, settings.stream_partitions)
+        self.notifier = StreamNotifier(self.keys, settings.stream_partitions, self._single_node)
         self._decoded = DecodedConversations(settings.state_cache_sessions)
         self._write_script = client.register_script(_lua("write_state.lua"))
         self._event_script = client.register_script(_lua("append_event.lua"))
@@ -197,6 +197,7 @@ class StateStore:
         limits: tuple[RateLimit, ...] = (),
         release: str | None = None,
         companion: Companion | None = None,
+        index: bool = True,
     ) -> tuple[S, str | None]:
         expected = state.version if expected_version is None else expected_version
         new = state.with_version(expected + 1)
@@ -212,6 +213,7 @@ class StateStore:
                 limits=limits,
                 release=release,
                 companion=companion,
+                index=index,
             )
         if result is None:
             metrics.state_conflict()
@@ -265,10 +267,12 @@ class StateStore:
         limits: tuple[RateLimit, ...] = (),
         release: str | None = None,
         companion: Companion | None = None,
+        index: bool = True,
     ) -> WriteResult | None:
         """One run of write_state.lua. None on a version conflict; `AlreadyWritten` when
         `idempotency` names a key this session already used. `leading`: events that change no
-        state, appended just before `event` by the same script (a reply's last deltas)."""
+        state, appended just before `event` by the same script (a reply's last deltas).
+        `index=False`: the user's session index is left alone (see `update_returning_event`)."""
         sid = state.session_id
         own_ttl, other_ttl = self._ttls(kind)
         doc = encode_state(state)
@@ -300,7 +304,7 @@ class StateStore:
         ]
         index_key = self.keys.user_index(state.tenant_id, state.user_id)
         ttl = self.settings.conversation_ttl
-        index_score = updated_us if kind == "conversation" else ""
+        index_score = updated_us if kind == "conversation" and index else ""
         now = time.time()
         tail: list[Any] = [now, min(own_ttl, other_ttl) * TTL_REFRESH_FRACTION, len(leading)]
         for extra in leading:
@@ -329,7 +333,7 @@ class StateStore:
         if self._single_node:
             keys += [index_key, self.keys.dirty(), self.keys.replies_due()]
             keys += [limit.key for limit in limits]
-            keys.append(self._notifier.key(sid))
+            keys.append(self.notifier.key(sid))
             if release:
                 keys.append(self.keys.lease(sid))
             args += [sid, index_score, ttl, dirty_score, *self._idempotency_args(idempotency)]
@@ -359,7 +363,7 @@ class StateStore:
                 commands.append(("ZADD", self.keys.replies_due(), "LT", due_score, sid))
             reply, acked = await self._send_write(commands)
             if reply[0] == 1 and reply[3]:  # the notification's fields: events were appended
-                await self._notifier.send(self._pipeline, sid, reply[3])
+                await self.notifier.send(self._pipeline, sid, reply[3])
             if reply[0] == 1 and due_score == "-":
                 self._replicas.require(acked, sid)  # else the due entry must stay (see owed.py)
                 await self.due.settle(sid)
@@ -472,7 +476,7 @@ class StateStore:
             NOTIFY_INLINE_BYTES,
         ]
         if self._single_node:
-            keys.append(self._notifier.key(session_id))
+            keys.append(self.notifier.key(session_id))
         with translate_errors():
             try:
                 result = await self._event_script(keys=keys, args=args)
@@ -482,8 +486,12 @@ class StateStore:
         if not result:
             return None
         if not self._single_node:
-            await self._notifier.send(self._pipeline, session_id, result[1])
+            await self.notifier.send(self._pipeline, session_id, result[1])
         return str(result[0])
+
+    async def notify_gone(self, session_id: str) -> None:
+        """Cluster only: after a script deleted the session's keys (see `notifier.in_script`)."""
+        await self.notifier.send(self._pipeline, session_id, gone=True)
 
     # ------------------------------------------------------------ read-modify-write
 
@@ -544,6 +552,7 @@ class StateStore:
         limits: tuple[RateLimit, ...] = (),
         release: str | None = None,
         companion: Companion | None = None,
+        index: bool = True,
     ) -> tuple[Any, str | None]:
         """`update()`, also returning the stream id of the event written with the state.
 
@@ -564,6 +573,9 @@ class StateStore:
         and only from a `current` state (it was derived from that state); so it was written
         exactly when the returned version is `current.version + 1`. Raises
         `CompanionConflict` (nothing written) when the orchestration moved on meanwhile.
+        `index=False` leaves the user's session index as it is: the reply runner's writes, so
+        the index orders a user's sessions by their own last write (their last message), and
+        a reply costs no ZADD per write (listings show `updated_at` from the state itself).
         """
         attempts = self.settings.state_write_max_attempts
         last: VersionConflict | None = None
@@ -597,6 +609,7 @@ class StateStore:
                     limits if attempt == 0 else (),
                     release,
                     companion if attempt == 0 and current is not None else None,
+                    index,
                 )
             except VersionConflict as exc:
                 last = exc

@@ -32,7 +32,17 @@ cluster, a reader that reconnects after an outage, a reader so far behind that i
 was trimmed past it). No stream stays silent because of it: a reader that (re)connects starts
 from its partitions' ends and re-reads every tail in them; every `STREAM_CHECK_SECONDS` the
 tails whose session owes a reply (or did at the previous check) are re-read; every
-`STREAM_SWEEP_SECONDS` every tail is. Idle streams cost one read each per sweep, nothing more.
+`STREAM_SWEEP_SECONDS` every tail is.
+
+Checks look only at the tails that can have changed: every `STREAM_CHECK_SECONDS`, those
+that are new, had events since the last check, owed a reply at it, or sit in a partition
+whose reader has just (re)connected (one `HMGET` of the session's `owes` flag each: is the
+session still there, does it owe a reply); every `STREAM_SWEEP_SECONDS`, all of them. A
+deleted, purged or evicted session's notification says `gone` (`backend.state.notify`): its
+streams end at once, not at a check. An expired session has no notification (a TTL ends it):
+its streams end at the next sweep. So an idle stream costs the hub two commands per sweep
+(its re-read and its check) and nothing in between; what is left of its cost is
+sse-starlette's keep-alive ping (`SSE_PING_SECONDS`, see `backend.streaming.sse`).
 
 Subscriptions never lose events: a subscriber registers first, then back-fills with XRANGE
 from its own position, and drops anything at or below the last id it has passed on, so the
@@ -238,7 +248,10 @@ class _Reader:
                     continue
                 self.cursors[key] = rows[-1][0]
                 for _, fields in rows:
-                    hub._notified(fields)
+                    if fields.get("gone"):
+                        hub._gone(fields.get("s"))
+                    else:
+                        hub._notified(fields)
 
     async def _sync(self) -> None:
         """Start from the partitions' current ends, then re-read every tail in them: whatever
@@ -290,6 +303,8 @@ class StreamHub:
         # within _SEEN_SECONDS; None: one named no event), and when: a new tail whose start is
         # that id has nothing to read yet (what follows has notifications still to come).
         self._seen: OrderedDict[str, tuple[float, StreamId | None]] = OrderedDict()
+        # Tails the next check looks at (see the module doc): new, read with events, or owing.
+        self._watched: set[str] = set()
         self._tasks: set[asyncio.Task[None]] = set()
         self.leaving = False  # `going_away` was called
         # Called with open streams' sessions that owe a reply (the reply runner's `recheck`).
@@ -359,6 +374,7 @@ class StreamHub:
             fresh = seen is not None and time.monotonic() - seen[0] < _SEEN_SECONDS
             if not (fresh and seen is not None and seen[1] == parse_stream_id(after)):
                 self._mark_due(tail, notified=True)
+            self._watched.add(sid)  # it may owe a reply: the client waits for it
         tail.subs.add(sub)
         return parse_stream_id(tail.cursor) > parse_stream_id(after)
 
@@ -423,6 +439,15 @@ class StreamHub:
                 break
             self._seen.popitem(last=False)
 
+    def _gone(self, session_id: str | None) -> None:
+        """The session's keys were deleted: its streams end (the client is told why)."""
+        if session_id:
+            self._seen.pop(session_id, None)  # a session created again starts with a read
+        tail = self._tails.get(session_id) if session_id else None
+        if tail is not None:
+            for sub in tuple(tail.subs):
+                sub.close("gone")
+
     def _catch_up(self, partitions: set[int]) -> None:
         # Notifications were skipped: what `_seen` says of these partitions is not all.
         for sid in [s for s in self._seen if stream_partition(s, self.partitions) in partitions]:
@@ -430,6 +455,8 @@ class StreamHub:
         for tail in self._tails.values():
             if tail.partition in partitions:
                 self._mark_due(tail, notified=False)
+                # A `gone` notification may be among those lost: the next check looks.
+                self._watched.add(tail.session_id)
 
     def _suspect(self, partitions: set[int]) -> None:
         for tail in self._tails.values():
@@ -488,6 +515,7 @@ class StreamHub:
 
     def _deliver(self, tail: _Tail, entries: list[StreamEntry]) -> None:
         tail.cursor = entries[-1].id
+        self._watched.add(tail.session_id)  # it may owe a reply now
         for sub in tuple(tail.subs):
             sub.push(entries)
 
@@ -518,47 +546,71 @@ class StreamHub:
     # ------------------------------------------------------------------- checks
 
     async def _check_loop(self) -> None:
-        """Every few seconds, end the streams of sessions that were deleted or expired, re-read
-        the ones that owe a reply (or did at the last check: the notification of the write
-        that settled it may be lost), and hand those that owe one to `on_owing` (the reply
-        runner checks someone is generating it: a client is waiting on this stream). Every
-        `sweep_seconds`, re-read every open stream (see the module doc).
+        """End the streams of sessions that are gone, re-read the ones that owe a reply (or
+        did at the last check: the notification of the write that settled it may be lost),
+        and hand those that owe one to `on_owing` (the reply runner checks someone is
+        generating it: a client is waiting on this stream).
+
+        Every `check_seconds` for the watched tails (new, read with events, or owing), every
+        `sweep_seconds` for all of them, which are also re-read (see the module doc).
         """
-        next_sweep = time.monotonic() + self.sweep_seconds
+        now = time.monotonic()
+        next_check, next_sweep = now + self.check_seconds, now + self.sweep_seconds
         while not self.closed:
-            await asyncio.sleep(self.check_seconds)
-            if time.monotonic() >= next_sweep:
-                next_sweep = time.monotonic() + self.sweep_seconds
-                for tail in self._tails.values():
+            await asyncio.sleep(max(0.0, min(next_check, next_sweep) - time.monotonic()))
+            now = time.monotonic()
+            if now >= next_sweep:
+                next_sweep, next_check = now + self.sweep_seconds, now + self.check_seconds
+                self._watched.clear()
+                tails = list(self._tails.values())
+                for tail in tails:
                     self._mark_due(tail, notified=False)
-            tails = list(self._tails.values())
+            elif now >= next_check:
+                next_check = now + self.check_seconds
+                watched, self._watched = self._watched, set()
+                tails = [t for sid in watched if (t := self._tails.get(sid)) is not None]
+            else:
+                continue
             for start in range(0, len(tails), _CHECK_BATCH):
-                chunk = tails[start : start + _CHECK_BATCH]
-                try:
-                    with translate_errors():
-                        pipe = self.client.pipeline(transaction=False)
-                        for tail in chunk:
-                            pipe.hget(self.keys.conversation(tail.session_id), "meta")
-                        metas = await pipe.execute()
-                except StoreUnavailable:
+                if not await self._check(tails[start : start + _CHECK_BATCH]):
+                    # Redis is unreachable: look at them again next time.
+                    self._watched.update(t.session_id for t in tails[start:])
                     break
-                owing = []
-                for tail, meta in zip(chunk, metas, strict=True):
-                    if meta is None:
-                        for sub in tuple(tail.subs):
-                            sub.close("gone")
-                        continue
-                    owes = bool(json.loads(meta).get("owes_reply"))
-                    if owes or tail.owed:
-                        self._mark_due(tail, notified=False)
-                    tail.owed = owes
-                    if owes:
-                        owing.append(tail.session_id)
-                if owing and self.on_owing is not None:
-                    try:
-                        await self.on_owing(owing)
-                    except StoreUnavailable:
-                        break
+
+    async def _check(self, tails: list[_Tail]) -> bool:
+        """One pipelined look at the tails' sessions; False when Redis was unreachable."""
+        try:
+            with translate_errors():
+                pipe = self.client.pipeline(transaction=False)
+                for tail in tails:
+                    # `owes` is kept by the state writes (write_state.lua) next to the meta
+                    # JSON, which is only parsed for a session last written without it.
+                    pipe.hmget(self.keys.conversation(tail.session_id), ["owes", "meta"])
+                rows = await pipe.execute()
+        except StoreUnavailable:
+            return False
+        owing = []
+        for tail, (owes_flag, meta) in zip(tails, rows, strict=True):
+            if meta is None:
+                for sub in tuple(tail.subs):
+                    sub.close("gone")
+                continue
+            if owes_flag is not None:
+                owes = owes_flag == "1"
+            else:
+                owes = bool(json.loads(meta).get("owes_reply"))
+            if owes or tail.owed:
+                self._mark_due(tail, notified=False)
+            tail.owed = owes
+            if owes:
+                owing.append(tail.session_id)
+                self._watched.add(tail.session_id)
+        if owing and self.on_owing is not None:
+            try:
+                await self.on_owing(owing)
+            except StoreUnavailable:
+                return False
+        return True
 
 
 def _rows(reply: Any) -> list[tuple[str, list[tuple[str, dict[str, str]]]]]:

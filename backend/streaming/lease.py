@@ -1,7 +1,7 @@
 """A per-session lease: at most one reply generator per session across all replicas.
 
-`take` (Lua: set when free, extend when the caller's token already holds it) takes it; the
-holder renews it well before it expires; release is compare-and-delete in Lua, so a holder
+`take` takes it when free and keeps it when the caller's token already holds it; the holder
+renews it well before it expires; release is compare-and-delete in Lua, so a holder
 whose lease already expired (and was taken over) can never delete its successor's. The lease
 key shares the session's hash tag. A dead holder simply stops renewing: after `ttl` the lease
 is free and another replica recovers the session. A live holder that waited out a Redis outage
@@ -43,8 +43,20 @@ class SessionLease:
     async def take(self, session_id: str, token: str) -> bool:
         """Hold the lease with `token`: take it when free, keep it when `token` holds it.
 
-        The one way to acquire the lease (`acquire` is the same call).
+        The one way to acquire the lease (`acquire` is the same call). A plain `SET NX PX GET`
+        first: one command, no script, answers the two usual cases (free: taken; someone
+        else's: refused, its holder's token comes back). Only when `token` itself holds it (a
+        holder taking its lease back after an outage) does `lease_take.lua` extend it, as a
+        compare-and-extend must be atomic: the lease may lapse and be taken by another between
+        two plain commands.
         """
+        key = self.keys.lease(session_id)
+        with translate_errors():
+            holder = await self.redis.client.set(key, token, nx=True, px=self.ttl_ms, get=True)
+        if holder is None:
+            return True
+        if holder != token:
+            return False
         return bool(await self._run(self._take, session_id, token, self.ttl_ms))
 
     acquire = take

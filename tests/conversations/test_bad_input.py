@@ -37,9 +37,12 @@ SESSION_ROUTES = [r for r in ROUTES if "{sid}" in r[1]]
 
 
 async def snapshot(redis: RedisService, prefix: str) -> dict[str, Any]:
-    """Everything stored under the test's prefix, comparable before and after."""
+    """Everything stored under the test's prefix, comparable before and after; the replicas'
+    heartbeats (`{ops}` keys, refreshed on their own timer) aside."""
     client, state = redis.client, {}
     async for key in redis.scan_keys(f"{prefix}:*"):
+        if key.startswith(f"{prefix}:{{ops}}:"):
+            continue
         kind = await client.type(key)
         if kind == "hash":
             state[key] = await client.hgetall(key)

@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
+from typing import Any
+
 import httpx
 
 from backend.conversations.chat import reply_filters
+from backend.core.config import Settings
+from backend.core.redis import RedisService
 from backend.state.schemas import StreamEntry
 from backend.state.service import ConversationStateManager
 from backend.streaming.events import parse_stream_id
-from tests.sse_helpers import bearer, events, text_of
+from tests.sse_helpers import GUARD, bearer, events, text_of
 
 FIRST = "Fui demitido sem justa causa e a empresa não pagou minhas verbas rescisórias."
 
@@ -87,3 +93,61 @@ def test_the_chat_stream_of_a_message_ends_with_the_reply_that_answers_it() -> N
     assert not ends(_entry("error", 5, retrying=True)) and ends(_entry("error", 5, retrying=False))
     # Everything else passes through.
     assert not skip(_entry("triage.updated", None)) and not skip(_entry("message.created", None))
+
+
+async def test_events_stored_by_one_write_reach_the_client_in_one_write(
+    settings: Settings, redis_service: RedisService
+) -> None:
+    # What a client's socket receives, write by write (each ASGI body message is one write):
+    # the events one state write stored are read together and sent together, so a chat
+    # message costs the replica three writes to its client, not one per event.
+    from backend.main import create_app
+
+    app = create_app(settings)
+    body = json.dumps({"message": FIRST}).encode()
+    token = bearer()["Authorization"].encode()
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": "/api/agents/chat",
+        "raw_path": b"/api/agents/chat",
+        "query_string": b"",
+        "root_path": "",
+        "headers": [
+            (b"host", b"test"),
+            (b"authorization", token),
+            (b"content-type", b"application/json"),
+            (b"content-length", str(len(body)).encode()),
+        ],
+        "client": ("127.0.0.1", 1234),
+        "server": ("test", 80),
+    }
+    received = [{"type": "http.request", "body": body, "more_body": False}]
+    done = asyncio.Event()
+    writes: list[list[str]] = []
+
+    async def receive() -> dict[str, Any]:
+        if received:
+            return received.pop()
+        await done.wait()
+        return {"type": "http.disconnect"}
+
+    async def send(message: dict[str, Any]) -> None:
+        if message["type"] == "http.response.body" and message.get("body"):
+            chunk = message["body"].decode()
+            writes.append([line[7:] for line in chunk.splitlines() if line.startswith("event: ")])
+        if message["type"] == "http.response.body" and not message.get("more_body"):
+            done.set()
+
+    async with app.router.lifespan_context(app):
+        await asyncio.wait_for(app(scope, receive, send), GUARD)
+    kinds = [kind for write in writes for kind in write]
+    assert kinds[0] == "message.created" and kinds[-1] == "message.completed"
+    assert writes[0] == ["message.created"]  # the acknowledgement goes out at once
+    # The reply's start (with the case analysis) and its end are one write each.
+    assert ["message.started", "triage.updated"] in [w[:2] for w in writes]
+    assert writes[-1][-2:] == ["message.delta", "message.completed"]
+    assert len(writes) < len(kinds)

@@ -160,8 +160,12 @@ async def test_lost_stream_gets_a_reload_event_from_the_start(
 
 
 async def test_deleting_the_session_ends_its_streams(
-    live_api: str, client: httpx.AsyncClient
+    settings: Settings, serve: Callable[[Settings], Awaitable[str]], client: httpx.AsyncClient
 ) -> None:
+    # The replica checks and sweeps its open streams an hour apart: only the deletion's own
+    # notification can end the stream within the guard.
+    long = {"stream_check_seconds": 3_600, "stream_sweep_seconds": 3_600}
+    live_api = await serve(settings.model_copy(update=long))
     sid, _ = await chat_session(client, live_api)
     url = f"{live_api}/api/conversations/sessions/{sid}/events"
     reader = asyncio.create_task(events(client, "GET", url, headers=bearer()))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from pydantic import ValidationError
 
 from backend.generators.analysis import MAX_USER_TURNS, analyze
 from backend.generators.questions import MISSING_LABELS, Topic
@@ -494,3 +495,23 @@ class TestAnswerAgainstQuestion:
         assert analysis.last_reply_evasion == "unknown"
         conversation, _ = interview(self.STORY, "não sei se tem prazo", "não, nada marcado")
         assert Topic.URGENCIA in analyze(conversation).answered_topics
+
+
+def test_the_same_session_with_a_different_last_message_is_analysed_anew() -> None:
+    # Analyses are cached by the messages they read: a conversation of the same session and
+    # length whose last message says something else must not get the earlier answer.
+    first = analyze(chat("Fui demitido sem justa causa e a empresa não pagou minha rescisão"))
+    second = analyze(chat("Meu voo para Recife foi cancelado e a companhia não me reembolsa"))
+    assert (first.area, second.area) == ("trabalhista", "consumidor")
+    again = analyze(chat("Fui demitido sem justa causa e a empresa não pagou minha rescisão"))
+    assert again == first
+
+
+def test_an_analysis_cannot_be_changed_in_place() -> None:
+    # One analysis is shared by every caller that analyses the same conversation.
+    analysis = analyze(chat("Fui demitido sem justa causa e a empresa não pagou minha rescisão"))
+    with pytest.raises(ValidationError):
+        analysis.area = "consumidor"  # type: ignore[misc]
+    assert analyze(chat("Fui demitido sem justa causa e a empresa não pagou")).area == (
+        "trabalhista"
+    )

@@ -328,3 +328,46 @@ async def test_the_completing_write_lets_go_of_the_session(
     await two.interviewer.continue_conversation(ALICE, sid, "Foi há duas semanas.")
     state = await settled(manager, sid)
     assert [m.role for m in state.messages] == ["user", "assistant", "user", "assistant"]
+
+
+async def test_a_reply_leaves_the_users_session_index_alone(
+    start_runtime: Start, manager: ConversationStateManager
+) -> None:
+    """The index keeps the time of the user's message (their sessions are listed by their own
+    last message); the listing still shows when the session last changed: its reply."""
+    runtime = start_runtime()
+    posted_state, posted = await runtime.interviewer.start_conversation(ALICE, STORY)
+    assert posted is not None
+    sid = posted.session_id
+    state = await settled(manager, sid)
+    assert state.messages[-1].role == "assistant"
+    index = manager.keys.user_index(ALICE.tenant_id, ALICE.user_id)
+    score = await manager.redis.client.zscore(index, sid)
+    assert score == int(posted_state.updated_at.timestamp() * 1_000_000)
+    (listed,) = (await manager.list_active_conversations(ALICE.tenant_id, ALICE.user_id)).items
+    assert listed.updated_at == state.updated_at > posted_state.updated_at
+
+
+async def test_a_reply_longer_than_its_lease_keeps_the_lease_until_it_is_stored(
+    start_runtime: Start, manager: ConversationStateManager, redis_service: RedisService
+) -> None:
+    # The renewal starts one interval (a third of the lease) into the job: a slow reply must
+    # still hold its lease long after the lease's first term, and be stored once.
+    runtime = start_runtime(
+        generation_lease_ms=300, offline_chunk_delay_ms=150, generation_sweep_seconds=0.1
+    )
+    _, posted = await runtime.interviewer.start_conversation(ALICE, STORY)
+    assert posted is not None
+    sid = posted.session_id
+    await wait_for_event(manager, sid, "message.delta")
+    lease_key = manager.keys.lease(sid)
+    for _ in range(3):  # three lease terms while the reply goes on
+        await asyncio.sleep(0.3)
+        if not runtime.runner.running:
+            break
+        assert await redis_service.client.exists(lease_key)
+    state = await settled(manager, sid)
+    assert [m.role for m in state.messages] == ["user", "assistant"]
+    kinds = types(await manager.read_events(sid))
+    assert kinds.count("message.completed") == 1
+    assert "error" not in kinds

@@ -308,6 +308,27 @@ async def test_ttl_refresh_is_paid_once_per_interval(make_manager: Any) -> None:
     assert 990 <= (await redis.get_ttl(index) or 0) <= 1000
 
 
+async def test_a_delta_keeps_the_streams_ttl_and_gives_a_lost_stream_one(
+    make_manager: Any,
+) -> None:
+    """A delta (an event without a state write) leaves the stream's TTL to the state writes,
+    which slide it with the state's; a stream lost on its own gets its TTL back from it."""
+    manager = await make_manager(conversation_ttl=1000, orchestration_ttl=1000)
+    redis, keys = manager.redis, manager.keys
+    state = await manager.save_conversation_state(new_conversation())
+    sid = state.session_id
+    await manager.append_event(sid, Event(type="message.delta", data={"text": "a"}))
+    assert 990 <= (await redis.get_ttl(keys.events(sid)) or 0) <= 1000
+    assert await redis.client.expire(keys.events(sid), 500)
+    await manager.append_event(sid, Event(type="message.delta", data={"text": "b"}))
+    assert 490 <= (await redis.get_ttl(keys.events(sid)) or 0) <= 500
+
+    await redis.client.delete(keys.events(sid))
+    assert await manager.append_event(sid, Event(type="message.delta", data={"text": "c"}))
+    assert 990 <= (await redis.get_ttl(keys.events(sid)) or 0) <= 1000
+    assert [e.data for e in await manager.read_events(sid)] == [{"text": "c"}]
+
+
 async def test_nothing_outlives_the_state(make_manager: Any) -> None:
     manager = await make_manager(conversation_ttl=1, orchestration_ttl=1)
     state = await manager.save_conversation_state(new_conversation())
@@ -407,6 +428,30 @@ async def test_a_new_session_drops_index_entries_older_than_the_ttl(make_manager
     new = await manager.save_conversation_state(new_conversation())
     members = set(await manager.redis.client.zrange(index, 0, -1))
     assert members == {kept.session_id, new.session_id}
+
+
+async def test_a_write_that_leaves_the_index_alone_keeps_the_listing_order(
+    make_manager: Any,
+) -> None:
+    """The reply runner's writes leave the user's index alone: a user's sessions are listed by
+    their own last message, and each shows when it last changed (its reply included)."""
+    manager = await make_manager()
+    first = await manager.save_conversation_state(new_conversation())
+    second = await manager.save_conversation_state(new_conversation())
+
+    def reply(state: ConversationState) -> None:
+        state.append_message("assistant", "Entendi. Quando foi a demissão?", max_history=100)
+
+    replied, _ = await manager.update_returning_event(first.session_id, reply, index=False)
+    page = await manager.list_active_conversations("escritorio-1", "ana")
+    assert [s.session_id for s in page.items] == [second.session_id, first.session_id]
+    assert page.items[1].updated_at == replied.updated_at > page.items[0].updated_at
+    assert page.items[1].message_count == 1 and page.items[1].version == 2
+
+    # The user's own next write moves the session up again.
+    await manager.update(first.session_id, append("Foi há duas semanas."))
+    page = await manager.list_active_conversations("escritorio-1", "ana")
+    assert [s.session_id for s in page.items] == [first.session_id, second.session_id]
 
 
 async def test_lost_scripts_are_reloaded(make_manager: Any) -> None:

@@ -14,6 +14,7 @@ from redis.backoff import NoBackoff
 from backend.core import metrics
 from backend.core.config import Settings
 from backend.core.redis import RedisService, create_redis_client
+from backend.state.eviction import SessionEvictor
 from backend.state.keys import stream_partition
 from backend.state.notify import NOTIFY_INLINE_BYTES
 from backend.state.schemas import ConversationState, Event, OrchestrationState, StreamEntry
@@ -22,6 +23,7 @@ from backend.streaming.events import ResumePoint, resume_point
 from backend.streaming.hub import Reload, StreamHub, Subscription
 from backend.streaming.sse import session_events
 from tests.conftest import make_settings, purge_prefix
+from tests.state.test_eviction import durable_session
 
 GUARD = 15  # seconds; a hang guard, not a timing assertion
 
@@ -459,6 +461,110 @@ async def test_a_killed_reader_connection_recovers_without_losing_events(
             got = await take(subs[sid], 3)
             assert [e.id for e in got] == (await stored_after(manager, sid, start))[2:]
         assert await server_connections(manager, topology["name"]) > 0
+    finally:
+        await hub.close()
+
+
+async def monitored(manager: ConversationStateManager, seconds: float) -> list[str]:
+    """The commands every Redis server (each node of a cluster) runs for `seconds` (MONITOR),
+    as text, of this test's keys only (its prefix: other tests share the server)."""
+    if manager.redis.is_cluster:
+        nodes = manager.redis.client.get_nodes()
+        servers = [Redis(host=n.host, port=n.port, decode_responses=True) for n in nodes]
+    else:
+        servers = [Redis.from_url(manager.settings.redis_url, decode_responses=True)]
+    seen: list[str] = []
+
+    async def watch(server: Redis) -> None:
+        async with server.monitor() as monitor:
+            while True:
+                command = (await monitor.next_command())["command"]
+                if manager.keys.prefix in command:
+                    seen.append(command)
+
+    watchers = [asyncio.create_task(watch(server)) for server in servers]
+    try:
+        await asyncio.sleep(seconds)
+    finally:
+        for task in watchers:
+            task.cancel()
+        await asyncio.gather(*watchers, return_exceptions=True)
+        for server in servers:
+            await server.aclose()
+    return seen
+
+
+async def owe_a_reply(manager: ConversationStateManager, sid: str) -> None:
+    def ask(state: ConversationState) -> Event:
+        state.append_message("user", "Fui demitido sem justa causa.", max_history=100)
+        return Event(type="message.created")
+
+    await manager.update_returning_event(sid, ask)
+
+
+async def test_an_idle_stream_costs_no_command_between_sweeps(
+    topology: dict[str, Any],
+) -> None:
+    """Ten idle streams and one whose session owes a reply, checked every 0.2 s (sweep: an
+    hour): the checks look at the owing session each time and at the idle ones never."""
+    manager, client = topology["manager"], topology["client"]
+    hub = make_hub(manager, client)
+    hub.start()
+    try:
+        idle = [f"i{n}" for n in range(10)]
+        for sid in [*idle, "o1"]:
+            hub.attach(hub.new_subscription(sid), await new_session(manager, sid))
+        await owe_a_reply(manager, "o1")
+        await asyncio.sleep(0.6)  # the first reads, and the first checks of the new tails
+        seen = await monitored(manager, 1.5)
+        assert [c for c in seen if any(f"{{{sid}}}" in c for sid in idle)] == []
+        owing = [c for c in seen if "{o1}:conv" in c]
+        assert len(owing) >= 3, seen  # checked at each check (about 7), not only at the sweep
+    finally:
+        await hub.close()
+
+
+async def test_a_deleted_purged_or_evicted_sessions_idle_stream_ends_at_once(
+    topology: dict[str, Any],
+) -> None:
+    """Checks and sweeps an hour apart: only the `gone` notification that goes with the
+    session's deletion can end its streams within the guard."""
+    manager, client = topology["manager"], topology["client"]
+    hub = make_hub(manager, client, check_seconds=3_600)
+    hub.start()
+    try:
+        deleted, purged = hub.new_subscription("g1"), hub.new_subscription("g2")
+        hub.attach(deleted, await new_session(manager, "g1"))
+        hub.attach(purged, await new_session(manager, "g2"))
+        evicted_sid = await durable_session(manager)
+        evicted = hub.new_subscription(evicted_sid)
+        hub.attach(evicted, "0-0")
+        kept = hub.new_subscription("g3")
+        hub.attach(kept, await new_session(manager, "g3"))
+        await asyncio.sleep(0.3)  # the first reads are done
+        await manager.delete_session("g1")
+        await manager.purge_hot("g2")
+        assert await SessionEvictor(manager).evict(evicted_sid) is None
+        for sub in (deleted, purged, evicted):
+            assert await asyncio.wait_for(sub.next(), GUARD) is None
+            assert sub.reason == "gone"
+        assert kept.reason is None
+    finally:
+        await hub.close()
+
+
+async def test_an_expired_sessions_stream_ends_at_the_sweep(topology: dict[str, Any]) -> None:
+    """A session whose keys expire (no notification) still ends its streams: at the sweep."""
+    manager, client = topology["manager"], topology["client"]
+    hub = make_hub(manager, client, check_seconds=3_600, sweep_seconds=0.5)
+    hub.start()
+    try:
+        sub = hub.new_subscription("x1")
+        hub.attach(sub, await new_session(manager, "x1"))
+        await asyncio.sleep(0.3)
+        await manager.redis.client.delete(*manager.keys.session_keys("x1"))  # as a TTL does
+        assert await asyncio.wait_for(sub.next(), GUARD) is None
+        assert sub.reason == "gone"
     finally:
         await hub.close()
 

@@ -1,10 +1,12 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 from backend.core.redis import RedisService
 from backend.state.service import ConversationStateManager
 from backend.streaming.lease import SessionLease
+from tests.conftest import make_settings, purge_prefix
 
 
 def lease_for(
@@ -49,3 +51,30 @@ async def test_expired_lease_is_free_and_old_holder_cannot_touch_the_new_one(
     assert not await a.renew("s1", ta)
     assert not await a.release("s1", ta)
     assert await redis_service.client.get(manager.keys.lease("s1")) == tb
+
+
+async def test_a_holder_takes_its_own_lease_back_and_extends_it(
+    redis_backend: dict[str, Any],
+) -> None:
+    # A holder that waited out a Redis outage takes its lease back with the same token: the
+    # lease is still its own, and is extended, not refused (the reply goes on as its own).
+    settings = make_settings(**redis_backend)
+    redis = RedisService.from_settings(settings)
+    try:
+        manager = ConversationStateManager(redis, settings)
+        a, b = lease_for(manager, ttl_ms=5_000), lease_for(manager, owner="b")
+        ta, tb = a.new_token(), b.new_token()
+        key = manager.keys.lease("s1")
+        assert await a.take("s1", ta)
+        await redis.client.pexpire(key, 300)  # about to lapse, as after a long outage
+        assert await a.take("s1", ta)
+        assert await redis.client.pttl(key) > 1_000
+        assert not await b.take("s1", tb)
+        assert await redis.client.get(key) == ta
+        # Lapsed meanwhile and nobody took it: the same token takes it again.
+        await redis.client.delete(key)
+        assert await a.take("s1", ta)
+        assert await redis.client.get(key) == ta
+    finally:
+        await purge_prefix(redis, settings.key_prefix)
+        await redis.close()

@@ -1,8 +1,11 @@
--- Append one event to a session's stream and slide the stream's TTL in the same step.
+-- Append one event to a session's stream, which keeps the TTL the session's state writes
+-- give it (write_state.lua slides it with the state's): a delta costs no EXPIRE of its own.
+-- A stream lost on its own is created again with its TTL, never left without one.
 -- Refuses (returns {}) when the session's state is gone, so a stream never outlives its state.
 --
 -- KEYS[1]  the session's conversation hash, KEYS[2] its event stream
--- ARGV[1]  TTL (seconds), ARGV[2] MAXLEN, ARGV[3] event type, ARGV[4] data (JSON)
+-- ARGV[1]  TTL of a stream created again (seconds), ARGV[2] MAXLEN, ARGV[3] event type,
+--          ARGV[4] data (JSON)
 -- ARGV[5]  version to stamp on the event ("" for the state's current version)
 -- ARGV[6]  the session id, ARGV[7] the notification stream's MAXLEN ("" on a cluster),
 -- ARGV[8]  the most bytes of event data a notification carries
@@ -21,15 +24,21 @@ if version == '' then
     return {}
   end
 end
-local id = redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[2], '*',
+local prev = stored[2]
+local id = redis.call('XADD', KEYS[2], 'NOMKSTREAM', 'MAXLEN', '~', ARGV[2], '*',
   'type', ARGV[3], 'version', version, 'data', ARGV[4])
-redis.call('EXPIRE', KEYS[2], ARGV[1])
+if not id then
+  id = redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[2], '*',
+    'type', ARGV[3], 'version', version, 'data', ARGV[4])
+  redis.call('EXPIRE', KEYS[2], ARGV[1])
+  prev = false  -- a stream created anew: `last` named an entry of the lost one
+end
 local note = {'s', ARGV[6]}
 if stored[1] then  -- never creates a hash of its own
   redis.call('HSET', KEYS[1], 'last', id)
 end
-if stored[2] and #ARGV[4] <= tonumber(ARGV[8]) then
-  note[3], note[4] = 'p', stored[2]
+if prev and #ARGV[4] <= tonumber(ARGV[8]) then
+  note[3], note[4] = 'p', prev
   note[5], note[6] = id, ARGV[3] .. '\n' .. version .. '\n' .. ARGV[4]
 else
   note[3], note[4] = id, ''

@@ -16,9 +16,11 @@
 -- ARGV[5]  stream MAXLEN (approximate trimming)
 -- ARGV[6]  event type ("" for no event), ARGV[7] event data (JSON)
 -- ARGV[8]  the document (JSON), ARGV[9] its meta (JSON)
--- ARGV[10] session id, ARGV[11] index score (us; "" leaves the index alone), ARGV[12] index
---          TTL (seconds), ARGV[13] dirty score ("" leaves the session unmarked; skipped while
---          the hash's `dirty` field says it is in the set already, see release_dirty.lua)
+-- ARGV[10] session id, ARGV[11] index score (us; "" leaves the index alone: the reply
+--          runner's writes, so a user's sessions are ordered by their own last write),
+--          ARGV[12] index TTL (seconds), ARGV[13] dirty score ("" leaves the session
+--          unmarked; skipped while the hash's `dirty` field says it is in the set already, see
+--          release_dirty.lua)
 -- ARGV[14] the client's Idempotency-Key ("" for none), ARGV[15] its record (JSON object; the
 --          script adds event_id and version), ARGV[16] records per generation, ARGV[17] TTL
 -- ARGV[18] due score: a number when the written conversation owes a reply (added, or moved
