@@ -90,6 +90,13 @@ class _Metrics:
             "Session stream reads that found events no notification had announced",
             registry=r,
         )
+        self.stream_tail_reads = Counter(
+            "triage_stream_tail_reads",
+            "How the stream hub got its tails' new events: carried by their notification, or "
+            "one read of the session's stream",
+            ["source"],
+            registry=r,
+        )
         self.ws_open = Gauge(
             "triage_ws_connections_open",
             "WebSockets open on this replica",
@@ -285,6 +292,13 @@ def stream_cut(reason: str) -> None:
 def stream_caught_up() -> None:
     """A catch-up read (sweep, reconnect) found events: their notification was lost."""
     M.stream_caught_up.inc()
+
+
+def stream_tail_read(source: str) -> None:
+    """`notification`: events passed on as their notification carried them, no read of the
+    session's stream; `stream`: one read of it (a new tail's first, a notification that could
+    not vouch for what precedes its events, a catch-up)."""
+    M.stream_tail_reads.labels(source).inc()
 
 
 def snapshot_batch(seconds: float, sessions: int, messages: int) -> None:

@@ -35,7 +35,7 @@ from backend.core.redis import RedisService, translate_errors
 from backend.core.tracing import span
 from backend.state.decoded import DecodedConversations
 from backend.state.keys import Keys
-from backend.state.notify import NOTIFY_MAXLEN, StreamNotifier
+from backend.state.notify import NOTIFY_INLINE_BYTES, NOTIFY_MAXLEN, StreamNotifier
 from backend.state.owed import owes_reply
 from backend.state.queues import DirtySet, DueSet
 from backend.state.replication import ReplicaWait
@@ -316,8 +316,10 @@ class StateStore:
             tail += [limit.limit, limit.window_ms]
         tail.append(release or "")
         # On a single node the script notifies the session's stream partition (its key after
-        # the rate-limit counters); on a cluster the notification follows the script.
+        # the rate-limit counters); on a cluster the notification follows the script. The
+        # conversation hash keeps the stream's last id, which the notification names.
         tail.append(NOTIFY_MAXLEN if self._single_node else "")
+        tail += [NOTIFY_INLINE_BYTES, "1" if kind == "conversation" else "2"]
         if companion is not None:
             if kind != "conversation":
                 raise ValueError("only a conversation write carries a companion")
@@ -360,9 +362,8 @@ class StateStore:
             if due_score not in ("", "-"):
                 commands.append(("ZADD", self.keys.replies_due(), "LT", due_score, sid))
             reply, acked = await self._send_write(commands)
-            appended = event or leading or (companion is not None and companion.event)
-            if reply[0] == 1 and appended:
-                await self.notifier.send(self._pipeline, sid)
+            if reply[0] == 1 and reply[3]:  # the notification's fields: events were appended
+                await self.notifier.send(self._pipeline, sid, reply[3])
             if reply[0] == 1 and due_score == "-":
                 self._replicas.require(acked, sid)  # else the due entry must stay (see owed.py)
                 await self.due.settle(sid)
@@ -379,7 +380,7 @@ class StateStore:
         self._replicas.require(acked, sid)
         if isinstance(state, ConversationState):
             self._decoded.written(keys[0], doc, state)
-        return WriteResult(version=int(new_version), event_id=(rest[0] or None) if rest else None)
+        return WriteResult(version=int(new_version), event_id=rest[0] or None)
 
     async def _send_write(self, commands: list[tuple[Any, ...]]) -> tuple[Any, int | None]:
         """The write's commands (the session's script first) in one round trip: the script's
@@ -470,19 +471,23 @@ class StateStore:
             event.type,
             _json(event.data),
             "" if version is None else version,
+            session_id,
+            NOTIFY_MAXLEN if self._single_node else "",
+            NOTIFY_INLINE_BYTES,
         ]
         if self._single_node:
             keys.append(self.notifier.key(session_id))
-            args += [session_id, NOTIFY_MAXLEN]
         with translate_errors():
             try:
                 result = await self._event_script(keys=keys, args=args)
             except redis_errors.NoScriptError:
                 await self.load_scripts()
                 result = await self._event_script(keys=keys, args=args)
-        if result and not self._single_node:
-            await self.notifier.send(self._pipeline, session_id)
-        return result or None
+        if not result:
+            return None
+        if not self._single_node:
+            await self.notifier.send(self._pipeline, session_id, result[1])
+        return str(result[0])
 
     async def notify_gone(self, session_id: str) -> None:
         """Cluster only: after a script deleted the session's keys (see `notifier.in_script`)."""

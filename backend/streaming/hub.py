@@ -6,15 +6,26 @@ per replica, past Redis's default `maxclients`. A multi-key XREAD over many sess
 does not help on a cluster either: it must stay in one slot, and each session has its own.
 
 So readers block on *notifications*, not on session streams (as Centrifugo does on a
-cluster: a fixed number of partitions, each with its own hash tag). Every event appended to a
-session's stream also appends the session id to the notification stream of the session's
-partition (`backend.state.notify`; `STREAM_PARTITIONS`, a stable hash of the session id).
-A replica runs one reader per partition on a cluster (one connection per partition, routed and
-failed over by the cluster client) and one reader for all partitions on a single node: its
-blocking reads grow with the partitions, never with the streamed sessions. A notification only
-wakes: a single fetcher then reads the notified sessions' own streams after each one's cursor
-(non-blocking, pipelined), so delivery keeps the per-session cursor it always had. Several
-clients of one session share one cursor ("tail").
+cluster: a fixed number of partitions, each with its own hash tag). Every write that appends
+to a session's stream also appends a notification to the stream of the session's partition
+(`backend.state.notify`; `STREAM_PARTITIONS`, a stable hash of the session id). A replica runs
+one reader per partition on a cluster (one connection per partition, routed and failed over by
+the cluster client) and one reader for all partitions on a single node: its blocking reads
+grow with the partitions, never with the streamed sessions. Several clients of one session
+share one cursor ("tail"), moved by a single fetcher.
+
+A wake-up is one read, the reader's. A notification names the events its write appended and,
+when it can, carries them with the id of the session stream's entry they follow (`prev`: the
+write scripts keep the stream's last id in the conversation hash). For a tail whose cursor is
+there (or at one of those events), the fetcher passes them on as they are, with no read of the
+session's stream. Otherwise (events too large to carry, a write that did not know `prev`, a
+cursor elsewhere because a notification was lost or trimmed, a notification that names no
+event) it reads the session's stream after the cursor (non-blocking, pipelined). The stream
+stays the truth: carried events are exactly its next entries after `prev`, so both ways pass
+on the same thing, with no gap and no duplicate. A new tail reads its stream once to start
+(its events may have been notified before it existed), unless the notifications the hub read
+lately for the session end exactly at its start (`_seen`): a chat POST's stream, which starts
+at the event its write has just appended; what follows comes with notifications still to read.
 
 A notification can be lost (a writer that dies between its script and the notification on a
 cluster, a reader that reconnects after an outage, a reader so far behind that its partition
@@ -44,7 +55,7 @@ import asyncio
 import json
 import logging
 import time
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -53,8 +64,9 @@ from backend.core import metrics
 from backend.core.errors import StoreUnavailable
 from backend.core.redis import RedisClient, translate_errors
 from backend.state.keys import Keys, stream_partition
+from backend.state.notify import Notification
 from backend.state.schemas import StreamEntry
-from backend.streaming.events import check_resume, parse_stream_id
+from backend.streaming.events import InvalidLastEventId, StreamId, check_resume, parse_stream_id
 from backend.streaming.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
@@ -63,6 +75,11 @@ _READ_COUNT = 500  # entries of one session stream per read
 _NOTIFY_COUNT = 1_000  # notifications per read (NOTIFY_MAXLEN: what a partition keeps)
 _FETCH_BATCH = 200  # session streams read in one pipeline
 _CHECK_BATCH = 500
+# How long, and for how many sessions at most, the hub remembers how far the notifications it
+# read went for a session (see `StreamHub._seen`): long enough for a chat POST's stream to
+# attach after its write's notification was read.
+_SEEN_SECONDS = 10.0
+_SEEN_MAX = 50_000
 
 
 @dataclass(frozen=True)
@@ -140,6 +157,61 @@ class _Tail:
         self.owed = False  # the session owed a reply at the last check
 
 
+class _Wake:
+    """Why a tail is due: whether a notification asked (False: a catch-up read, which finds
+    events only if one was lost), and the events notifications carried since, contiguous from
+    `prev` (`entries` None: read the stream)."""
+
+    __slots__ = ("entries", "notified", "prev")
+
+    def __init__(self, notified: bool, note: Notification | None = None) -> None:
+        self.notified = notified
+        carried = _carried(note) if note is not None else None
+        self.prev: str | None = carried[0] if carried is not None else None
+        self.entries: list[StreamEntry] | None = carried[1] if carried is not None else None
+
+    def add(self, note: Notification) -> None:
+        """Another notification of the same session before the fetcher got to this one."""
+        self.notified = True
+        carried = _carried(note) if self.entries is not None else None
+        if self.entries is not None and carried is not None and carried[0] == self.entries[-1].id:
+            self.entries = self.entries + carried[1]
+        else:
+            self.entries = None
+
+    def inline(self, cursor: str) -> list[StreamEntry] | None:
+        """The carried events after `cursor`, or None when they cannot say (read instead)."""
+        if self.prev is None or self.entries is None:
+            return None
+        at = parse_stream_id(cursor)
+        ids = [parse_stream_id(self.prev), *(parse_stream_id(e.id) for e in self.entries)]
+        if at in ids:
+            return self.entries[ids.index(at) :]
+        if at > ids[-1]:
+            return []  # passed already
+        return None
+
+
+def _carried(note: Notification) -> tuple[str, list[StreamEntry]] | None:
+    """A notification's events when they can stand for a read: they follow `prev` in the
+    stream (not so in a stream created anew after it was lost, whose ids may start lower)."""
+    carried = note.events()
+    if carried is None:
+        return None
+    try:
+        follows = parse_stream_id(carried[1][0].id) > parse_stream_id(carried[0])
+    except InvalidLastEventId:  # not written by this code: read the stream instead
+        return None
+    return carried if follows else None
+
+
+def _stream_id(value: str | None) -> StreamId | None:
+    try:
+        return parse_stream_id(value) if value is not None else None
+    except InvalidLastEventId:
+        return None
+
+
 class _Reader:
     """One blocking XREAD over notification streams (its partitions' keys, one slot each on a
     cluster), handing the notified sessions to the hub's fetcher."""
@@ -179,7 +251,7 @@ class _Reader:
                     if fields.get("gone"):
                         hub._gone(fields.get("s"))
                     else:
-                        hub._notified(fields.get("s"))
+                        hub._notified(fields)
 
     async def _sync(self) -> None:
         """Start from the partitions' current ends, then re-read every tail in them: whatever
@@ -224,10 +296,13 @@ class StreamHub:
         self.closed = False
         self._tails: dict[str, _Tail] = {}  # by session id
         self._readers: list[_Reader] = []
-        # Tails to read, in order (a dict as an ordered set), each with whether a notification
-        # asked for it (False: a catch-up read, which finds events only if one was lost).
-        self._due: dict[str, bool] = {}
+        # Tails due, in order (a dict as an ordered set), each with why (see `_Wake`).
+        self._due: dict[str, _Wake] = {}
         self._has_due = asyncio.Event()
+        # By session, the last event id of the notifications read (since the last reader sync,
+        # within _SEEN_SECONDS; None: one named no event), and when: a new tail whose start is
+        # that id has nothing to read yet (what follows has notifications still to come).
+        self._seen: OrderedDict[str, tuple[float, StreamId | None]] = OrderedDict()
         # Tails the next check looks at (see the module doc): new, read with events, or owing.
         self._watched: set[str] = set()
         self._tasks: set[asyncio.Task[None]] = set()
@@ -282,7 +357,9 @@ class StreamHub:
 
         Returns whether the subscriber must back-fill: an existing tail may already be past
         `after`, and the subscriber then reads that part itself. A new tail starts at `after`
-        and is read at once (its events may all have been notified before it existed).
+        and is read at once (its events may all have been notified before it existed), unless
+        the notifications read lately for the session end at `after` (a chat POST's stream,
+        which starts at the event it has just written).
         """
         if self.closed or self.leaving:
             sub.close("shutdown")
@@ -293,7 +370,10 @@ class StreamHub:
             partition = stream_partition(sid, self.partitions)
             tail = _Tail(sid, self.keys.events(sid), after, partition)
             self._tails[sid] = tail
-            self._mark_due(tail, notified=True)
+            seen = self._seen.get(sid)
+            fresh = seen is not None and time.monotonic() - seen[0] < _SEEN_SECONDS
+            if not (fresh and seen is not None and seen[1] == parse_stream_id(after)):
+                self._mark_due(tail, notified=True)
             self._watched.add(sid)  # it may owe a reply: the client waits for it
         tail.subs.add(sub)
         return parse_stream_id(tail.cursor) > parse_stream_id(after)
@@ -322,22 +402,56 @@ class StreamHub:
     # ------------------------------------------------------------------ reading
 
     def _mark_due(self, tail: _Tail, *, notified: bool) -> None:
-        self._due[tail.session_id] = notified or self._due.get(tail.session_id, False)
+        """Read the tail's stream after its cursor."""
+        wake = self._due.get(tail.session_id)
+        self._due[tail.session_id] = _Wake(notified or (wake is not None and wake.notified))
         self._has_due.set()
 
-    def _notified(self, session_id: str | None) -> None:
-        tail = self._tails.get(session_id) if session_id else None
-        if tail is not None:
-            self._mark_due(tail, notified=True)
+    def _notified(self, fields: dict[str, str]) -> None:
+        note = Notification(fields)
+        session_id = note.session_id
+        if not session_id:
+            return
+        self._saw(session_id, note)
+        if session_id not in self._tails:
+            return
+        wake = self._due.get(session_id)
+        if wake is None:
+            self._due[session_id] = _Wake(True, note)
+        else:
+            wake.add(note)
+        self._has_due.set()
+
+    def _saw(self, session_id: str, note: Notification) -> None:
+        """Remember how far the notifications of a session went (the highest id: on a cluster
+        two writers' notifications may come in either order)."""
+        now = time.monotonic()
+        last = _stream_id(note.last)
+        old = self._seen.pop(session_id, None)
+        if old is not None and (old[1] is None or last is None):
+            last = None
+        elif old is not None and old[1] is not None and last is not None:
+            last = max(old[1], last)
+        self._seen[session_id] = (now, last)
+        while self._seen:
+            oldest = next(iter(self._seen.values()))[0]
+            if now - oldest < _SEEN_SECONDS and len(self._seen) <= _SEEN_MAX:
+                break
+            self._seen.popitem(last=False)
 
     def _gone(self, session_id: str | None) -> None:
         """The session's keys were deleted: its streams end (the client is told why)."""
+        if session_id:
+            self._seen.pop(session_id, None)  # a session created again starts with a read
         tail = self._tails.get(session_id) if session_id else None
         if tail is not None:
             for sub in tuple(tail.subs):
                 sub.close("gone")
 
     def _catch_up(self, partitions: set[int]) -> None:
+        # Notifications were skipped: what `_seen` says of these partitions is not all.
+        for sid in [s for s in self._seen if stream_partition(s, self.partitions) in partitions]:
+            del self._seen[sid]
         for tail in self._tails.values():
             if tail.partition in partitions:
                 self._mark_due(tail, notified=False)
@@ -361,46 +475,59 @@ class StreamHub:
                 self._has_due.clear()
                 await self._has_due.wait()
                 continue
-            batch: list[tuple[_Tail, bool]] = []
+            batch: list[tuple[_Tail, _Wake]] = []
             for sid in list(self._due)[:_FETCH_BATCH]:
-                notified = self._due.pop(sid)
+                wake = self._due.pop(sid)
                 tail = self._tails.get(sid)
                 if tail is not None:
-                    batch.append((tail, notified))
+                    batch.append((tail, wake))
             if not batch:
                 continue
             try:
                 await self._check_suspects([tail for tail, _ in batch])
-                replies = await self._read([tail for tail, _ in batch])
+                to_read = []
+                for tail, wake in batch:
+                    carried = wake.inline(tail.cursor)
+                    if carried is None:
+                        to_read.append((tail, wake))
+                    elif carried:
+                        metrics.stream_tail_read("notification")
+                        self._deliver(tail, carried)
+                replies = await self._read([tail for tail, _ in to_read])
             except StoreUnavailable as exc:
                 log.warning("stream fetch: %s; retrying in %.2fs", exc, backoff)
-                for tail, notified in batch:
+                for tail, wake in batch:
                     tail.suspect = True
-                    self._mark_due(tail, notified=notified)
+                    self._mark_due(tail, notified=wake.notified)
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 2.0)
                 continue
             backoff = 0.05
-            for (tail, notified), reply in zip(batch, replies, strict=True):
+            for (tail, wake), reply in zip(to_read, replies, strict=True):
                 rows = [row for _, entries in _rows(reply) for row in entries]
                 if not rows:
                     continue
-                if not notified:
+                if not wake.notified:
                     metrics.stream_caught_up()
-                entries = [StreamEntry.from_redis(entry_id, fields) for entry_id, fields in rows]
-                tail.cursor = entries[-1].id
-                self._watched.add(tail.session_id)  # it may owe a reply now
-                for sub in tuple(tail.subs):
-                    sub.push(entries)
+                self._deliver(tail, [StreamEntry.from_redis(i, fields) for i, fields in rows])
                 if len(rows) >= _READ_COUNT:
                     self._mark_due(tail, notified=True)  # more to read
 
+    def _deliver(self, tail: _Tail, entries: list[StreamEntry]) -> None:
+        tail.cursor = entries[-1].id
+        self._watched.add(tail.session_id)  # it may owe a reply now
+        for sub in tuple(tail.subs):
+            sub.push(entries)
+
     async def _read(self, tails: list[_Tail]) -> list[Any]:
+        if not tails:
+            return []
         with translate_errors():
             pipe = self.client.pipeline(transaction=False)
             for tail in tails:
                 streams: dict[Any, Any] = {tail.key: tail.cursor}
                 pipe.xread(streams, count=_READ_COUNT)
+                metrics.stream_tail_read("stream")
             return list(await pipe.execute())
 
     async def _check_suspects(self, tails: list[_Tail]) -> None:

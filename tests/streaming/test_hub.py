@@ -15,7 +15,9 @@ from backend.core import metrics
 from backend.core.config import Settings
 from backend.core.redis import RedisService, create_redis_client
 from backend.state.eviction import SessionEvictor
-from backend.state.schemas import ConversationState, Event, StreamEntry
+from backend.state.keys import stream_partition
+from backend.state.notify import NOTIFY_INLINE_BYTES
+from backend.state.schemas import ConversationState, Event, OrchestrationState, StreamEntry
 from backend.state.service import ConversationStateManager
 from backend.streaming.events import ResumePoint, resume_point
 from backend.streaming.hub import Reload, StreamHub, Subscription
@@ -565,3 +567,163 @@ async def test_an_expired_sessions_stream_ends_at_the_sweep(topology: dict[str, 
         assert sub.reason == "gone"
     finally:
         await hub.close()
+
+
+# ------------------------------------------- events carried by their notifications
+
+
+def tail_reads(source: str) -> float:
+    return float(metrics.M.stream_tail_reads.labels(source)._value.get())
+
+
+def lost_notifications(manager: ConversationStateManager, sid: str) -> ConversationStateManager:
+    """A writer whose notifications of `sid` never reach a hub of 8 partitions (they go to a
+    partition it does not read): the writes happen in full, their notifications are lost, as
+    when a cluster writer dies between its script and its notification."""
+    partitions = 1024
+    assert stream_partition(sid, partitions) >= 8
+    lossy = manager.settings.model_copy(update={"stream_partitions": partitions})
+    return ConversationStateManager(manager.redis, lossy)
+
+
+async def test_a_burst_arrives_from_its_notifications_once_and_in_order(
+    topology: dict[str, Any],
+) -> None:
+    """A tail that keeps up reads no session stream: every write's events come with its
+    notification, to every subscriber, exactly once and in order."""
+    manager, client = topology["manager"], topology["client"]
+    hub = make_hub(manager, client)
+    hub.start()
+    try:
+        sids = [f"b{n}" for n in range(20)]
+        starts = await asyncio.gather(*(new_session(manager, sid) for sid in sids))
+        subs = {sid: [hub.new_subscription(sid) for _ in range(2)] for sid in sids}
+        for sid, start in zip(sids, starts, strict=True):
+            for sub in subs[sid]:
+                hub.attach(sub, start)
+        # A first event each: the new tails' first reads are behind us.
+        await burst(manager, sids, 1)
+        for sid in sids:
+            for sub in subs[sid]:
+                await take(sub, 1)
+        reads, carried = tail_reads("stream"), tail_reads("notification")
+        await burst(manager, sids, 10)
+        for sid, start in zip(sids, starts, strict=True):
+            want = await stored_after(manager, sid, start)
+            assert len(want) == 11
+            for sub in subs[sid]:
+                assert [e.id for e in await take(sub, 10)] == want[1:]
+        assert tail_reads("stream") == reads
+        assert tail_reads("notification") > carried
+        # Nothing was passed on twice: the next event is the next thing each one gets.
+        await manager.append_event("b0", Event(type="message.delta", data={"i": "last"}))
+        for sub in subs["b0"]:
+            assert [e.data for e in await take(sub, 1)] == [{"i": "last"}]
+    finally:
+        await hub.close()
+
+
+async def test_events_a_notification_cannot_vouch_for_are_read_from_the_stream(
+    topology: dict[str, Any],
+) -> None:
+    """A tail created behind the stream's end, events whose notification was lost, a write
+    of the orchestration whose notification was lost, an event too large to carry: each time
+    the tail's cursor is not where the next notification's events follow, and it reads the
+    session's stream instead, with no gap and no duplicate."""
+    manager, client = topology["manager"], topology["client"]
+    hub = make_hub(manager, client)
+    hub.start()
+    try:
+        sid = "g1"
+        start = await new_session(manager, sid)
+        ids = [
+            await manager.append_event(sid, Event(type="message.delta", data={"i": i}))
+            for i in range(3)
+        ]
+        # Created after these writes were notified, at the first of them.
+        sub = hub.new_subscription(sid)
+        assert not hub.attach(sub, str(ids[0]))
+        assert [e.id for e in await take(sub, 2)] == ids[1:]
+        # (Which read fetched what is not asserted: on a cluster a partition's reader may still
+        # be starting, and its first catch-up read may be the one that finds these.)
+        lossy = lost_notifications(manager, sid)
+        await lossy.append_event(sid, Event(type="message.delta", data={"i": "lost"}))
+        await manager.append_event(sid, Event(type="message.delta", data={"i": 3}))
+        assert [e.data["i"] for e in await take(sub, 2)] == ["lost", 3]
+
+        def analyse(state: OrchestrationState) -> Event:
+            return Event(type="triage.updated", data={"lost": True})
+
+        orchestration = OrchestrationState(session_id=sid, user_id="u", tenant_id="t")
+        await lossy.update_returning_event(
+            sid, analyse, kind="orchestration", create=lambda: orchestration
+        )
+        await manager.append_event(sid, Event(type="message.delta", data={"i": 4}))
+        got = await take(sub, 2)
+        assert [e.type for e in got] == ["triage.updated", "message.delta"]
+        large = "x" * (NOTIFY_INLINE_BYTES + 1)
+        await manager.append_event(sid, Event(type="message.delta", data={"i": large}))
+        await manager.append_event(sid, Event(type="message.delta", data={"i": 5}))
+        got += await take(sub, 2)
+        assert [e.data.get("i") for e in got[1:]] == [4, large, 5]
+        # A notification that names no event (an older writer's; a deleted session's) still
+        # has the stream read.
+        await lossy.append_event(sid, Event(type="message.delta", data={"i": "lost again"}))
+        partition = stream_partition(sid, manager.settings.stream_partitions)
+        await manager.redis.client.xadd(manager.keys.notify(partition), {"s": sid})
+        got += await take(sub, 1)
+        assert got[-1].data == {"i": "lost again"}
+        assert [e.id for e in got] == (await stored_after(manager, sid, start))[5:]
+    finally:
+        await hub.close()
+
+
+async def test_a_stream_started_at_the_last_notified_event_reads_nothing_to_start(
+    topology: dict[str, Any],
+) -> None:
+    """A chat POST's stream starts at the event its write has just appended, whose
+    notification the hub has usually read already: the new tail does not read the session's
+    stream, and still gets what follows. Started anywhere else, it reads."""
+    manager, client = topology["manager"], topology["client"]
+    hub = make_hub(manager, client)
+    hub.start()
+    try:
+        sid = "n1"
+        # A session of the same partition, streamed: once its event arrives, the hub has read
+        # the notifications written before it in that partition.
+        probe = next(f"p{n}" for n in range(100) if same_partition(manager, f"p{n}", sid))
+        probe_sub = hub.new_subscription(probe)
+        hub.attach(probe_sub, await new_session(manager, probe))
+        await manager.append_event(probe, Event(type="message.delta"))
+        await take(probe_sub, 1)  # the reader of that partition is reading it
+        await new_session(manager, sid)
+        ids = [
+            await manager.append_event(sid, Event(type="message.delta", data={"i": i}))
+            for i in range(2)
+        ]
+        await manager.append_event(probe, Event(type="message.delta"))
+        await take(probe_sub, 1)
+        reads = tail_reads("stream")
+        sub = hub.new_subscription(sid)
+        assert not hub.attach(sub, str(ids[-1]))
+        await manager.append_event(sid, Event(type="message.delta", data={"i": 2}))
+        assert [e.data for e in await take(sub, 1)] == [{"i": 2}]
+        assert tail_reads("stream") == reads
+        # Another client, elsewhere (a new tail on another replica, behind): it reads.
+        other = make_hub(manager, client)
+        other.start()
+        try:
+            behind = other.new_subscription(sid)
+            assert not other.attach(behind, str(ids[0]))
+            got = await take(behind, 2)
+            assert [e.data for e in got] == [{"i": 1}, {"i": 2}]
+            assert tail_reads("stream") > reads
+        finally:
+            await other.close()
+    finally:
+        await hub.close()
+
+
+def same_partition(manager: ConversationStateManager, a: str, b: str) -> bool:
+    partitions = manager.settings.stream_partitions
+    return stream_partition(a, partitions) == stream_partition(b, partitions)

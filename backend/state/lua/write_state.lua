@@ -42,22 +42,32 @@
 --          on a cluster the caller runs rate_limit.lua in the same pipeline round instead). As
 --          rate_limit.lua: INCR, PEXPIRE on the window's first hit, PTTL only past the limit.
 -- KEYS[9 + n] and ARGV[24 + 2m + 2n] (single node only): the session's stream-partition
---          notification stream and its MAXLEN ("" on a cluster, where the caller notifies after
---          the script: another slot). Appended once, after all of this write's events, when it
---          appended any: it only wakes the replicas' stream readers (state/notify.py).
+--          notification stream and its MAXLEN ("" on a cluster, where the caller sends the
+--          notification after the script: another slot). Appended once, after all of this
+--          write's events, when it appended any: it wakes the replicas' stream readers and
+--          carries the events themselves (state/notify.py).
 -- ARGV[23 + 2m + 2n] a reply lease token ("" for none): when the written conversation owes
 --          nothing and the session's lease (the last key, KEYS[#KEYS], same hash tag) holds
 --          this token, it is released by this write: the generator's last write lets go of
 --          the session in the same step that shows it owes nothing (lease_release_owing.lua
 --          otherwise). With a token, the caller always passes the lease key last.
--- ARGV[25 + 2m + 2n] a companion write of the session's other document (KEYS[2]): the
+-- ARGV[25 + 2m + 2n] the most bytes of event data a notification carries (a larger write is
+--          announced without its events), ARGV[26 + 2m + 2n] "1" when KEYS[1] is the
+--          conversation, "2" when KEYS[2] is. The conversation hash keeps the id of its
+--          session stream's last entry (`last`): every append to the stream goes through this
+--          script or append_event.lua, which keep it (in the HSET the write makes anyway), so a
+--          notification can say which entry its events follow. A write of the orchestration
+--          alone drops it instead (one HDEL: the next notifications then make readers read).
+-- ARGV[27 + 2m + 2n] a companion write of the session's other document (KEYS[2]): the
 --          version it was read at ("" for none), then its document, meta, event type ("" for
 --          none) and event data. Checked before anything is written (a stale companion fails
 --          the whole write with {4, its current version}), stored with version + 1 after this
 --          write's own event, its event appended after it (a reply's start with the case
 --          analysis it is generated from: one script, one read of the stream by its tailers).
 --
--- Returns {1, new_version, event_id or ""} on success, {0, current_version} on conflict,
+-- Returns {1, new_version, event_id or ""} on success (on a cluster with a fourth element: the
+-- notification's fields for the caller to append, empty when the write appended no event),
+-- {0, current_version} on conflict,
 -- {2, record} when a write with the same Idempotency-Key already happened (nothing written),
 -- {3, i, ms until the window resets} when counter i is past its limit (nothing written).
 -- The key is looked up before the version check: a duplicate that read the state before the
@@ -89,7 +99,7 @@ for i = 1, limit_count do
   end
 end
 
-local stored = redis.call('HMGET', KEYS[1], 'version', 'slid', 'owes', 'dirty')
+local stored = redis.call('HMGET', KEYS[1], 'version', 'slid', 'owes', 'dirty', 'last')
 local current = tonumber(stored[1] or '0')
 local requested = tonumber(ARGV[2])
 local new_version
@@ -106,7 +116,7 @@ else
   new_version = requested
 end
 
-local comp_at = limits_at + 2 * limit_count + 3
+local comp_at = limits_at + 2 * limit_count + 5
 local comp_new = false
 if ARGV[comp_at] and ARGV[comp_at] ~= '' then
   local comp_current = tonumber(redis.call('HGET', KEYS[2], 'version') or '0')
@@ -139,29 +149,28 @@ local mark_dirty = KEYS[7] and ARGV[13] ~= '' and stored[4] ~= '1'
 if mark_dirty then
   fields[#fields + 1], fields[#fields + 2] = 'dirty', '1'
 end
-redis.call('HSET', KEYS[1], unpack(fields))
-if slide then
-  redis.call('EXPIRE', KEYS[1], ARGV[3])
-  -- EXPIRE on a missing key is a no-op: a session without an orchestration stays without one.
-  redis.call('EXPIRE', KEYS[2], ARGV[4])
-end
 
+-- The first write is an XADD or the HSET (never an EXPIRE): Redis refuses a script's first
+-- write past maxmemory (a full Redis answers "store unavailable", nothing written), not the
+-- ones after it. The HSET comes after the events, so it can keep the last one's id.
 -- Without a refresh the stream is appended to only if it exists (NOMKSTREAM): one that was
 -- lost on its own is created again with its TTL, never left without one.
 local stream_ttl = slide
-local appended = false
+-- What this write appended, as its notification carries it: each entry's id, then its type,
+-- version and data on one line each (types and versions hold no newline, nor does JSON).
+local appended, appended_bytes = {}, 0
 local function append(type, version, data)
-  appended = true
+  local id = false
   if not stream_ttl then
-    local id = redis.call('XADD', KEYS[3], 'NOMKSTREAM', 'MAXLEN', '~', ARGV[5], '*',
+    id = redis.call('XADD', KEYS[3], 'NOMKSTREAM', 'MAXLEN', '~', ARGV[5], '*',
       'type', type, 'version', version, 'data', data)
-    if id then
-      return id
-    end
-    stream_ttl = true
+    stream_ttl = not id
   end
-  return redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[5], '*',
+  id = id or redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[5], '*',
     'type', type, 'version', version, 'data', data)
+  appended[#appended + 1], appended[#appended + 2] = id, type .. '\n' .. version .. '\n' .. data
+  appended_bytes = appended_bytes + #data
+  return id
 end
 
 for i = 1, tonumber(ARGV[21]) do
@@ -184,6 +193,18 @@ if comp_new then
   if ARGV[comp_at + 3] ~= '' then
     append(ARGV[comp_at + 3], comp_new, ARGV[comp_at + 4])
   end
+end
+local keeps_last = ARGV[comp_at - 1] == '1'
+if keeps_last and #appended > 0 then
+  fields[#fields + 1], fields[#fields + 2] = 'last', appended[#appended - 1]
+end
+redis.call('HSET', KEYS[1], unpack(fields))
+if slide then
+  redis.call('EXPIRE', KEYS[1], ARGV[3])
+end
+if slide and not comp_new then  -- (a companion's write has just slid it)
+  -- EXPIRE on a missing key is a no-op: a session without an orchestration stays without one.
+  redis.call('EXPIRE', KEYS[2], ARGV[4])
 end
 if stream_ttl then
   redis.call('EXPIRE', KEYS[3], math.max(tonumber(ARGV[3]), tonumber(ARGV[4])))
@@ -221,12 +242,33 @@ if KEYS[8] and ARGV[18] == '-' then
 elseif KEYS[8] and ARGV[18] ~= '' and not (ARGV[1] == 'cas' and stored[3] == '1') then
   redis.call('ZADD', KEYS[8], 'LT', ARGV[18], ARGV[10])
 end
-local token = ARGV[comp_at - 2]
+local token = ARGV[comp_at - 4]
 if token and token ~= '' and owes == '0' and redis.call('GET', KEYS[#KEYS]) == token then
   redis.call('DEL', KEYS[#KEYS])
 end
-local notify_maxlen = ARGV[comp_at - 1]
-if appended and notify_maxlen and notify_maxlen ~= '' then
-  redis.call('XADD', KEYS[9 + limit_count], 'MAXLEN', '~', notify_maxlen, '*', 's', ARGV[10])
+local note = {}
+if #appended > 0 then
+  -- The events ride in the notification only when the entry they follow is known (a reader
+  -- whose cursor is there delivers them without reading the stream) and they are small;
+  -- otherwise only their ids do.
+  local prev = keeps_last and stored[5]
+  if not keeps_last then
+    redis.call('HDEL', KEYS[2], 'last')
+  end
+  local carried = prev and appended_bytes <= tonumber(ARGV[comp_at - 2])
+  note = {'s', ARGV[10]}
+  if carried then
+    note[3], note[4] = 'p', prev
+  end
+  for i = 1, #appended, 2 do  -- the ids always: a reader knows how far this write went
+    note[#note + 1], note[#note + 2] = appended[i], carried and appended[i + 1] or ''
+  end
 end
-return {1, new_version, event_id}
+local notify_maxlen = ARGV[comp_at - 3]
+if notify_maxlen ~= '' then
+  if #note > 0 then
+    redis.call('XADD', KEYS[9 + limit_count], 'MAXLEN', '~', notify_maxlen, '*', unpack(note))
+  end
+  return {1, new_version, event_id}
+end
+return {1, new_version, event_id, note}
