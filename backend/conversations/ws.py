@@ -1,6 +1,6 @@
 """WebSocket transport: two-way chat on one connection, next to the SSE routes.
 
-The socket carries the very events of the SSE stream (`streaming.sse.session_events`: same
+The socket carries the very events of the SSE stream (`streaming.sse.session_batches`: same
 types, ids and JSON, same back-fill, resume and `reload` rule), each as a JSON frame
 `{"type": "event", "event", "id", "data"}`, and takes `{"type": "message"}` frames whose
 `client_id` is the post's Idempotency-Key: a frame resent after a dropped socket is stored
@@ -41,7 +41,7 @@ from backend.streaming.events import (
     parse_stream_id,
     resume_point,
 )
-from backend.streaming.sse import session_events
+from backend.streaming.sse import one_at_a_time, session_batches
 from backend.streaming.tasks import cancel_and_wait
 
 router = APIRouter(prefix="/api/conversations", tags=["conversations"])
@@ -293,7 +293,7 @@ async def _start_pump(
         else await resume_point(manager, session_id, after)
     )
     sub = runtime.hub.new_subscription(session_id)
-    events = session_events(runtime.hub, manager, sub, point, first=first or ())
+    events = one_at_a_time(session_batches(runtime.hub, manager, sub, point, first=first or ()))
     task = asyncio.create_task(_pump(sock, events, sub))
     return task
 

@@ -49,21 +49,11 @@ _CLOSE_REASONS = {
 }
 
 
-async def session_events(
-    hub: StreamHub,
-    manager: ConversationStateManager,
-    sub: Subscription,
-    point: ResumePoint,
-    *,
-    first: Iterable[StreamEntry] = (),
-    ends: EntryTest | None = None,
-    skip: EntryTest | None = None,
-    posted_at: float | None = None,
+async def one_at_a_time(
+    batches: AsyncGenerator[list[ServerSentEvent]],
 ) -> AsyncIterator[ServerSentEvent]:
-    """`session_batches`, one event at a time (the WebSocket sends each in its own frame)."""
-    batches = session_batches(
-        hub, manager, sub, point, first=first, ends=ends, skip=skip, posted_at=posted_at
-    )
+    """The events of `session_batches`, one at a time (the WebSocket sends each in its own
+    frame)."""
     try:
         async for batch in batches:
             for event in batch:

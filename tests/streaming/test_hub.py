@@ -21,7 +21,7 @@ from backend.state.schemas import ConversationState, Event, OrchestrationState, 
 from backend.state.service import ConversationStateManager
 from backend.streaming.events import ResumePoint, resume_point
 from backend.streaming.hub import Reload, StreamHub, Subscription
-from backend.streaming.sse import session_events
+from backend.streaming.sse import one_at_a_time, session_batches
 from tests.conftest import make_settings, purge_prefix
 from tests.state.test_eviction import durable_session
 
@@ -188,7 +188,7 @@ async def test_session_events_backfills_then_tails_without_gaps_or_duplicates(
         ahead = hub.new_subscription("s1")
         hub.attach(ahead, str(ids[-1]))
         sub = hub.new_subscription("s1")
-        stream = session_events(hub, manager, sub, ResumePoint(after=str(ids[4])))
+        stream = one_at_a_time(session_batches(hub, manager, sub, ResumePoint(after=str(ids[4]))))
         received = [await asyncio.wait_for(anext(stream), GUARD) for _ in range(5)]
         for i in range(10, 15):
             await manager.append_event("s1", Event(type="message.delta", data={"i": i}))
@@ -361,7 +361,7 @@ async def test_resume_on_another_replica_and_reload_when_trimmed(
         # The client drops after the third event and reconnects to the other replica.
         resumed = second.new_subscription("r1")
         point = await resume_point(manager, "r1", seen[2].id)
-        stream = session_events(second, manager, resumed, point)
+        stream = one_at_a_time(session_batches(second, manager, resumed, point))
         got = [await asyncio.wait_for(anext(stream), GUARD) for _ in range(3)]
         await burst(manager, ["r1"], 2)
         got += [await asyncio.wait_for(anext(stream), GUARD) for _ in range(2)]
@@ -375,7 +375,7 @@ async def test_resume_on_another_replica_and_reload_when_trimmed(
         point = await resume_point(manager, "r1", seen[0].id)
         assert point.reload and point.reason == "trimmed"
         late = second.new_subscription("r1")
-        stream = session_events(second, manager, late, point)
+        stream = one_at_a_time(session_batches(second, manager, late, point))
         event = await asyncio.wait_for(anext(stream), GUARD)
         assert event.event == "reload" and event.id == point.after
         await small.append_event("r1", Event(type="message.delta", data={"i": "next"}))
