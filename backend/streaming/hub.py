@@ -55,9 +55,8 @@ import asyncio
 import json
 import logging
 import time
-from collections import OrderedDict, deque
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from typing import Any
 
 from backend.core import metrics
@@ -67,6 +66,7 @@ from backend.state.keys import Keys, stream_partition
 from backend.state.notify import Notification
 from backend.state.schemas import StreamEntry
 from backend.streaming.events import InvalidLastEventId, StreamId, check_resume, parse_stream_id
+from backend.streaming.subscription import Reload, Subscription
 from backend.streaming.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
@@ -80,68 +80,6 @@ _CHECK_BATCH = 500
 # attach after its write's notification was read.
 _SEEN_SECONDS = 10.0
 _SEEN_MAX = 50_000
-
-
-@dataclass(frozen=True)
-class Reload:
-    """In-band marker: the stream lost events after this subscription's position."""
-
-    after: str
-    reason: str | None
-
-
-Item = list[StreamEntry] | Reload
-
-
-class Subscription:
-    """One SSE client's view of a session stream: a queue of batches, closed with a reason.
-
-    Also quacks like the `anyio.Event` sse-starlette sets on server shutdown (`set()`), so the
-    SSE generator wakes up on shutdown without a watcher task per stream.
-    """
-
-    __slots__ = ("_items", "_ready", "_size", "max_backlog", "reason", "session_id")
-
-    def __init__(self, session_id: str, max_backlog: int) -> None:
-        self.session_id = session_id
-        self.max_backlog = max_backlog
-        self.reason: str | None = None
-        self._items: deque[Item] = deque()
-        self._size = 0
-        self._ready = asyncio.Event()
-
-    def push(self, item: Item) -> None:
-        if self.reason is not None:
-            return
-        self._items.append(item)
-        self._size += len(item) if isinstance(item, list) else 1
-        if self._size > self.max_backlog:
-            # The client reads slower than the session produces: cut it off rather than
-            # buffer without bound; it resumes from its Last-Event-ID without a gap.
-            self._items.clear()
-            self.close("overflow")
-        self._ready.set()
-
-    def close(self, reason: str) -> None:
-        if self.reason is None:
-            self.reason = reason
-        self._ready.set()
-
-    def set(self) -> None:
-        """sse-starlette's shutdown signal."""
-        self.close("shutdown")
-
-    async def next(self) -> Item | None:
-        """The next batch (or Reload); None once closed and drained (see `reason`)."""
-        while True:
-            if self._items:
-                item = self._items.popleft()
-                self._size -= len(item) if isinstance(item, list) else 1
-                return item
-            if self.reason is not None:
-                return None
-            self._ready.clear()
-            await self._ready.wait()
 
 
 class _Tail:

@@ -34,7 +34,8 @@ from backend.streaming.events import (
     reload_event,
     to_sse,
 )
-from backend.streaming.hub import Reload, StreamHub, Subscription
+from backend.streaming.hub import StreamHub
+from backend.streaming.subscription import Reload, Subscription
 
 _BACKFILL_PAGE = 500
 

@@ -20,8 +20,9 @@ from backend.state.notify import NOTIFY_INLINE_BYTES
 from backend.state.schemas import ConversationState, Event, OrchestrationState, StreamEntry
 from backend.state.service import ConversationStateManager
 from backend.streaming.events import ResumePoint, resume_point
-from backend.streaming.hub import Reload, StreamHub, Subscription
+from backend.streaming.hub import StreamHub
 from backend.streaming.sse import one_at_a_time, session_batches
+from backend.streaming.subscription import Reload, Subscription
 from tests.conftest import make_settings, purge_prefix
 from tests.state.test_eviction import durable_session
 
