@@ -32,6 +32,9 @@ Readiness rule (`ready_for_triage`), first match wins:
 
 from __future__ import annotations
 
+import hashlib
+import threading
+from collections import OrderedDict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -240,9 +243,13 @@ def _misses(turns: list[Turn]) -> dict[Topic, int]:
     return misses
 
 
-# Analyses of the latest conversations, by what they read (see `analyze`).
+# Analyses of the latest conversations, by a digest of what they read (see `analyze`). Keyed
+# by the digest, not the transcript: a key holding the texts could keep up to
+# MAX_CONVERSATION_HISTORY x max_message_chars characters alive per entry (~800 MB at worst).
 ANALYSIS_CACHE_SIZE = 2_048
 _Transcript = tuple[tuple[str, str], ...]
+_analyses: OrderedDict[tuple[bytes, int], CaseAnalysis] = OrderedDict()
+_analyses_lock = threading.Lock()
 
 
 def analyze(
@@ -256,10 +263,30 @@ def analyze(
     shared: read it, never change it in place (`model_copy(update=...)` for a variant).
     """
     transcript = tuple((m.role, m.content) for m in conversation.messages)
-    return _analyze(transcript, max_user_turns)
+    key = (_digest(transcript), max_user_turns)
+    with _analyses_lock:
+        found = _analyses.get(key)
+        if found is not None:
+            _analyses.move_to_end(key)
+            return found
+    result = _analyze(transcript, max_user_turns)
+    with _analyses_lock:
+        _analyses[key] = result
+        while len(_analyses) > ANALYSIS_CACHE_SIZE:
+            _analyses.popitem(last=False)
+    return result
 
 
-@lru_cache(maxsize=ANALYSIS_CACHE_SIZE)
+def _digest(transcript: _Transcript) -> bytes:
+    digest = hashlib.blake2b(digest_size=16)
+    for role, content in transcript:
+        for text in (role, content):
+            data = text.encode()
+            digest.update(len(data).to_bytes(8, "big"))  # length-prefixed: no two split alike
+            digest.update(data)
+    return digest.digest()
+
+
 def _analyze(transcript: _Transcript, max_user_turns: int) -> CaseAnalysis:
     turns = _turns(transcript)
     areas = _score_areas(turns)

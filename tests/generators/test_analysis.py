@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
+from backend.generators import analysis as analysis_module
 from backend.generators.analysis import MAX_USER_TURNS, analyze
 from backend.generators.questions import MISSING_LABELS, Topic
 from backend.generators.scan import MAX_MESSAGE_CHARS, scan_message
@@ -515,3 +516,17 @@ def test_an_analysis_cannot_be_changed_in_place() -> None:
     assert analyze(chat("Fui demitido sem justa causa e a empresa não pagou")).area == (
         "trabalhista"
     )
+
+
+def test_the_analysis_cache_is_bounded_and_keeps_no_message_text(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A client can send long messages: the cache must not keep their texts alive, and must not
+    # grow past its size however many conversations a replica sees.
+    monkeypatch.setattr(analysis_module, "ANALYSIS_CACHE_SIZE", 20)
+    text = "Fui demitido sem justa causa e a empresa não pagou minha rescisão. " * 50
+    for n in range(30):
+        analyze(chat(f"{text} Caso {n}."))
+    cached = analysis_module._analyses
+    assert len(cached) == 20
+    assert not any(text[:40] in str(key) for key in cached)
