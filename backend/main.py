@@ -33,6 +33,10 @@ from backend.web.router import router as web_router
 from backend.wiring import build_services
 from workers.config import create_celery_app
 
+# Young collections between two of the middle generation (Python's default: 10); the oldest
+# keeps its default (a full collection once a quarter of the old objects are new).
+_GC_MIDDLE_THRESHOLD = 20
+
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
@@ -46,6 +50,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         services = build_services(settings, app=app)
         undo_signals = on_exit_signal(services.going_away)
         app.state.celery = create_celery_app(settings)
+        gc.set_threshold(settings.gc_young_threshold, _GC_MIDDLE_THRESHOLD)
         if settings.gc_freeze:
             gc.collect()
             gc.freeze()

@@ -28,6 +28,7 @@ from backend.conversations.ratelimit import MessageRateLimiter
 from backend.conversations.service import IntelligentInterviewerService
 from backend.core.config import Settings
 from backend.core.db import create_engine
+from backend.core.loop_monitor import LoopMonitor
 from backend.core.redis import RedisService, create_redis_client
 from backend.durability.service import HybridConversationService
 from backend.generators.base import ReplyGenerator
@@ -56,6 +57,7 @@ class ConversationRuntime:
     interviewer: IntelligentInterviewerService
     orchestrator: IntelligentTriageOrchestrator
     heartbeat: ReplicaHeartbeat
+    loop_monitor: LoopMonitor
 
     @classmethod
     def start(
@@ -98,11 +100,21 @@ class ConversationRuntime:
         heartbeat = ReplicaHeartbeat(
             redis, OpsKeys(settings.key_prefix), replica_id, settings.ops_heartbeat_seconds
         )
+        loop_monitor = LoopMonitor()
         hub.start()
         runner.start()
         heartbeat.start()
+        loop_monitor.start()
         runtime = cls(
-            replica_id, hub_redis, hub, generator, runner, interviewer, orchestrator, heartbeat
+            replica_id,
+            hub_redis,
+            hub,
+            generator,
+            runner,
+            interviewer,
+            orchestrator,
+            heartbeat,
+            loop_monitor,
         )
         app.state.runtime = runtime
         log.info("conversation runtime up (replica %s, generator %s)", replica_id, generator.name)
@@ -123,6 +135,7 @@ class ConversationRuntime:
         if self.hub.closed:
             return
         await self.heartbeat.close()
+        await self.loop_monitor.close()
         await self.runner.shutdown(grace)
         await self.hub.close()
         aclose = getattr(self.generator, "aclose", None)

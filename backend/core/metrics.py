@@ -56,6 +56,7 @@ log = logging.getLogger(__name__)
 
 # Latency buckets (seconds) for the request, ack, reply and task histograms.
 _FAST = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+_LAG = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 _SLOW = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0)
 
 
@@ -193,6 +194,20 @@ class _Metrics:
             buckets=_SLOW,
             registry=r,
         )
+        self.loop_lag = Histogram(
+            "triage_event_loop_lag_seconds",
+            "How late the event loop ran a timer (sampled every half second): time every "
+            "request and stream of the replica waited behind other work",
+            buckets=_LAG,
+            registry=r,
+        )
+        self.gc_pause = Histogram(
+            "triage_gc_pause_seconds",
+            "Cyclic garbage collections, by generation: the loop stops for each",
+            ["generation"],
+            buckets=_LAG,
+            registry=r,
+        )
         self.all: list[MetricWrapperBase] = [
             v for v in vars(self).values() if isinstance(v, MetricWrapperBase)
         ]
@@ -299,6 +314,14 @@ def stream_tail_read(source: str) -> None:
     session's stream; `stream`: one read of it (a new tail's first, a notification that could
     not vouch for what precedes its events, a catch-up)."""
     M.stream_tail_reads.labels(source).inc()
+
+
+def loop_lagged(seconds: float) -> None:
+    M.loop_lag.observe(seconds)
+
+
+def gc_paused(generation: int, seconds: float) -> None:
+    M.child(M.gc_pause, str(generation)).observe(seconds)
 
 
 def snapshot_batch(seconds: float, sessions: int, messages: int) -> None:

@@ -54,6 +54,9 @@ CONTRACT = {
     "triage_broker_replicas": "gauge",
     "triage_redis_used_memory_bytes": "gauge",
     "triage_redis_maxmemory_bytes": "gauge",
+    # Added with the 10,000-conversation work (issue 17).
+    "triage_event_loop_lag_seconds": "histogram",
+    "triage_gc_pause_seconds": "histogram",
 }
 SCRAPE_METRICS = {"up"}
 

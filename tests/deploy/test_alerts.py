@@ -49,6 +49,7 @@ def test_the_alerts_the_operator_is_promised() -> None:
         "LlmTriageFallingBack",
         "SseStreamsCutForOverflow",
         "StreamNotificationsMissing",
+        "EventLoopStalled",
         "ReplicaDown",
     }
     assert all("alert" in rule for rule in RULES), "only alerting rules here"
@@ -75,7 +76,7 @@ def test_the_dirty_backlog_threshold_is_five_flush_intervals() -> None:
 
 
 def test_promtool_checks_the_rules() -> None:
-    assert "SUCCESS: 12 rules found" in promtool_ok("check", "rules", "alerts.yml")
+    assert "SUCCESS: 13 rules found" in promtool_ok("check", "rules", "alerts.yml")
 
 
 def test_promtool_checks_the_config_as_the_container_sees_it(tmp_path: Path) -> None:
@@ -85,7 +86,7 @@ def test_promtool_checks_the_config_as_the_container_sees_it(tmp_path: Path) -> 
         shutil.copy(PROMETHEUS_DIR / name, tmp_path / name)
     (tmp_path / "metrics_token").write_text("")
     out = promtool_ok("check", "config", "prometheus.yml", cwd=tmp_path)
-    assert "SUCCESS: 12 rules found" in out
+    assert "SUCCESS: 13 rules found" in out
 
 
 def test_promtool_unit_tests_pass() -> None:
