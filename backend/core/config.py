@@ -105,8 +105,9 @@ class Settings(BaseSettings):
     # default, anything alive for ~10 ms (a request in flight, a reply being written) is
     # promoted to the old generation, and full collections over every open stream's objects
     # (~270 each) come every few seconds, each stopping the replica for 0.1-1 s: p99 to the
-    # first event 270-700 ms at 5,000 conversations, 29.5 ms with 50,000 (README, Scale).
-    gc_young_threshold: int = Field(default=50_000, ge=700)
+    # first event 270-700 ms at 5,000 conversations, 43.8 ms with 5,000. Much higher makes
+    # each young collection long (50,000: p99 34-69 ms at 200 conversations; README, Scale).
+    gc_young_threshold: int = Field(default=5_000, ge=700)
 
     # Warm state.
     database_url: str = "postgresql+asyncpg://postgres@127.0.0.1:5432/triage"
