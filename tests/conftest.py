@@ -195,10 +195,15 @@ async def client_for(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
             yield client
 
 
+# The apps `serve` is running, by base URL (a test that reaches into one: its hub, its runtime).
+SERVED_APPS: dict[str, Any] = {}
+
+
 @pytest.fixture
 async def serve(redis_service: RedisService) -> AsyncIterator[Callable[[Settings], Awaitable[str]]]:
     """Start the app under uvicorn in this process on a free loopback port (real streaming);
-    returns its base URL. Every server started is shut down after the test."""
+    returns its base URL (the app: `SERVED_APPS[url]`). Every server started is shut down after
+    the test."""
     import uvicorn
 
     from backend.main import create_app
@@ -208,9 +213,8 @@ async def serve(redis_service: RedisService) -> AsyncIterator[Callable[[Settings
 
     async def start(settings: Settings) -> str:
         port = free_port()
-        config = uvicorn.Config(
-            create_app(settings), host="127.0.0.1", port=port, log_level="warning"
-        )
+        app = create_app(settings)
+        config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning")
         server = uvicorn.Server(config)
         task = asyncio.create_task(server.serve())
         running.append((server, task))
@@ -218,11 +222,14 @@ async def serve(redis_service: RedisService) -> AsyncIterator[Callable[[Settings
             if task.done():
                 task.result()
             await asyncio.sleep(0.02)
-        return f"http://127.0.0.1:{port}"
+        base = f"http://127.0.0.1:{port}"
+        SERVED_APPS[base] = app
+        return base
 
     try:
         yield start
     finally:
+        SERVED_APPS.clear()
         for server, _ in running:
             server.should_exit = True
         for _, task in running:

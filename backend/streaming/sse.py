@@ -5,18 +5,18 @@ hub first, back-fills from Redis with XRANGE when the session's tail is already 
 (a new tail starts there and reads everything itself), then passes on what the hub reads,
 skipping ids it has already sent. It ends when the client goes away, when `ends(entry)` says
 so (the chat POST's stream ends with its reply), when the session is deleted, when the client
-is too slow, or on server shutdown (sse-starlette signals the subscription; the generator
-drains and returns, so the response ends cleanly instead of being cancelled).
+is too slow, or on server shutdown (`StreamHub.going_away` closes the subscription; the
+generator sends its `shutdown` event and returns, so the response ends cleanly instead of
+being cancelled). The response itself is `backend.streaming.response.StreamResponse`.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterable
-from typing import Any, cast
+from typing import Any
 
-import anyio
-from sse_starlette import EventSourceResponse, ServerSentEvent
+from sse_starlette import ServerSentEvent
 
 from backend.core import metrics
 from backend.core.config import Settings
@@ -35,6 +35,7 @@ from backend.streaming.events import (
     to_sse,
 )
 from backend.streaming.hub import StreamHub
+from backend.streaming.response import StreamResponse
 from backend.streaming.subscription import Reload, Subscription
 
 _BACKFILL_PAGE = 500
@@ -167,11 +168,7 @@ async def session_batches(
 
 # The keep-alive comment, the same bytes every time: it only has to reach the proxies, and a
 # constant spares each ping of each open stream sse-starlette's default timestamp formatting.
-_PING = ServerSentEvent(comment="ping")
-
-
-def _ping() -> ServerSentEvent:
-    return _PING
+_PING = ServerSentEvent(comment="ping").encode()
 
 
 async def _written(batches: AsyncIterator[list[ServerSentEvent]]) -> AsyncIterator[bytes]:
@@ -195,18 +192,17 @@ def sse_response(
     sub: Subscription,
     settings: Settings,
     headers: dict[str, str] | None = None,
-) -> EventSourceResponse:
-    """An EventSourceResponse of `session_batches` with the service's pings, send timeout and
+) -> StreamResponse:
+    """The SSE response of `session_batches` with the service's pings, send timeout and
     shutdown grace."""
-    return EventSourceResponse(
+    return StreamResponse(
         _written(content),
+        subscription=sub,
         headers=headers,
-        ping=settings.sse_ping_seconds,
-        ping_message_factory=_ping,
+        ping_seconds=settings.sse_ping_seconds,
+        ping=_PING,
         send_timeout=settings.sse_send_timeout_seconds,
-        # sse-starlette only calls `.set()` on it; the subscription ends the stream cleanly.
-        shutdown_event=cast(anyio.Event, sub),
-        shutdown_grace_period=settings.sse_shutdown_grace_seconds,
+        shutdown_grace=settings.sse_shutdown_grace_seconds,
     )
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from backend.state.schemas import StreamEntry
@@ -29,16 +30,17 @@ Item = list[StreamEntry] | Reload
 class Subscription:
     """One SSE client's view of a session stream: a queue of batches, closed with a reason.
 
-    Also quacks like the `anyio.Event` sse-starlette sets on server shutdown (`set()`), so the
-    SSE generator wakes up on shutdown without a watcher task per stream.
+    `on_shutdown`: called when it is closed because the replica is stopping (the SSE response
+    bounds how long its stream may take to end, see `backend.streaming.response`).
     """
 
-    __slots__ = ("_items", "_ready", "_size", "max_backlog", "reason", "session_id")
+    __slots__ = ("_items", "_ready", "_size", "max_backlog", "on_shutdown", "reason", "session_id")
 
     def __init__(self, session_id: str, max_backlog: int) -> None:
         self.session_id = session_id
         self.max_backlog = max_backlog
         self.reason: str | None = None
+        self.on_shutdown: Callable[[], None] | None = None
         self._items: deque[Item] = deque()
         self._size = 0
         self._ready = asyncio.Event()
@@ -58,11 +60,9 @@ class Subscription:
     def close(self, reason: str) -> None:
         if self.reason is None:
             self.reason = reason
+            if reason == "shutdown" and self.on_shutdown is not None:
+                self.on_shutdown()
         self._ready.set()
-
-    def set(self) -> None:
-        """sse-starlette's shutdown signal."""
-        self.close("shutdown")
 
     async def next(self) -> Item | None:
         """The next batch (or Reload); None once closed and drained (see `reason`)."""
