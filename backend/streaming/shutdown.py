@@ -6,7 +6,8 @@ sse-starlette notices the signal only by polling every 0.5 s. So the app chains 
 in front of the server's signal handler: the signal first ends every stream of this replica
 (`StreamHub.going_away`, run in the event loop): a WebSocket gets its `error` frame and closes
 with 1001 Going Away, an SSE response ends (cleanly; one whose client is not reading is cut
-after SSE_SHUTDOWN_GRACE_SECONDS); both reconnect to another replica with their last event id. Then the server's own handler runs as before.
+after SSE_SHUTDOWN_GRACE_SECONDS); both reconnect to another replica with their last event
+id. Then the server's own handler runs as before.
 
 uvicorn installs its handlers with `signal.signal` before it imports the app, which is why this
 wraps the installed handler at start-up instead of patching `uvicorn.Server` (the latter is

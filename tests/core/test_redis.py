@@ -15,6 +15,7 @@ from backend.core.errors import StoreUnavailable
 from backend.core.redis import RedisService, translate_errors
 from tests.conftest import make_settings
 from tests.redis_cluster import free_port
+from tests.redis_server import RedisServer
 
 
 async def test_json_helpers_ttl_and_scan(redis_service: RedisService, settings) -> None:  # type: ignore[no-untyped-def]
@@ -100,7 +101,7 @@ async def test_commands_go_out_through_the_hiredis_packer_unchanged(
     redis_service: RedisService, settings
 ) -> None:  # type: ignore[no-untyped-def]
     pool = redis_service.client.connection_pool  # type: ignore[union-attr]
-    assert pool.connection_class.__name__ == "HiredisConnection"
+    assert pool.connection_class.__name__ == "FastConnection"
     conn = pool.make_connection()
 
     def python_packer(*args: object) -> list[bytes]:  # what plain redis-py sends
@@ -137,3 +138,33 @@ async def test_a_connection_closed_under_a_command_is_store_unavailable(settings
         await connection._send_packed_command([b"*1\r\n$4\r\nPING\r\n"])
     with pytest.raises(AttributeError), translate_errors():
         None.missing  # type: ignore[attr-defined]  # noqa: B018
+
+
+async def test_a_write_redis_does_not_take_is_bounded_and_the_connection_replaced() -> None:
+    """A command whose bytes Redis stops taking (here: the server is stopped with SIGSTOP and a
+    64 MB value fills the socket buffers) fails within REDIS_SOCKET_TIMEOUT as the store being
+    unavailable, and once Redis is back the next command works on a new connection."""
+    import os
+    import signal
+
+    server = RedisServer().start()
+    settings = make_settings(
+        redis_url=server.url, redis_socket_timeout=0.5, redis_connect_timeout=0.5, redis_retries=0
+    )
+    service = RedisService.from_settings(settings)
+    try:
+        assert await service.client.set("warm", "1")  # a connection, made while Redis answers
+        assert server.proc is not None
+        os.kill(server.proc.pid, signal.SIGSTOP)
+        try:
+            with pytest.raises(StoreUnavailable), translate_errors():
+                # The bound is a hang detector, far above the timeout, not a speed check.
+                await asyncio.wait_for(service.client.set("big", b"x" * (64 << 20)), 30)
+        finally:
+            os.kill(server.proc.pid, signal.SIGCONT)
+        assert await service.client.set("after", "2")
+        assert await service.client.get("after") == "2"
+        assert await service.client.exists("big") == 0  # the cut write was not applied
+    finally:
+        await service.close()
+        server.destroy()
