@@ -120,7 +120,8 @@ class _DirectWrites:
     the transport could not send at once stays in its buffer): this writes, and bounds only
     that wait, with `asyncio.timeout`. Failures end as redis-py's own do: the connection is
     dropped and its TimeoutError or ConnectionError raised (a broken connection may instead
-    show on the read of the reply, which raises the same ConnectionError).
+    show on the read of the reply, which raises the same ConnectionError). On Python 3.12+
+    `wait_for` needs no task; skipping the bound when nothing waits is still cheaper.
     """
 
     socket_timeout: float | None

@@ -51,8 +51,11 @@ LATER = "Foi há duas semanas e tenho a carteira de trabalho assinada."
 def fill_with_data(server: RedisServer) -> int:
     """Fill memory up to a `maxmemory` just above what is used, until writes are refused.
 
-    A refused write's own buffer counts while it is refused, so the limit is then set just
-    under what the data takes: every later write is refused too, until `free_data()`.
+    The limit is then set 1 MB under what the data takes, so every later write is refused too,
+    until `free_data()`. Not just under it: the refused write's own 64 KB buffer, counted
+    while it was refused, is freed afterwards, and a limit that close let a write through
+    whenever no other client's buffers happened to fill that gap (seen: used 5,920,224 bytes
+    against a limit of 5,954,256).
     """
     block = b"x" * 64 * 1024
     n = 0
@@ -62,7 +65,7 @@ def fill_with_data(server: RedisServer) -> int:
             while True:
                 admin.set(f"filler:{n}", block)
                 n += 1
-        admin.config_set("maxmemory", server.used_memory() - len(block))
+        admin.config_set("maxmemory", server.used_memory() - 16 * len(block))
     return n
 
 
