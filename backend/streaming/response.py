@@ -13,8 +13,9 @@ open, so this response keeps sse-starlette's headers, wire format, HEAD handling
 - a ping is an event-loop timer (`call_later`) that starts a short task when one is due,
   instead of a task sleeping for the whole stream;
 - no shutdown listener: on SIGTERM the replica ends its streams itself
-  (`StreamHub.going_away`, see `shutdown.py`), each with its `shutdown` event. A stream that
-  has not ended `shutdown_grace` seconds later (its client is not reading) is cancelled;
+  (`StreamHub.going_away`, see `shutdown.py`; sse-starlette's listener never saw that signal
+  under our handler). A stream that has not ended `shutdown_grace` seconds later (its client
+  is not reading) is cancelled;
 - the send lock is asyncio's (no yield when it is free), the send timeout `asyncio.timeout`.
 
 A failed ping send (a client that stopped reading: `SendTimeoutError`) ends the response with

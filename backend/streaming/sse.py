@@ -6,8 +6,8 @@ hub first, back-fills from Redis with XRANGE when the session's tail is already 
 skipping ids it has already sent. It ends when the client goes away, when `ends(entry)` says
 so (the chat POST's stream ends with its reply), when the session is deleted, when the client
 is too slow, or on server shutdown (`StreamHub.going_away` closes the subscription; the
-generator sends its `shutdown` event and returns, so the response ends cleanly instead of
-being cancelled). The response itself is `backend.streaming.response.StreamResponse`.
+generator returns, so the response ends cleanly instead of being cancelled, and the client
+resumes elsewhere). The response itself is `backend.streaming.response.StreamResponse`.
 """
 
 from __future__ import annotations
