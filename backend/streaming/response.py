@@ -137,7 +137,7 @@ class StreamResponse(EventSourceResponse):
 
     def _shutting_down(self) -> None:
         """The replica is stopping and has told the stream so (`Subscription.close`): the
-        generator says goodbye and ends; one still running after the grace is cancelled."""
+        generator ends; a stream still sending after the grace is cancelled."""
         if self._shutdown_grace <= 0:
             self._stop()
         else:
